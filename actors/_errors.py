@@ -1,0 +1,180 @@
+"""The one exception tree: everything raised on purpose derives from `ActorError`.
+
+::
+
+    ActorError
+    ├── ConfigError                 invalid configuration (also a ValueError), raised before start
+    ├── CallError                   a call ended without the actor's reply
+    │   ├── CallTimeout             the call's deadline passed (also a TimeoutError)
+    │   ├── MailboxFull             the mailbox stayed full until the deadline, or policy fails fast
+    │   ├── ActorDown               the actor crashed while the call was queued or running
+    │   ├── ActorRestarting         the actor is restarting and the call will not wait for it
+    │   ├── ActorStopped            the actor was stopped (you, or its owner, closed it)
+    │   └── CallCycle               the call would wait on itself (a sequential actor calls itself)
+    └── ResilienceError             a resilience primitive refused or gave up
+        ├── CircuitOpen             the breaker is open; `retry_after` says when to try again
+        ├── RateLimited             the limiter has no capacity within the deadline; `retry_after`
+        └── BulkheadFull            every concurrency slot and queue place is taken
+
+`ActorStopped` is "you closed it" (an orderly stop); `ActorDown` is "it broke under
+you" (a crash, whose exception is `reason` and also the `__cause__`).
+
+Retrying never wraps: when a retry policy gives up (attempts, deadline, budget, or a
+server-requested delay beyond its cap) the last failure is re-raised as it was.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ActorDown",
+    "ActorError",
+    "ActorRestarting",
+    "ActorStopped",
+    "BulkheadFull",
+    "CallCycle",
+    "CallError",
+    "CallTimeout",
+    "CircuitOpen",
+    "ConfigError",
+    "MailboxFull",
+    "RateLimited",
+    "ResilienceError",
+]
+
+
+class ActorError(Exception):
+    """Root of every exception the library raises on purpose."""
+
+
+class ConfigError(ActorError, ValueError):
+    """A configuration value is invalid; raised before anything starts.
+
+    Attributes:
+        field: The offending field (dotted for nested configs).
+        value: The rejected value (`None` when it must not be shown, e.g. secrets).
+    """
+
+    def __init__(self, field: str, value: object, reason: str) -> None:
+        self.field = field
+        self.value = value
+        self.reason = reason
+        super().__init__(f"{field}={value!r}: {reason}")
+
+
+class CallError(ActorError):
+    """A call ended without a reply from the actor's handler.
+
+    Attributes:
+        actor: Name of the actor the call was addressed to.
+    """
+
+    def __init__(self, actor: str, message: str) -> None:
+        self.actor = actor
+        super().__init__(message)
+
+
+class CallTimeout(CallError, TimeoutError):
+    """The call's deadline passed before a reply arrived.
+
+    Attributes:
+        timeout: The budget the call had, in seconds.
+    """
+
+    def __init__(self, actor: str, timeout: float) -> None:
+        self.timeout = timeout
+        super().__init__(actor, f"call to {actor!r} timed out after {timeout:g}s")
+
+
+class MailboxFull(CallError):
+    """The actor's mailbox had no room before the deadline (or the policy fails fast).
+
+    Attributes:
+        capacity: The mailbox size.
+    """
+
+    def __init__(self, actor: str, capacity: int) -> None:
+        self.capacity = capacity
+        super().__init__(actor, f"mailbox of {actor!r} is full ({capacity} messages)")
+
+
+class ActorDown(CallError):
+    """The actor crashed while the call was queued or being handled.
+
+    Attributes:
+        reason: The exception that crashed the actor (also the `__cause__`).
+    """
+
+    def __init__(self, actor: str, reason: BaseException | None) -> None:
+        self.reason = reason
+        detail = f": {type(reason).__name__}: {reason}" if reason is not None else ""
+        super().__init__(actor, f"actor {actor!r} is down{detail}")
+        self.__cause__ = reason
+
+
+class ActorRestarting(CallError):
+    """The actor is being restarted by its supervisor and the call does not wait."""
+
+    def __init__(self, actor: str) -> None:
+        super().__init__(actor, f"actor {actor!r} is restarting")
+
+
+class ActorStopped(CallError):
+    """The actor has been stopped in an orderly way (it does not accept messages)."""
+
+    def __init__(self, actor: str) -> None:
+        super().__init__(actor, f"actor {actor!r} is stopped")
+
+
+class CallCycle(CallError):
+    """A sequential actor (max_concurrency == 1) called itself and would deadlock."""
+
+    def __init__(self, actor: str) -> None:
+        super().__init__(
+            actor,
+            f"actor {actor!r} called itself from its handler; with max_concurrency=1 "
+            "this would deadlock (use cast, or raise max_concurrency)",
+        )
+
+
+class ResilienceError(ActorError):
+    """A resilience primitive refused a call or gave up on it."""
+
+
+class CircuitOpen(ResilienceError):
+    """The circuit breaker rejects calls for now.
+
+    Attributes:
+        name: The breaker's name (usually the service name).
+        retry_after: Seconds until the breaker lets a trial call through.
+    """
+
+    def __init__(self, name: str, retry_after: float) -> None:
+        self.name = name
+        self.retry_after = retry_after
+        super().__init__(f"circuit {name!r} is open; retry after {retry_after:.3f}s")
+
+
+class RateLimited(ResilienceError):
+    """The rate limiter cannot admit the request within its deadline.
+
+    Attributes:
+        name: The limiter's name.
+        retry_after: Seconds until the requested cost could be admitted.
+    """
+
+    def __init__(self, name: str, retry_after: float) -> None:
+        self.name = name
+        self.retry_after = retry_after
+        super().__init__(f"rate limit {name!r} exceeded; retry after {retry_after:.3f}s")
+
+
+class BulkheadFull(ResilienceError):
+    """Every concurrency slot and every queue place of the bulkhead is taken.
+
+    Attributes:
+        name: The bulkhead's name.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"bulkhead {name!r} is full")
