@@ -1,0 +1,401 @@
+"""The few backend primitives the actor core is built on, with a lean fast path per backend.
+
+anyio's portable primitives (memory object streams, `Event`, `fail_after`) cost several
+times a native queue hop; an actor hop is paid on every service call, so the core uses
+exactly three primitives, implemented natively for asyncio and for trio:
+
+- a *slot*: a one-shot reply cell with the `asyncio.Future` subset `done()`,
+  `set_result()`, `set_exception()` (on asyncio it *is* a Future);
+- `wait(slot, deadline)`: suspends until the slot is set or the absolute deadline passes
+  (then returns `TIMED_OUT`); the caller's cancellation propagates and marks the slot done;
+  `wait_queued(slot, deadline, timeout)` does the same for the common case of a call
+  with a fixed timeout: such deadlines only grow, so they wait in a FIFO queue per
+  timeout value served by one timer, instead of one timer (or cancel scope) per call;
+- `now()`: the event loop's clock, the same value as `anyio.current_time()`.
+
+Both kernels are semantically identical, and the whole test suite runs on both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import sys
+from collections import deque
+from collections.abc import Awaitable
+from typing import Any, Final, Protocol
+
+__all__ = ["TIMED_OUT", "Kernel", "Slot", "current_kernel"]
+
+
+class _TimedOut:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "TIMED_OUT"
+
+
+TIMED_OUT: Final[Any] = _TimedOut()
+"""Returned by `Kernel.wait` when the deadline passed before the slot was set."""
+
+
+class Slot(Protocol):
+    """A one-shot reply cell (the subset of `asyncio.Future` the core uses)."""
+
+    def done(self) -> bool: ...
+    def set_result(self, value: Any, /) -> None: ...
+    def set_exception(self, exc: BaseException, /) -> None: ...
+
+
+class Kernel(Protocol):
+    """Backend primitives for one address (each cell has its own kernel)."""
+
+    name: str
+
+    def now(self) -> float: ...
+    def new_slot(self) -> Slot: ...
+    async def wait(self, slot: Any, deadline: float) -> Any: ...
+    async def wait_queued(self, slot: Any, deadline: float, timeout: float) -> Any: ...
+    async def checkpoint(self) -> None: ...
+    def close(self) -> None: ...
+
+
+_MAX_QUEUES = 4  # distinct timeout values served by FIFO deadline queues, per kernel
+_COMPACT_AT = 256
+
+
+class _DeadlineQueue:
+    """Waiters whose deadlines arrive in order (same timeout, monotonic clock).
+
+    The head is the earliest deadline; one timer (asyncio `call_at`, or a trio system
+    task) sleeps until it, expires every due waiter, and sleeps until the next. Finished
+    waiters are pruned from the head as new ones arrive, and the queue is compacted
+    when finished ones pile up behind a slow head.
+    """
+
+    __slots__ = ("_compact_at", "entries")
+
+    def __init__(self) -> None:
+        self.entries: deque[tuple[float, Any]] = deque()
+        self._compact_at = _COMPACT_AT
+
+    def add(self, deadline: float, slot: Any) -> None:
+        entries = self.entries
+        while entries and entries[0][1].done():
+            entries.popleft()
+        if not entries:
+            self._arm(deadline)
+        entries.append((deadline, slot))
+        if len(entries) > self._compact_at:  # finished waiters behind a slow head
+            self.entries = deque(entry for entry in entries if not entry[1].done())
+            self._compact_at = max(_COMPACT_AT, 2 * len(self.entries))
+
+    def expire(self, now: float) -> float | None:
+        """Times out every waiter due by `now`; returns the next deadline, if any."""
+        entries = self.entries
+        while entries:
+            deadline, slot = entries[0]
+            if slot.done():
+                entries.popleft()
+            elif deadline <= now:
+                entries.popleft()
+                slot.set_result(TIMED_OUT)
+            else:
+                return deadline
+        return None
+
+    def _arm(self, deadline: float) -> None:
+        raise NotImplementedError
+
+
+def _expire(fut: asyncio.Future[Any]) -> None:
+    if not fut.done():
+        fut.set_result(TIMED_OUT)
+
+
+class _AsyncioDeadlineQueue(_DeadlineQueue):
+    __slots__ = ("_handle", "_loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self._loop = loop
+        self._handle: asyncio.TimerHandle | None = None
+
+    def _arm(self, deadline: float) -> None:
+        if self._handle is None:
+            self._handle = self._loop.call_at(deadline, self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        following = self.expire(self._loop.time())
+        if following is not None:
+            self._handle = self._loop.call_at(following, self._fire)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+
+class _AsyncioKernel:
+    """asyncio: a slot is a Future; deadlines are `call_at` timers."""
+
+    __slots__ = ("_loop", "_queues", "name", "now")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.name = "asyncio"
+        self._loop = loop
+        self._queues: dict[float, _AsyncioDeadlineQueue] = {}
+        self.now = loop.time
+
+    def arm(self, slot: Any, deadline: float, timeout: float) -> bool:
+        """Registers `slot` to time out at `deadline` (exactly `now() + timeout`).
+
+        Returns:
+            True if armed: then `await park(slot)`; False if this kernel already serves
+            its maximum of timeout values: then use `wait`.
+        """
+        queue = self._queues.get(timeout)
+        if queue is None:
+            if len(self._queues) >= _MAX_QUEUES:
+                return False
+            queue = self._queues[timeout] = _AsyncioDeadlineQueue(self._loop)
+        queue.add(deadline, slot)
+        return True
+
+    def park(self, slot: Any) -> Awaitable[Any]:
+        """Waits for an armed slot: its value, or `TIMED_OUT`. Cancellation propagates."""
+        return slot  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        """Drops the timers (every waiter has been resolved by then)."""
+        for queue in self._queues.values():
+            queue.close()
+        self._queues.clear()
+
+    def new_slot(self) -> Slot:
+        return self._loop.create_future()
+
+    async def wait(self, slot: Any, deadline: float) -> Any:
+        """Waits for `slot` until `deadline`.
+
+        A checkpoint. Cancellation cancels the future (so `done()` is true for the actor
+        that would have replied) and propagates.
+        """
+        if slot.done():
+            return slot.result()
+        if deadline == math.inf:
+            return await slot
+        timer = self._loop.call_at(deadline, _expire, slot)
+        try:
+            return await slot
+        finally:
+            timer.cancel()
+
+    async def checkpoint(self) -> None:
+        await asyncio.sleep(0)
+
+
+class _TrioSlot:
+    """A one-shot reply cell for trio, woken with `trio.lowlevel.reschedule`."""
+
+    __slots__ = ("_done", "_exc", "_task", "_value")
+
+    def __init__(self) -> None:
+        self._done = False
+        self._task: Any = None
+        self._value: Any = None
+        self._exc: BaseException | None = None
+
+    def done(self) -> bool:
+        return self._done
+
+    def set_result(self, value: Any) -> None:
+        self._done = True
+        task = self._task
+        if task is None:
+            self._value = value
+        else:
+            self._task = None
+            _trio.reschedule(task, _trio.Value(value))
+
+    def set_exception(self, exc: BaseException) -> None:
+        self._done = True
+        task = self._task
+        if task is None:
+            self._exc = exc
+        else:
+            self._task = None
+            _trio.reschedule(task, _trio.Error(exc))
+
+    def abort(self, _raise_cancel: Any) -> Any:
+        """trio's abort callback: the waiting task is cancelled; the slot is done."""
+        self._task = None
+        self._done = True
+        return _trio.succeeded
+
+    def settled(self) -> Any:
+        """The value (or raises the exception) of a slot set before anyone waited."""
+        if self._exc is not None:
+            raise self._exc
+        return self._value
+
+
+class _TrioNames:
+    """trio and outcome functions, bound once the first trio kernel is made."""
+
+    reschedule: Any
+    Value: Any
+    Error: Any
+    current_task: Any
+    current_time: Any
+    wait_task_rescheduled: Any
+    CancelScope: Any
+    checkpoint: Any
+    sleep_until: Any
+    spawn_system_task: Any
+    succeeded: Any
+
+
+_trio = _TrioNames()
+
+
+def _bind_trio() -> None:
+    if hasattr(_trio, "reschedule"):
+        return
+    import outcome
+    import trio
+
+    _trio.reschedule = trio.lowlevel.reschedule
+    _trio.Value = outcome.Value
+    _trio.Error = outcome.Error
+    _trio.current_task = trio.lowlevel.current_task
+    _trio.current_time = trio.current_time
+    _trio.wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
+    _trio.CancelScope = trio.CancelScope
+    _trio.checkpoint = trio.lowlevel.checkpoint
+    _trio.sleep_until = trio.sleep_until
+    _trio.spawn_system_task = trio.lowlevel.spawn_system_task
+    _trio.succeeded = trio.lowlevel.Abort.SUCCEEDED
+
+
+class _TrioDeadlineQueue(_DeadlineQueue):
+    """Served by one system task that sleeps until the head's deadline."""
+
+    __slots__ = ("_closed", "_parked", "_started")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._started = False
+        self._closed = False
+        self._parked: Any = None
+
+    def _arm(self, deadline: float) -> None:
+        if not self._started:
+            self._started = True
+            _trio.spawn_system_task(self._serve, name="actors-deadlines")
+        elif self._parked is not None:
+            task, self._parked = self._parked, None
+            _trio.reschedule(task, _trio.Value(None))
+
+    def close(self) -> None:
+        self._closed = True
+        if self._parked is not None:
+            task, self._parked = self._parked, None
+            _trio.reschedule(task, _trio.Value(None))
+
+    def _unpark(self, _raise_cancel: Any) -> Any:
+        self._parked = None
+        return _trio.succeeded
+
+    async def _serve(self) -> None:
+        while True:
+            entries = self.entries
+            if entries:
+                await _trio.sleep_until(entries[0][0])
+                self.expire(_trio.current_time())
+            elif self._closed:
+                return
+            else:
+                self._parked = _trio.current_task()
+                await _trio.wait_task_rescheduled(self._unpark)
+
+
+class _TrioKernel:
+    """trio: a slot parks the task with `wait_task_rescheduled`; deadlines use cancel
+    scopes, or a deadline queue's system task."""
+
+    __slots__ = ("_queues", "name", "now")
+
+    def __init__(self) -> None:
+        _bind_trio()
+        self.name = "trio"
+        self.now = _trio.current_time
+        self._queues: dict[float, _TrioDeadlineQueue] = {}
+
+    def new_slot(self) -> Slot:
+        return _TrioSlot()
+
+    async def wait(self, slot: Any, deadline: float) -> Any:
+        """Waits for `slot` until `deadline`.
+
+        A checkpoint (unless the slot was already set). Cancellation marks the slot
+        done (a late reply is dropped) and propagates.
+        """
+        if slot._done:
+            return slot.settled()
+        slot._task = _trio.current_task()
+        if deadline == math.inf:
+            return await _trio.wait_task_rescheduled(slot.abort)
+        with _trio.CancelScope(deadline=deadline) as scope:
+            return await _trio.wait_task_rescheduled(slot.abort)
+        if scope.cancelled_caught:
+            return TIMED_OUT
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def arm(self, slot: Any, deadline: float, timeout: float) -> bool:
+        """Registers `slot` to time out at `deadline` (exactly `now() + timeout`).
+
+        Returns:
+            True if armed: then `await park(slot)`; False if this kernel already serves
+            its maximum of timeout values: then use `wait`.
+        """
+        queue = self._queues.get(timeout)
+        if queue is None:
+            if len(self._queues) >= _MAX_QUEUES:
+                return False
+            queue = self._queues[timeout] = _TrioDeadlineQueue()
+        queue.add(deadline, slot)
+        return True
+
+    def park(self, slot: Any) -> Awaitable[Any]:
+        """Waits for an armed slot: its value, or `TIMED_OUT`. Cancellation propagates."""
+        if slot._done:
+            return _settled(slot)
+        slot._task = _trio.current_task()
+        return _trio.wait_task_rescheduled(slot.abort)  # type: ignore[no-any-return]
+
+    async def checkpoint(self) -> None:
+        await _trio.checkpoint()
+
+    def close(self) -> None:
+        """Lets the deadline tasks end once their waiters are resolved."""
+        for queue in self._queues.values():
+            queue.close()
+        self._queues.clear()
+
+
+async def _settled(slot: _TrioSlot) -> Any:
+    return slot.settled()
+
+
+def current_kernel() -> Kernel:
+    """Returns a new kernel for the running event loop (one per address).
+
+    Raises:
+        RuntimeError: If no asyncio or trio event loop runs in this thread.
+    """
+    trio = sys.modules.get("trio")
+    if trio is not None and trio.lowlevel.in_trio_task():
+        return _TrioKernel()
+    return _AsyncioKernel(asyncio.get_running_loop())

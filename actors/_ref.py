@@ -1,0 +1,335 @@
+"""Addresses: the cell behind a name (mailbox + state) and the `ActorRef` users hold.
+
+A cell is the stable address of an actor. It owns the mailbox and outlives any one
+incarnation: a supervisor restarts the actor behind the same cell, so an `ActorRef`
+stays valid across restarts. Incarnations (`actors._actor.Incarnation`) consume the
+cell's mailbox while they run.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import enum
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
+
+from actors._envelope import (
+    CID_VAR,
+    DEADLINE_VAR,
+    QUEUED,
+    RUNNING,
+    Envelope,
+    new_correlation_id,
+)
+from actors._errors import (
+    ActorDown,
+    ActorRestarting,
+    ActorStopped,
+    CallCycle,
+    CallError,
+    CallTimeout,
+    ConfigError,
+    MailboxFull,
+)
+from actors._events import emit
+from actors._kernel import TIMED_OUT, Kernel
+from actors._mailbox import Mailbox
+from actors._options import ActorConfig, FullPolicy
+
+if TYPE_CHECKING:
+    from actors._actor import Incarnation
+
+__all__ = ["ActorRef", "ActorState", "Cell"]
+
+Req = TypeVar("Req", contravariant=True)
+Resp = TypeVar("Resp", covariant=True)
+
+
+class ActorState(enum.Enum):
+    """Where an address is in its life.
+
+    STARTING: an incarnation runs `on_start`; messages are queued.
+    RUNNING: messages are handled.
+    RESTARTING: the supervisor is replacing a crashed incarnation (or waiting out its
+        restart backoff); calls wait for the new one or fail fast with `ActorRestarting`.
+    STOPPING: an orderly stop is under way; new messages are refused with `ActorStopped`.
+    STOPPED: stopped in order; messages are refused with `ActorStopped`.
+    DOWN: crashed and not coming back; messages are refused with `ActorDown`.
+    """
+
+    STARTING = "starting"
+    RUNNING = "running"
+    RESTARTING = "restarting"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    DOWN = "down"
+
+
+_STARTING: Final = ActorState.STARTING
+_RUNNING: Final = ActorState.RUNNING
+_RESTARTING: Final = ActorState.RESTARTING
+_STOPPING: Final = ActorState.STOPPING
+_STOPPED: Final = ActorState.STOPPED
+
+CURRENT_CELL: Final[contextvars.ContextVar[Cell | None]] = contextvars.ContextVar(
+    "actors_current_cell", default=None
+)
+
+
+class Cell:
+    """The stable address of one actor slot. Internal; users hold `ActorRef`s."""
+
+    __slots__ = (
+        "call_full",
+        "call_timeout",
+        "cast_full",
+        "config",
+        "incarnation",
+        "kernel",
+        "mailbox",
+        "name",
+        "reason",
+        "restart_wait",
+        "sequential",
+        "state",
+    )
+
+    def __init__(self, name: str, config: ActorConfig, kernel: Kernel) -> None:
+        self.name = name
+        self.config = config
+        self.kernel = kernel
+        self.mailbox = Mailbox(config.mailbox_size)
+        self.state = _STARTING
+        self.reason: BaseException | None = None
+        self.incarnation: Incarnation | None = None
+        self.sequential = True
+        self.restart_wait = True
+        # Copied out of the config: read on every call.
+        self.call_timeout = config.call_timeout
+        self.call_full = config.call_full
+        self.cast_full = config.cast_full
+
+    def refusal(self) -> CallError | None:
+        """The error a new message gets in the current state, or None if accepted."""
+        state = self.state
+        if state is _RUNNING or state is _STARTING:
+            return None
+        if state is _RESTARTING:
+            return None if self.restart_wait else ActorRestarting(self.name)
+        if state is _STOPPING or state is _STOPPED:
+            return ActorStopped(self.name)
+        return ActorDown(self.name, self.reason)
+
+    def fail_queued(self, make_error: Callable[[], CallError], why: str) -> None:
+        """Resolves every queued message: calls get `make_error()`, casts are dead letters.
+
+        Args:
+            make_error: Builds a fresh exception per caller.
+            why: The dead-letter reason for casts ("stopped", "down", "restarting").
+        """
+        mailbox = self.mailbox
+        for env in mailbox.drain():
+            reply = env.reply
+            if reply is None:
+                emit(
+                    "actor.dead_letter",
+                    level="warning",
+                    actor=self.name,
+                    reason=why,
+                    message_type=type(env.msg).__name__,
+                    correlation_id=env.cid,
+                )
+            elif not reply.done():
+                reply.set_exception(make_error())
+        mailbox.release_waiters()
+
+    def close(self, reason: BaseException | None) -> None:
+        """Closes the address for good: STOPPED (reason None) or DOWN (a crash).
+
+        Queued calls get `ActorStopped` or `ActorDown(reason)`; queued casts become dead
+        letters; callers waiting for room are released with the same error.
+        """
+        self.reason = reason
+        if reason is None:
+            self.state = _STOPPED
+            self.fail_queued(lambda: ActorStopped(self.name), "stopped")
+        else:
+            self.state = ActorState.DOWN
+            self.fail_queued(lambda: ActorDown(self.name, reason), "down")
+        self.kernel.close()
+
+    def __repr__(self) -> str:
+        return f"<Cell {self.name!r} {self.state.value}>"
+
+
+class ActorRef(Generic[Req, Resp]):
+    """The address of an actor: send it messages with `call` and `cast`.
+
+    A ref stays valid across restarts of the actor by its supervisor. Refs are made by
+    `open_actor` and supervisors, never by users.
+    """
+
+    __slots__ = ("_cell",)
+
+    def __init__(self, cell: Cell) -> None:
+        self._cell = cell
+
+    @property
+    def name(self) -> str:
+        """The actor's name (its child id under a supervisor)."""
+        return self._cell.name
+
+    @property
+    def state(self) -> ActorState:
+        """The address's current `ActorState`."""
+        return self._cell.state
+
+    @property
+    def alive(self) -> bool:
+        """True while the address accepts messages (starting, running or restarting)."""
+        return self._cell.state in (_STARTING, _RUNNING, _RESTARTING)
+
+    @property
+    def queued(self) -> int:
+        """Messages waiting in the mailbox (not counting those being handled)."""
+        return self._cell.mailbox.live
+
+    async def call(self, msg: Req, *, timeout: float | None = None) -> Resp:  # type: ignore[misc]
+        """Sends `msg` and waits for the handler's reply.
+
+        One deadline covers waiting for room, queueing, handling and the reply: the
+        sooner of `timeout` from now and the deadline of the message being handled when
+        called from inside an actor. The deadline travels with the message; the actor
+        skips it if the caller has given up by the time it is dequeued.
+
+        A checkpoint. On cancellation the message is withdrawn if still queued (its
+        place is freed), or, if the actor handles messages concurrently, its handler is
+        cancelled; a reply arriving later is dropped. The actor is not affected.
+
+        Args:
+            msg: The request.
+            timeout: Seconds; defaults to the actor's `call_timeout` (5 s unless
+                configured). Must be > 0.
+
+        Returns:
+            The handler's return value.
+
+        Raises:
+            CallTimeout: The deadline passed first.
+            MailboxFull: No room before the deadline (or at once, per `call_full`).
+            ActorDown: The actor crashed while the call was queued or running (or is
+                down for good).
+            ActorRestarting: The actor is restarting and its supervisor fails calls fast.
+            ActorStopped: The actor is stopped or stopping.
+            CallCycle: A sequential actor called itself.
+            ConfigError: `timeout` is not > 0.
+            Exception: Whatever the handler raised for this message, re-raised as is.
+        """
+        cell = self._cell
+        kernel = cell.kernel
+        if timeout is None:
+            timeout = cell.call_timeout
+        elif not timeout > 0:
+            raise ConfigError("timeout", timeout, "must be > 0")
+        deadline = kernel.now() + timeout
+        inherited = DEADLINE_VAR.get()
+        queued = inherited >= deadline
+        if not queued:
+            deadline = inherited
+            timeout = max(0.0, deadline - kernel.now())
+        if cell.state is not _RUNNING:
+            error = cell.refusal()
+            if error is not None:
+                raise error
+        if cell.sequential and CURRENT_CELL.get() is cell:
+            raise CallCycle(cell.name)
+        cid = CID_VAR.get()
+        if cid is Ellipsis or cid is None:
+            cid = new_correlation_id()
+        slot = kernel.new_slot()
+        env = Envelope(msg, deadline, cid, slot)
+        mailbox = cell.mailbox
+        if not mailbox.has_room():
+            await self._wait_for_room(cell, cell.call_full, deadline)
+        mailbox.push(env)
+        try:
+            if queued and kernel.arm(slot, deadline, timeout):
+                result = await kernel.park(slot)
+            else:
+                result = await kernel.wait(slot, deadline)
+        except BaseException:
+            _withdraw(mailbox, env)
+            raise
+        if result is TIMED_OUT:
+            _withdraw(mailbox, env)
+            raise CallTimeout(cell.name, timeout)
+        return result  # type: ignore[no-any-return]
+
+    async def cast(self, msg: Req, *, timeout: float | None = None) -> None:  # type: ignore[misc]
+        """Sends `msg` without waiting for it to be handled.
+
+        Returns once the message is in the mailbox. When the mailbox is full, the
+        actor's `cast_full` policy applies: WAIT for room (FIFO) up to `timeout`, FAIL
+        at once, or DROP the message (an `actor.dead_letter` event). An exception raised
+        while handling a cast has no caller to go to: it crashes the actor (or, for an
+        actor with `crash_on_error = False`, is logged as `actor.cast_failed`).
+
+        A checkpoint only when it waits for room.
+
+        Args:
+            msg: The message.
+            timeout: Seconds to wait for room; defaults to the actor's `call_timeout`.
+
+        Raises:
+            MailboxFull: No room (per `cast_full`).
+            ActorDown, ActorRestarting, ActorStopped: As for `call`.
+            ConfigError: `timeout` is not > 0.
+        """
+        cell = self._cell
+        if timeout is None:
+            timeout = cell.call_timeout
+        elif not timeout > 0:
+            raise ConfigError("timeout", timeout, "must be > 0")
+        if cell.state is not _RUNNING:
+            error = cell.refusal()
+            if error is not None:
+                raise error
+        cid = CID_VAR.get()
+        if cid is Ellipsis or cid is None:
+            cid = new_correlation_id()
+        env = Envelope(msg, math.inf, cid, None)
+        mailbox = cell.mailbox
+        if not mailbox.has_room():
+            if cell.cast_full is FullPolicy.DROP:
+                emit(
+                    "actor.dead_letter",
+                    level="warning",
+                    actor=cell.name,
+                    reason="mailbox_full",
+                    message_type=type(msg).__name__,
+                    correlation_id=cid,
+                )
+                return
+            deadline = min(cell.kernel.now() + timeout, DEADLINE_VAR.get())
+            await self._wait_for_room(cell, cell.cast_full, deadline)
+        mailbox.push(env)
+
+    @staticmethod
+    async def _wait_for_room(cell: Cell, policy: FullPolicy, deadline: float) -> None:
+        if policy is FullPolicy.WAIT and await cell.mailbox.wait_for_room(cell.kernel, deadline):
+            return
+        error = cell.refusal()
+        raise error if error is not None else MailboxFull(cell.name, cell.mailbox.capacity)
+
+    def __repr__(self) -> str:
+        return f"<ActorRef {self._cell.name!r} {self._cell.state.value}>"
+
+
+def _withdraw(mailbox: Mailbox, env: Envelope) -> None:
+    """The caller gave up: free the queued message's place, or cancel its handler."""
+    state = env.state
+    if state == QUEUED:
+        mailbox.abandon(env)
+    elif state == RUNNING and env.scope is not None:
+        env.scope.cancel()

@@ -1,0 +1,227 @@
+"""The limiter algorithms against small, obviously-right reference models (hypothesis).
+
+Time is injected (integer milliseconds), so the pure algorithms and the in-memory store
+are driven synchronously; the async limiter only adds queueing on top of them.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import hypothesis.strategies as st
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from actors.resilience._limiter import GCRA, LimitConfig, SlidingWindow, TokenBucket
+from actors.resilience._limiter_store import MemoryLimiterStore
+
+SETTINGS = settings(
+    max_examples=80,
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+# Near a boundary the float implementation and the exact model may disagree by
+# rounding; the model then follows the implementation (the invariants still hold).
+MARGIN = Fraction(1, 10**6)
+
+
+class ReferenceBucket:
+    """A token bucket in exact rational arithmetic (GCRA is the same bucket)."""
+
+    def __init__(self, capacity: Fraction, rate_per_ms: Fraction) -> None:
+        self.capacity = capacity
+        self.rate = rate_per_ms
+        self.tokens = capacity
+        self.last = 0
+
+    def refill(self, now: int) -> None:
+        self.tokens = min(self.capacity, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+
+    def margin(self, now: int, cost: int) -> Fraction:
+        self.refill(now)
+        return self.tokens - cost
+
+
+class BucketMachine(RuleBasedStateMachine):
+    """Token bucket and GCRA: decisions match the exact model; windows respect the bound."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.store = MemoryLimiterStore()
+        self.now = 0
+        self.log: list[tuple[int, int]] = []
+
+    @initialize(
+        gcra=st.booleans(),
+        rate=st.integers(1, 20),
+        period_ms=st.sampled_from([500, 1000, 2000]),
+        capacity=st.integers(1, 20),
+    )
+    def configure(self, gcra: bool, rate: int, period_ms: int, capacity: int) -> None:
+        self.config: LimitConfig
+        if gcra:
+            interval = period_ms / 1000 / rate
+            self.config = GCRA(emission_interval=interval, burst_tolerance=(capacity - 1) * interval)
+        else:
+            self.config = TokenBucket(rate=rate, period=period_ms / 1000, capacity=capacity)
+        self.capacity = capacity
+        self.rate_per_ms = Fraction(rate, period_ms)
+        self.model = ReferenceBucket(Fraction(capacity), self.rate_per_ms)
+
+    @rule(ms=st.integers(0, 1500) | st.integers(1, 30).map(lambda n: n * 37))
+    def advance(self, ms: int) -> None:
+        self.now += ms
+
+    @rule(data=st.data())
+    def acquire(self, data: st.DataObject) -> None:
+        cost = data.draw(st.integers(0, self.capacity))
+        now = self.now / 1000
+        wait = self.store.wait_time_nowait("k", self.config, cost, now)
+        admitted, retry_after = self.store.decide_one_nowait("k", self.config, cost, now)
+        margin = self.model.margin(self.now, cost)
+        if abs(margin) > MARGIN:
+            assert admitted == (margin >= 0)
+        if admitted:
+            self.model.tokens -= cost
+            self.log.append((self.now, cost))
+            assert retry_after == 0
+        else:
+            expected = -margin / self.rate_per_ms / 1000
+            assert abs(Fraction(retry_after) - expected) < Fraction(1, 10**6)
+            assert abs(wait - retry_after) < 1e-9
+
+    @rule(data=st.data())
+    def retry_after_is_enough(self, data: st.DataObject) -> None:
+        """Waiting the returned retry_after is enough (checked on a copy of the state)."""
+        cost = data.draw(st.integers(1, self.capacity))
+        now = self.now / 1000
+        state = self.store._states.get("k")
+        admitted, _, retry_after = self.config.decide(state, now, cost)
+        if not admitted:
+            assert self.config.decide(state, now + retry_after, cost)[0]
+
+    @invariant()
+    def no_window_exceeds_capacity_plus_rate(self) -> None:
+        log = self.log if hasattr(self, "model") else []
+        for i, (start, _) in enumerate(log):
+            total = 0
+            for end, cost in log[i:]:
+                total += cost
+                bound = self.capacity + (end - start) * self.rate_per_ms
+                assert total <= bound + Fraction(1, 10**5)
+
+    @invariant()
+    def available_matches_model(self) -> None:
+        if hasattr(self, "model"):
+            available = self.store.available_nowait("k", self.config, self.now / 1000)
+            self.model.refill(self.now)
+            assert abs(Fraction(available) - max(Fraction(0), self.model.tokens)) < Fraction(
+                1, 10**5
+            )
+
+
+class SlidingMachine(RuleBasedStateMachine):
+    """Sliding window: O(1) state decides exactly like a full log; windows stay bounded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.store = MemoryLimiterStore()
+        self.now = 0
+        self.log: list[tuple[int, int]] = []
+
+    @initialize(limit=st.integers(1, 20), window_ms=st.sampled_from([500, 1000, 2000]))
+    def configure(self, limit: int, window_ms: int) -> None:
+        self.config = SlidingWindow(limit=limit, window=window_ms / 1000)
+        self.limit = limit
+        self.window_ms = window_ms
+
+    def estimate(self) -> Fraction:
+        """The sliding-window-counter estimate recomputed from the full admission log."""
+        start = self.now // self.window_ms * self.window_ms
+        current = sum(c for t, c in self.log if start <= t)
+        previous = sum(c for t, c in self.log if start - self.window_ms <= t < start)
+        return previous * (1 - Fraction(self.now - start, self.window_ms)) + current
+
+    @rule(ms=st.integers(0, 2500) | st.integers(1, 30).map(lambda n: n * 37))
+    def advance(self, ms: int) -> None:
+        self.now += ms
+
+    @rule(data=st.data())
+    def acquire(self, data: st.DataObject) -> None:
+        cost = data.draw(st.integers(0, self.limit))
+        admitted, retry_after = self.store.decide_one_nowait(
+            "k", self.config, cost, self.now / 1000
+        )
+        margin = self.limit - self.estimate() - cost
+        if abs(margin) > MARGIN:
+            assert admitted == (margin >= 0)
+        if admitted:
+            self.log.append((self.now, cost))
+        else:
+            assert retry_after > 0
+            later = self.now / 1000 + retry_after
+            state = self.store._states.get("k")
+            assert self.config.decide(state, later, cost)[0]
+
+    @invariant()
+    def aligned_windows_stay_within_limit(self) -> None:
+        counts: dict[int, int] = {}
+        for t, cost in self.log:
+            counts[t // self.window_ms] = counts.get(t // self.window_ms, 0) + cost
+        assert all(total <= self.limit for total in counts.values())
+
+    @invariant()
+    def sliding_windows_stay_within_twice_the_limit(self) -> None:
+        for start, _ in self.log:
+            total = sum(c for t, c in self.log if start <= t < start + self.window_ms)
+            assert total <= 2 * self.limit
+
+
+class MultiKeyMachine(RuleBasedStateMachine):
+    """Admitting several keys at once consumes all of them or none."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.store = MemoryLimiterStore()
+        self.now = 0.0
+        self.requests = TokenBucket(rate=5, capacity=5)
+        self.tokens = GCRA.per_second(100, burst=100)
+        self.charged = {"requests": 0.0, "tokens": 0.0}
+
+    @rule(seconds=st.floats(0, 1))
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    @rule(requests=st.integers(0, 5), tokens=st.integers(0, 100))
+    def acquire_both(self, requests: int, tokens: int) -> None:
+        before = (
+            self.store.available_nowait("r", self.requests, self.now),
+            self.store.available_nowait("t", self.tokens, self.now),
+        )
+        admitted, _ = self.store.decide_nowait(
+            [("r", self.requests, requests), ("t", self.tokens, tokens)], self.now
+        )
+        after = (
+            self.store.available_nowait("r", self.requests, self.now),
+            self.store.available_nowait("t", self.tokens, self.now),
+        )
+        if admitted:
+            assert before[0] + 1e-6 >= requests
+            assert before[1] + 1e-6 >= tokens
+            assert after[0] == pytest.approx(before[0] - requests, abs=1e-6)
+            assert after[1] == pytest.approx(before[1] - tokens, abs=1e-6)
+        else:
+            assert before[0] < requests or before[1] < tokens
+            assert after == before
+
+
+TestBucket = BucketMachine.TestCase
+TestBucket.settings = SETTINGS
+TestSliding = SlidingMachine.TestCase
+TestSliding.settings = SETTINGS
+TestMultiKey = MultiKeyMachine.TestCase
+TestMultiKey.settings = SETTINGS

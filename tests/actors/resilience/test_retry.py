@@ -1,0 +1,715 @@
+"""RetryPolicy and Retrier: exact backoff, server delays, deadlines, cancellation, events."""
+
+from __future__ import annotations
+
+import functools
+import random
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+import structlog
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from actors._classify import DatabaseClassifier, ErrorClass, LLMClassifier, MCPClassifier
+from actors._errors import CircuitOpen, ConfigError
+from actors.resilience._retry import (
+    Retrier,
+    RetryPolicy,
+    create_retrier,
+    retry_testing_mode,
+)
+from actors.resilience._retry_after import parse_duration, parse_server_delay, server_delay
+from actors.testing import capture_events
+
+pytestmark = pytest.mark.anyio
+
+virtual_time = pytest.mark.virtual_time
+
+
+class HTTPError(Exception):
+    """An HTTP failure with status and headers, as a service client raises it."""
+
+    def __init__(self, status_code: int, headers: dict[str, str] | None = None, **extra: Any):
+        super().__init__(f"HTTP {status_code}")
+        self.status_code = status_code
+        self.headers = headers or {}
+        for name, value in extra.items():
+            setattr(self, name, value)
+
+
+class Flaky:
+    """Fails with the given exceptions in turn, then returns "ok"; records attempt times."""
+
+    def __init__(self, failures: Iterable[BaseException], *, duration: float = 0.0) -> None:
+        self.failures = list(failures)
+        self.duration = duration
+        self.times: list[float] = []
+
+    async def __call__(self) -> str:
+        self.times.append(anyio.current_time())
+        if self.duration:
+            await anyio.sleep(self.duration)
+        if self.failures:
+            raise self.failures.pop(0)
+        return "ok"
+
+    def offsets(self) -> list[float]:
+        return [t - self.times[0] for t in self.times]
+
+
+def always(exc_factory: Callable[[], BaseException], count: int = 100) -> list[BaseException]:
+    return [exc_factory() for _ in range(count)]
+
+
+def retrier(policy: RetryPolicy | None = None, *, jitter: float = 1.0, **kwargs: Any) -> Retrier:
+    """A retrier whose jitter source always returns `jitter` (1.0 = the full cap)."""
+    return create_retrier(policy or RetryPolicy(**kwargs), service="svc", random=lambda: jitter)
+
+
+def approx(values: list[float]) -> Any:
+    return pytest.approx(values, abs=1e-9)
+
+
+# --- success path and basic behaviour ------------------------------------------------
+
+
+async def test_success_returns_the_value_in_one_attempt() -> None:
+    """A successful first attempt returns its value and schedules nothing."""
+    r = retrier()
+    flaky = Flaky([])
+    with capture_events() as events:
+        assert await r.call(flaky) == "ok"
+    assert len(flaky.times) == 1
+    assert events == []
+    assert r.metrics.calls == 1
+    assert r.metrics.retries == 0
+
+
+async def test_arguments_are_forwarded() -> None:
+    """Positional arguments (and partial-bound keywords) reach the function."""
+
+    async def add(a: int, b: int, *, scale: int) -> int:
+        return (a + b) * scale
+
+    assert await retrier().call(functools.partial(add, scale=10), 1, 2) == 30
+
+
+async def test_success_path_never_touches_tenacity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Successful and permanently failing first attempts create no tenacity object."""
+    import tenacity
+
+    def forbidden(*_args: Any, **_kwargs: Any) -> None:
+        raise AssertionError("tenacity used")
+
+    monkeypatch.setattr(tenacity, "AsyncRetrying", forbidden)
+    r = retrier(RetryPolicy.for_llm())
+    assert await r.call(Flaky([])) == "ok"
+    with pytest.raises(HTTPError):
+        await r.call(Flaky([HTTPError(401)]))
+
+
+async def test_single_attempt_policy_never_retries() -> None:
+    """attempts=1 re-raises a retryable failure at once, as an "attempts" give-up."""
+    r = retrier(attempts=1)
+    flaky = Flaky([TimeoutError()])
+    with pytest.raises(TimeoutError):
+        await r.call(flaky)
+    assert len(flaky.times) == 1
+    assert r.metrics.give_ups["attempts"] == 1
+
+
+@virtual_time
+async def test_exact_backoff_sequence_at_full_cap() -> None:
+    """With jitter at the cap, delays are initial * multiplier**n, capped at max."""
+    r = retrier(attempts=6, backoff_initial=1.0, backoff_multiplier=2.0, backoff_max=5.0)
+    flaky = Flaky(always(TimeoutError, 5))
+    assert await r.call(flaky) == "ok"
+    # delays 1, 2, 4, 5 (capped), 5
+    assert flaky.offsets() == approx([0.0, 1.0, 3.0, 7.0, 12.0, 17.0])
+    assert r.metrics.retries == 5
+
+
+@virtual_time
+async def test_exact_full_jitter_sequence_with_seeded_rng() -> None:
+    """Each delay is uniform(0, cap) drawn from the injected random source."""
+    policy = RetryPolicy(attempts=5, backoff_initial=0.5, backoff_max=30.0, budget_ratio=None)
+    r = create_retrier(policy, service="svc", random=random.Random(42).random)
+    flaky = Flaky(always(TimeoutError, 4))
+    await r.call(flaky)
+    draws = random.Random(42)
+    expected = [0.0]
+    for n in range(4):
+        expected.append(expected[-1] + draws.random() * min(30.0, 0.5 * 2.0**n))
+    assert flaky.offsets() == approx(expected)
+
+
+@virtual_time
+async def test_gives_up_after_attempts_with_last_error_unchanged() -> None:
+    """After the last attempt the last failure is re-raised as is, not wrapped."""
+    errors = [TimeoutError(f"t{i}") for i in range(3)]
+    r = retrier(attempts=3, backoff_initial=0.1)
+    flaky = Flaky(errors)
+    with pytest.raises(TimeoutError) as info:
+        await r.call(flaky)
+    assert info.value is errors[2]
+    assert info.value.__cause__ is None
+    assert info.value.__context__ is None
+    assert len(flaky.times) == 3
+    assert r.metrics.give_ups["attempts"] == 1
+
+
+async def test_permanent_error_is_not_retried() -> None:
+    """A permanent failure is raised after one attempt and counted as a permanent give-up."""
+    r = retrier(RetryPolicy.for_llm())
+    error = HTTPError(401)
+    flaky = Flaky([error])
+    with pytest.raises(HTTPError) as info:
+        await r.call(flaky)
+    assert info.value is error
+    assert len(flaky.times) == 1
+    assert r.metrics.give_ups["permanent"] == 1
+    assert r.errors.count("svc", ErrorClass.PERMANENT) == 1
+
+
+@virtual_time
+async def test_permanent_error_after_retries_stops() -> None:
+    """A permanent failure on a later attempt ends the retries at once."""
+    r = retrier(RetryPolicy.for_llm(), jitter=0.0)
+    flaky = Flaky([HTTPError(503), HTTPError(400)])
+    with pytest.raises(HTTPError) as info:
+        await r.call(flaky)
+    assert info.value.status_code == 400
+    assert len(flaky.times) == 2
+    assert r.metrics.give_ups["permanent"] == 1
+    assert r.errors.snapshot() == {
+        ("svc", ErrorClass.RETRYABLE): 1,
+        ("svc", ErrorClass.PERMANENT): 1,
+    }
+
+
+async def test_ignored_error_is_not_retried_nor_a_give_up() -> None:
+    """Our own refusals (CircuitOpen) are re-raised at once and not counted as give-ups."""
+    r = retrier()
+    flaky = Flaky([CircuitOpen("svc", 3.0)])
+    with pytest.raises(CircuitOpen):
+        await r.call(flaky)
+    assert len(flaky.times) == 1
+    assert sum(r.metrics.give_ups.values()) == 0
+
+
+@virtual_time
+async def test_quota_429_is_not_retried() -> None:
+    """A 429 for an exhausted quota is permanent: one attempt."""
+    r = retrier(RetryPolicy.for_llm())
+    flaky = Flaky([HTTPError(429, code="insufficient_quota")])
+    with pytest.raises(HTTPError):
+        await r.call(flaky)
+    assert len(flaky.times) == 1
+
+
+@virtual_time
+async def test_x_should_retry_false_overrides_503() -> None:
+    """x-should-retry: false makes a 503 final."""
+    r = retrier(RetryPolicy.for_llm())
+    flaky = Flaky([HTTPError(503, {"x-should-retry": "false"})])
+    with pytest.raises(HTTPError):
+        await r.call(flaky)
+    assert len(flaky.times) == 1
+
+
+@virtual_time
+async def test_x_should_retry_true_overrides_400() -> None:
+    """x-should-retry: true makes a 400 retryable."""
+    r = retrier(RetryPolicy.for_llm(), jitter=0.0)
+    flaky = Flaky([HTTPError(400, {"x-should-retry": "true"})])
+    assert await r.call(flaky) == "ok"
+    assert len(flaky.times) == 2
+
+
+@virtual_time
+async def test_concurrent_calls_retry_independently() -> None:
+    """Concurrent calls through one retrier keep their own attempts and delays."""
+    r = retrier(attempts=3, backoff_initial=1.0)
+    flakies = [Flaky([TimeoutError()] * (i % 3)) for i in range(30)]
+    results: list[str] = []
+
+    async def run(flaky: Flaky) -> None:
+        results.append(await r.call(flaky))
+
+    async with anyio.create_task_group() as tg:
+        for flaky in flakies:
+            tg.start_soon(run, flaky)
+    assert results == ["ok"] * 30
+    for i, flaky in enumerate(flakies):
+        assert flaky.offsets() == approx([0.0, 1.0, 3.0][: i % 3 + 1])
+    assert r.metrics.retries == sum(i % 3 for i in range(30))
+
+
+# --- server-provided delays ----------------------------------------------------------
+
+
+@virtual_time
+@pytest.mark.parametrize(
+    ("headers", "delay"),
+    [
+        pytest.param({"retry-after-ms": "1500"}, 1.5, id="retry-after-ms"),
+        pytest.param({"Retry-After": "7"}, 7.0, id="retry-after-seconds"),
+        pytest.param(
+            {
+                "retry-after": "Wed, 21 Oct 2015 07:28:30 GMT",
+                "date": "Wed, 21 Oct 2015 07:28:00 GMT",
+            },
+            30.0,
+            id="retry-after-http-date",
+        ),
+        pytest.param(
+            {"x-ratelimit-reset-requests": "2s", "x-ratelimit-remaining-requests": "0"},
+            2.0,
+            id="ratelimit-reset-requests",
+        ),
+        pytest.param({"x-ratelimit-reset-tokens": "1m0.5s"}, 60.5, id="ratelimit-reset-tokens"),
+    ],
+)
+async def test_server_delay_is_honoured(headers: dict[str, str], delay: float) -> None:
+    """The next attempt waits for the server-requested delay."""
+    r = retrier(RetryPolicy.for_llm(max_server_delay=61.0), jitter=0.0)
+    flaky = Flaky([HTTPError(429, headers)])
+    assert await r.call(flaky) == "ok"
+    assert flaky.offsets() == approx([0.0, delay])
+
+
+@virtual_time
+async def test_backoff_wins_when_longer_than_server_delay() -> None:
+    """The delay is max(backoff, server delay)."""
+    r = retrier(RetryPolicy.for_llm(backoff_initial=4.0), jitter=1.0)
+    flaky = Flaky([HTTPError(429, {"retry-after": "1"})])
+    await r.call(flaky)
+    assert flaky.offsets() == approx([0.0, 4.0])
+
+
+@virtual_time
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param({"retry-after": "120"}, id="retry-after"),
+        pytest.param({"retry-after-ms": "90000"}, id="retry-after-ms"),
+        pytest.param({"x-ratelimit-reset-tokens": "6m0s"}, id="ratelimit-reset"),
+    ],
+)
+async def test_server_delay_beyond_cap_fails_fast(headers: dict[str, str]) -> None:
+    """A server delay above max_server_delay re-raises at once, without sleeping."""
+    r = retrier(RetryPolicy.for_llm(max_server_delay=60.0))
+    error = HTTPError(429, headers)
+    start = anyio.current_time()
+    with pytest.raises(HTTPError) as info:
+        await r.call(Flaky([error]))
+    assert info.value is error
+    assert anyio.current_time() - start == pytest.approx(0.0, abs=1e-9)
+    assert r.metrics.give_ups["delay_cap"] == 1
+    assert r.metrics.retries == 0
+
+
+@virtual_time
+async def test_http_date_without_date_header_falls_back_to_backoff() -> None:
+    """A retry-after HTTP date is ignored when the response has no date header."""
+    r = retrier(RetryPolicy.for_llm(), jitter=1.0)
+    flaky = Flaky([HTTPError(503, {"retry-after": "Wed, 21 Oct 2099 07:28:00 GMT"})])
+    await r.call(flaky)
+    assert flaky.offsets() == approx([0.0, 0.5])
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("1s", 1.0),
+        ("6m0s", 360.0),
+        ("20ms", 0.02),
+        ("1h2m3.5s", 3723.5),
+        ("0.5", 0.5),
+        ("", None),
+        ("abc", None),
+        ("5x", None),
+        ("-1s", None),
+        ("1s junk", None),
+    ],
+)
+def test_parse_duration(text: str, seconds: float | None) -> None:
+    """Go-style rate-limit reset durations parse to seconds; junk gives None."""
+    assert parse_duration(text) == (None if seconds is None else pytest.approx(seconds))
+
+
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        pytest.param({"retry-after-ms": "250", "retry-after": "9"}, 0.25, id="ms-first"),
+        pytest.param({"retry-after": "-3"}, None, id="negative"),
+        pytest.param({"retry-after": "nan"}, None, id="nan"),
+        pytest.param({"retry-after": "inf"}, None, id="inf"),
+        pytest.param({"retry-after": "soon", "date": "x"}, None, id="junk-date"),
+        pytest.param(
+            {
+                "retry-after": "Wed, 21 Oct 2015 07:28:00 GMT",
+                "date": "Wed, 21 Oct 2015 07:29:00 GMT",
+            },
+            0.0,
+            id="date-in-past",
+        ),
+        pytest.param(
+            {"x-ratelimit-reset-requests": "3s", "x-ratelimit-remaining-requests": "12"},
+            None,
+            id="reset-with-remaining",
+        ),
+        pytest.param(
+            {"x-ratelimit-reset-requests": "3s", "x-ratelimit-reset-tokens": "5s"},
+            5.0,
+            id="largest-reset",
+        ),
+        pytest.param({}, None, id="none"),
+    ],
+)
+def test_parse_server_delay(headers: dict[str, str], seconds: float | None) -> None:
+    """Server delay headers are read in precedence order; bad values are ignored."""
+    assert parse_server_delay(headers) == seconds
+
+
+def test_server_delay_reads_retry_after_attribute() -> None:
+    """A numeric retry_after attribute is a server delay when no header says otherwise."""
+    assert server_delay(CircuitOpen("x", 2.5)) == 2.5
+
+
+def test_server_delay_reads_real_httpx_response_headers() -> None:
+    """The delay is read from an httpx HTTPStatusError's response headers."""
+    request = httpx.Request("GET", "https://api.example.com/")
+    response = httpx.Response(429, headers={"Retry-After-Ms": "2500"}, request=request)
+    exc = httpx.HTTPStatusError("429", request=request, response=response)
+    assert server_delay(exc) == 2.5
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    initial=st.floats(0, 100),
+    extra=st.floats(0, 100),
+    multiplier=st.floats(1, 10),
+    retry=st.integers(0, 5000),
+)
+def test_backoff_cap_is_bounded_and_non_decreasing(
+    initial: float, extra: float, multiplier: float, retry: int
+) -> None:
+    """The jitter cap never exceeds backoff_max and never shrinks from one retry to the next."""
+    policy = RetryPolicy(
+        backoff_initial=initial, backoff_max=initial + extra, backoff_multiplier=multiplier
+    )
+    assert 0 <= policy.backoff_cap(retry) <= policy.backoff_max
+    assert policy.backoff_cap(retry) <= policy.backoff_cap(retry + 1)
+
+
+# --- deadlines ---------------------------------------------------------------------
+
+
+@virtual_time
+async def test_no_sleep_past_the_callers_deadline() -> None:
+    """When the next delay would end past the caller's deadline, the last error is raised."""
+    r = retrier(attempts=10, backoff_initial=0.5)
+    flaky = Flaky(always(TimeoutError))
+    start = anyio.current_time()
+    with pytest.raises(TimeoutError):
+        await r.call(flaky, deadline=start + 2.0)
+    # delays 0.5 and 1.0 fit (t=1.5); the next (2.0) would end at 3.5 > 2.0.
+    assert flaky.offsets() == approx([0.0, 0.5, 1.5])
+    assert anyio.current_time() - start == pytest.approx(1.5, abs=1e-9)
+    assert r.metrics.give_ups["deadline"] == 1
+
+
+@virtual_time
+async def test_policy_deadline_counts_from_the_call_start() -> None:
+    """The policy's own deadline limits retries like a caller's deadline."""
+    r = retrier(attempts=10, backoff_initial=1.0, deadline=5.0)
+    flaky = Flaky(always(TimeoutError))
+    start = anyio.current_time()
+    with pytest.raises(TimeoutError):
+        await r.call(flaky)
+    # delays 1, 2 fit (t=3); 4 would end at 7 > 5.
+    assert flaky.offsets() == approx([0.0, 1.0, 3.0])
+    assert anyio.current_time() - start == pytest.approx(3.0, abs=1e-9)
+
+
+@virtual_time
+async def test_earlier_of_the_two_deadlines_wins() -> None:
+    """The caller's deadline applies when it is earlier than the policy's."""
+    r = retrier(attempts=10, backoff_initial=1.0, deadline=100.0)
+    flaky = Flaky(always(TimeoutError))
+    with pytest.raises(TimeoutError):
+        await r.call(flaky, deadline=anyio.current_time() + 1.5)
+    assert flaky.offsets() == approx([0.0, 1.0])
+
+
+@virtual_time
+async def test_handled_messages_deadline_applies_without_argument() -> None:
+    """Inside an actor handler the envelope's deadline limits retries by itself."""
+    from actors._envelope import DEADLINE_VAR
+
+    r = retrier(attempts=10, backoff_initial=1.0)
+    flaky = Flaky(always(TimeoutError))
+    token = DEADLINE_VAR.set(anyio.current_time() + 1.5)
+    try:
+        with pytest.raises(TimeoutError):
+            await r.call(flaky)
+    finally:
+        DEADLINE_VAR.reset(token)
+    assert flaky.offsets() == approx([0.0, 1.0])
+
+
+@virtual_time
+async def test_no_retry_after_the_deadline_has_passed() -> None:
+    """An attempt that ends after the deadline is not retried, even with zero delay."""
+    r = retrier(attempts=5, backoff_initial=0.0, backoff_max=0.0)
+    flaky = Flaky(always(TimeoutError), duration=3.0)
+    start = anyio.current_time()
+    with pytest.raises(TimeoutError):
+        await r.call(flaky, deadline=start + 2.0)
+    assert len(flaky.times) == 1
+    assert anyio.current_time() - start == pytest.approx(3.0, abs=1e-9)
+
+
+@virtual_time
+async def test_attempt_timeout_bounds_each_attempt() -> None:
+    """A per-attempt timeout turns a hang into a retryable TimeoutError."""
+    r = retrier(attempts=3, attempt_timeout=1.0, backoff_initial=0.0, backoff_max=0.0)
+
+    async def hang() -> None:
+        await anyio.sleep_forever()
+
+    start = anyio.current_time()
+    with pytest.raises(TimeoutError):
+        await r.call(hang)
+    assert anyio.current_time() - start == pytest.approx(3.0, abs=1e-9)
+    assert r.metrics.retries == 2
+
+
+# --- cancellation ------------------------------------------------------------------
+
+
+@virtual_time
+async def test_cancellation_during_an_attempt_is_not_retried() -> None:
+    """A caller's cancellation ends the call after one attempt and counts nothing."""
+    r = retrier()
+    attempts: list[float] = []
+
+    async def hang() -> None:
+        attempts.append(anyio.current_time())
+        await anyio.sleep_forever()
+
+    with capture_events() as events, anyio.move_on_after(1.0) as scope:
+        await r.call(hang)
+    assert scope.cancelled_caught
+    assert len(attempts) == 1
+    assert r.metrics.retries == 0
+    assert sum(r.metrics.give_ups.values()) == 0
+    assert r.errors.snapshot() == {}
+    assert events == []
+
+
+@virtual_time
+async def test_cancellation_during_a_retry_sleep_stops_retrying() -> None:
+    """Cancelling while the retrier sleeps propagates at once; no further attempt runs."""
+    r = retrier(attempts=5, backoff_initial=10.0, backoff_max=10.0)
+    flaky = Flaky(always(TimeoutError))
+    start = anyio.current_time()
+    with anyio.move_on_after(2.0) as scope:
+        await r.call(flaky)
+    assert scope.cancelled_caught
+    assert len(flaky.times) == 1
+    assert anyio.current_time() - start == pytest.approx(2.0, abs=1e-9)
+    assert sum(r.metrics.give_ups.values()) == 0
+
+
+async def test_cancellation_raised_by_the_function_is_not_retried() -> None:
+    """A cancel scope cancelled from inside the function ends the call after one attempt."""
+    r = retrier()
+    calls = 0
+    with anyio.CancelScope() as scope:
+
+        async def cancel_self() -> None:
+            nonlocal calls
+            calls += 1
+            scope.cancel()
+            await anyio.sleep(1)
+
+        await r.call(cancel_self)
+    assert scope.cancelled_caught
+    assert calls == 1
+    assert r.errors.snapshot() == {}
+
+
+# --- events ------------------------------------------------------------------------
+
+
+@virtual_time
+async def test_retry_events_carry_the_correlation_id() -> None:
+    """Each retry is a retry.scheduled event; giving up is retry.gave_up; both correlated."""
+    r = retrier(attempts=3, backoff_initial=1.0)
+    flaky = Flaky(always(TimeoutError))
+    with (
+        capture_events() as events,
+        structlog.contextvars.bound_contextvars(correlation_id="c-1"),
+        pytest.raises(TimeoutError),
+    ):
+        await r.call(flaky)
+    assert events == [
+        {
+            "event": "retry.scheduled",
+            "log_level": "warning",
+            "service": "svc",
+            "attempt": 1,
+            "delay": 1.0,
+            "error": "TimeoutError",
+            "correlation_id": "c-1",
+        },
+        {
+            "event": "retry.scheduled",
+            "log_level": "warning",
+            "service": "svc",
+            "attempt": 2,
+            "delay": 2.0,
+            "error": "TimeoutError",
+            "correlation_id": "c-1",
+        },
+        {
+            "event": "retry.gave_up",
+            "log_level": "warning",
+            "service": "svc",
+            "reason": "attempts",
+            "attempts": 3,
+            "error": "TimeoutError",
+            "correlation_id": "c-1",
+        },
+    ]
+
+
+@virtual_time
+async def test_retry_event_reports_server_delay() -> None:
+    """A retry that honours a server delay says so in its event."""
+    r = retrier(RetryPolicy.for_llm(), jitter=0.0)
+    with capture_events() as events:
+        await r.call(Flaky([HTTPError(429, {"retry-after": "3"})]))
+    assert events[0]["server_delay"] == 3.0
+    assert events[0]["delay"] == 3.0
+
+
+# --- testing mode ------------------------------------------------------------------
+
+
+@virtual_time
+async def test_testing_mode_removes_delays() -> None:
+    """In retry testing mode retries happen without sleeping."""
+    r = retrier(RetryPolicy.for_llm())
+    flaky = Flaky([HTTPError(503), HTTPError(429, {"retry-after": "30"})])
+    with retry_testing_mode():
+        assert await r.call(flaky) == "ok"
+    assert flaky.offsets() == approx([0.0, 0.0, 0.0])
+
+
+@virtual_time
+async def test_testing_mode_can_cap_attempts() -> None:
+    """Retry testing mode can cap the number of attempts."""
+    r = retrier(RetryPolicy.for_llm())
+    flaky = Flaky(always(TimeoutError))
+    with retry_testing_mode(attempts=2), pytest.raises(TimeoutError):
+        await r.call(flaky)
+    assert len(flaky.times) == 2
+
+
+@virtual_time
+async def test_testing_mode_restores_the_previous_mode() -> None:
+    """Leaving (nested) retry testing mode restores the previous mode."""
+    r = retrier(attempts=3, backoff_initial=1.0)
+    with retry_testing_mode(attempts=1):
+        with retry_testing_mode():
+            inner = Flaky([TimeoutError()])
+            await r.call(inner)
+        outer = Flaky([TimeoutError()])
+        with pytest.raises(TimeoutError):
+            await r.call(outer)
+    after = Flaky([TimeoutError()])
+    await r.call(after)
+    assert inner.offsets() == approx([0.0, 0.0])
+    assert len(outer.times) == 1
+    assert after.offsets() == approx([0.0, 1.0])
+
+
+# --- configuration -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("factory", "attempts", "initial", "maximum", "classifier"),
+    [
+        (RetryPolicy.for_llm, 4, 0.5, 30.0, LLMClassifier),
+        (RetryPolicy.for_database, 3, 0.05, 2.0, DatabaseClassifier),
+        (RetryPolicy.for_mcp, 3, 0.2, 5.0, MCPClassifier),
+    ],
+    ids=["llm", "database", "mcp"],
+)
+def test_presets(
+    factory: Callable[..., RetryPolicy],
+    attempts: int,
+    initial: float,
+    maximum: float,
+    classifier: type,
+) -> None:
+    """Service presets match the DESIGN.md table."""
+    policy = factory()
+    assert (policy.attempts, policy.backoff_initial, policy.backoff_max) == (
+        attempts,
+        initial,
+        maximum,
+    )
+    assert isinstance(policy.classifier, classifier)
+
+
+def test_preset_accepts_changes() -> None:
+    """A preset takes keyword changes on top of its defaults."""
+    policy = RetryPolicy.for_llm(attempts=6)
+    assert policy.attempts == 6
+    assert policy.backoff_max == 30.0
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("attempts", 0),
+        ("attempts", -1),
+        ("attempts", 2.5),
+        ("attempts", True),
+        ("deadline", 0),
+        ("deadline", -1.0),
+        ("attempt_timeout", -0.1),
+        ("backoff_initial", -1.0),
+        ("backoff_max", -1.0),
+        ("backoff_max", 0.01),
+        ("backoff_multiplier", 0.5),
+        ("max_server_delay", -5.0),
+        ("budget_ratio", 1.5),
+        ("budget_ratio", -0.1),
+        ("budget_ratio", float("nan")),
+        ("budget_min_per_second", -1.0),
+        ("budget_ttl", 0.0),
+        ("budget_ttl", float("inf")),
+        ("classifier", "llm"),
+    ],
+)
+def test_bad_config_names_field_and_value(field: str, value: Any) -> None:
+    """Invalid policy values raise ConfigError naming the field and the value."""
+    with pytest.raises(ConfigError) as info:
+        RetryPolicy(**{field: value})
+    assert info.value.field == field
+    assert info.value.value is value
+
+
+def test_bad_testing_mode_attempts() -> None:
+    """Testing mode rejects zero attempts."""
+    with pytest.raises(ConfigError), retry_testing_mode(attempts=0):
+        pass
