@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from actors._envelope import ABANDONED, DONE, QUEUED, Envelope
+from actors._envelope import ABANDONED, DONE, QUEUED, RUNNING, Envelope
 from actors._kernel import Kernel
 
 __all__ = ["Mailbox"]
@@ -80,11 +80,12 @@ class Mailbox:
                 slot.set_result(None)
 
     def pop(self) -> Envelope | None:
-        """Removes and returns the oldest live envelope, or None when there is none."""
+        """Takes the oldest live envelope (now RUNNING), or None when there is none."""
         queue = self._queue
         while queue:
             env = queue.popleft()
             if env.state == QUEUED:
+                env.state = RUNNING
                 self.live -= 1
                 if self._room_waiters:
                     self._grant_room()

@@ -83,15 +83,19 @@ async def open_actor(
             body.cancel()
 
     incarnation = Incarnation(cell, actor, on_exit)
+    body_error: Exception | None = None
     async with anyio.create_task_group() as tg:
         start_failure = await tg.start(incarnation.run)
-        if start_failure is not None:
-            raise ActorDown(cell.name, start_failure) from start_failure
-        try:
-            with body:
-                yield ActorRef(cell)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await incarnation.stop()
+        if start_failure is None:
+            try:
+                with body:
+                    yield ActorRef(cell)
+            except Exception as exc:  # re-raised below, outside the task group
+                body_error = exc
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await incarnation.stop()
+    if body_error is not None:
+        raise body_error
     if incarnation.reason is not None:
         raise ActorDown(cell.name, incarnation.reason) from incarnation.reason

@@ -682,7 +682,7 @@ class CircuitBreaker:
                 base = config.open_duration
             duration = base * (1.0 - config.open_jitter * self._random())
         elif to is _HALF_OPEN:
-            base = old.open_base
+            base = 0.0
         record = BreakerRecord(
             state=to,
             generation=old.generation + 1,

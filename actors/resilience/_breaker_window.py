@@ -43,6 +43,7 @@ class CountWindow:
         if self.total == self.size:
             old = self._ring[pos]
             self.failures -= old & FAILED
+            self.slow -= old >> 1
         else:
             self.total += 1
         self._ring[pos] = code

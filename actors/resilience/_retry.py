@@ -26,11 +26,12 @@ never caught, classified, counted or retried.
 
 from __future__ import annotations
 
+import functools
 import math
 import random as _random
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Final, Literal, TypeVar, TypeVarTuple
+from typing import Any, Final, Literal, ParamSpec, TypeVar, TypeVarTuple
 
 import anyio
 import attrs
@@ -63,6 +64,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+P = ParamSpec("P")
 Ts = TypeVarTuple("Ts")
 
 GiveUpReason = Literal["attempts", "deadline", "budget", "delay_cap", "permanent"]
@@ -268,7 +270,8 @@ class Retrier:
         """Awaits ``fn(*args)``, retrying retryable failures per the policy.
 
         Args:
-            fn: The async function; bind keyword arguments with `functools.partial`.
+            fn: The async function; bind keyword arguments with `functools.partial`
+                (or use `wrap`).
             *args: Its positional arguments.
             deadline: Absolute time on the ``anyio.current_time()`` clock after which
                 no retry sleep may end. The earliest of this, the deadline of the
@@ -287,6 +290,7 @@ class Retrier:
         cancellation propagates at once: it is never classified, counted or retried,
         and the attempt in flight is left to `fn`'s own cancellation behaviour.
         """
+        # `_begin`, inlined: this is the success path of every service call.
         self.metrics.calls += 1
         budget = self._budget
         if budget is not None:
@@ -295,36 +299,74 @@ class Retrier:
                 budget.since = anyio.current_time()
         policy = self.policy
         started = None if policy.deadline is None else anyio.current_time()
+        timeout = policy.attempt_timeout
         try:
-            if policy.attempt_timeout is None:
+            if timeout is None:
                 return await fn(*args)
-            with anyio.fail_after(policy.attempt_timeout):
+            with anyio.fail_after(timeout):
                 return await fn(*args)
         except Exception as exc:
-            error_class = policy.classifier.classify(exc)
-            self.errors.record(self.service, error_class)
-            if error_class is not ErrorClass.RETRYABLE:
-                if error_class is ErrorClass.PERMANENT:
-                    self._give_up("permanent", exc, 1)
-                raise
-            if policy.attempts == 1:
-                self._give_up("attempts", exc, 1)
+            if not self._first_failed(exc):
                 raise
             first = exc
-        return await self._retry(fn, args, first, started, deadline)
+        return await self._retry(fn, args, {}, first, started=started, deadline=deadline)
 
-    async def _attempt(self, fn: Callable[[*Ts], Awaitable[T]], args: tuple[*Ts]) -> T:
-        timeout = self.policy.attempt_timeout
-        if timeout is None:
-            return await fn(*args)
-        with anyio.fail_after(timeout):
-            return await fn(*args)
+    def wrap(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+        """Returns `fn` wrapped so that every call goes through this retrier.
+
+        The wrapper keeps `fn`'s signature, name and docstring and forwards keyword
+        arguments too. Its deadline is the handled message's (see `call`) and the
+        policy's own.
+        """
+
+        @functools.wraps(fn)
+        async def retrying(*args: P.args, **kwargs: P.kwargs) -> T:
+            started = self._begin()
+            timeout = self.policy.attempt_timeout
+            try:
+                if timeout is None:
+                    return await fn(*args, **kwargs)
+                with anyio.fail_after(timeout):
+                    return await fn(*args, **kwargs)
+            except Exception as exc:
+                if not self._first_failed(exc):
+                    raise
+                first = exc
+            return await self._retry(fn, args, kwargs, first, started=started, deadline=None)
+
+        return retrying
+
+    def _begin(self) -> float | None:
+        """Counts the call and deposits it in the budget; returns the start if needed."""
+        self.metrics.calls += 1
+        budget = self._budget
+        if budget is not None:
+            budget.pending += 1
+            if budget.since is None:
+                budget.since = anyio.current_time()
+        return None if self.policy.deadline is None else anyio.current_time()
+
+    def _first_failed(self, exc: Exception) -> bool:
+        """Classifies the first attempt's failure; returns whether to enter tenacity."""
+        policy = self.policy
+        error_class = policy.classifier.classify(exc)
+        self.errors.record(self.service, error_class)
+        if error_class is not ErrorClass.RETRYABLE:
+            if error_class is ErrorClass.PERMANENT:
+                self._give_up("permanent", exc, 1)
+            return False
+        if policy.attempts == 1 or _testing.attempts == 1:
+            self._give_up("attempts", exc, 1)
+            return False
+        return True
 
     async def _retry(
         self,
-        fn: Callable[[*Ts], Awaitable[T]],
-        args: tuple[*Ts],
+        fn: Callable[..., Awaitable[T]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
         first: Exception,
+        *,
         started: float | None,
         deadline: float | None,
     ) -> T:
@@ -346,11 +388,16 @@ class Retrier:
         state = tenacity.RetryCallState(retry_object=retrying, fn=None, args=(), kwargs={})
         state.set_exception((type(first), first, first.__traceback__))
         del first
+        timeout = self.policy.attempt_timeout
         while True:
             action = await retrying.iter(retry_state=state)
             if isinstance(action, tenacity.DoAttempt):
                 try:
-                    result = await self._attempt(fn, args)
+                    if timeout is None:
+                        result = await fn(*args, **kwargs)
+                    else:
+                        with anyio.fail_after(timeout):
+                            result = await fn(*args, **kwargs)
                 except Exception as exc:
                     state.set_exception((type(exc), exc, exc.__traceback__))
                 else:

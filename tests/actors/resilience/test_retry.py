@@ -123,6 +123,29 @@ async def test_single_attempt_policy_never_retries() -> None:
 
 
 @virtual_time
+async def test_wrap_forwards_keywords_and_retries() -> None:
+    """A wrapped function keeps its name, takes keyword arguments and is retried."""
+    r = retrier(attempts=3, backoff_initial=1.0)
+    failures = [TimeoutError()]
+    times: list[float] = []
+
+    async def scaled(value: int, *, scale: int) -> int:
+        """Multiplies."""
+        times.append(anyio.current_time())
+        if failures:
+            raise failures.pop()
+        return value * scale
+
+    wrapped = r.wrap(scaled)
+    assert wrapped.__name__ == "scaled"
+    assert wrapped.__doc__ == "Multiplies."
+    assert await wrapped(3, scale=4) == 12
+    assert [t - times[0] for t in times] == approx([0.0, 1.0])
+    assert r.metrics.calls == 1
+    assert r.metrics.retries == 1
+
+
+@virtual_time
 async def test_exact_backoff_sequence_at_full_cap() -> None:
     """With jitter at the cap, delays are initial * multiplier**n, capped at max."""
     r = retrier(attempts=6, backoff_initial=1.0, backoff_multiplier=2.0, backoff_max=5.0)
