@@ -106,8 +106,8 @@ class Incarnation:
     """One life of an actor behind a cell. Internal to the runtime and supervisors."""
 
     __slots__ = (
-        "_done",
         "_current",
+        "_done",
         "_on_exit",
         "_running",
         "_scope",

@@ -23,7 +23,10 @@ import math
 import sys
 from collections import deque
 from collections.abc import Awaitable
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+if TYPE_CHECKING:
+    import trio
 
 __all__ = ["TIMED_OUT", "Kernel", "Slot", "current_kernel"]
 
@@ -55,7 +58,8 @@ class Kernel(Protocol):
     def now(self) -> float: ...
     def new_slot(self) -> Slot: ...
     async def wait(self, slot: Any, deadline: float) -> Any: ...
-    async def wait_queued(self, slot: Any, deadline: float, timeout: float) -> Any: ...
+    def arm(self, slot: Any, deadline: float, timeout: float) -> bool: ...
+    def park(self, slot: Any) -> Awaitable[Any]: ...
     async def checkpoint(self) -> None: ...
     def close(self) -> None: ...
 
@@ -250,7 +254,7 @@ class _TrioNames:
     current_task: Any
     current_time: Any
     wait_task_rescheduled: Any
-    CancelScope: Any
+    CancelScope: type[trio.CancelScope]
     checkpoint: Any
     sleep_until: Any
     spawn_system_task: Any
@@ -347,11 +351,9 @@ class _TrioKernel:
         slot._task = _trio.current_task()
         if deadline == math.inf:
             return await _trio.wait_task_rescheduled(slot.abort)
-        with _trio.CancelScope(deadline=deadline) as scope:
+        with _trio.CancelScope(deadline=deadline):
             return await _trio.wait_task_rescheduled(slot.abort)
-        if scope.cancelled_caught:
-            return TIMED_OUT
-        raise AssertionError("unreachable")  # pragma: no cover
+        return TIMED_OUT  # the scope caught its own deadline
 
     def arm(self, slot: Any, deadline: float, timeout: float) -> bool:
         """Registers `slot` to time out at `deadline` (exactly `now() + timeout`).

@@ -74,7 +74,8 @@ async def open_actor(
             "actor", type(actor).__name__, "must be an instance of an actors.Actor subclass"
         )
     cfg = make_config(config, mailbox_size=mailbox_size, call_timeout=call_timeout)
-    cell = Cell(check_name(name if name is not None else type(actor).__name__), cfg, current_kernel())
+    actor_name = check_name(name if name is not None else type(actor).__name__)
+    cell = Cell(actor_name, cfg, current_kernel())
     body = anyio.CancelScope()
 
     def on_exit(reason: BaseException | None) -> None:

@@ -27,18 +27,21 @@ class FullPolicy(enum.Enum):
     DROP = "drop"
 
 
-def _to_policy(value: Any, field: attrs.Attribute[Any]) -> FullPolicy:
+def _to_policy(field: str, value: Any) -> FullPolicy:
     if isinstance(value, FullPolicy):
         return value
     try:
         return FullPolicy(value)
     except ValueError:
-        raise ConfigError(
-            field.name, value, f"must be one of {[p.value for p in FullPolicy]}"
-        ) from None
+        raise ConfigError(field, value, f"must be one of {[p.value for p in FullPolicy]}") from None
 
 
-_policy = attrs.Converter(_to_policy, takes_field=True)  # type: ignore[call-overload]
+def _call_full(value: Any) -> FullPolicy:
+    return _to_policy("call_full", value)
+
+
+def _cast_full(value: Any) -> FullPolicy:
+    return _to_policy("cast_full", value)
 
 
 def _call_policy(_inst: Any, attr: attrs.Attribute[Any], value: FullPolicy) -> None:
@@ -64,8 +67,8 @@ class ActorConfig:
     mailbox_size: int = attrs.field(default=1000, validator=positive_int)
     call_timeout: float = attrs.field(default=5.0, validator=positive)
     call_full: FullPolicy = attrs.field(
-        default=FullPolicy.WAIT, converter=_policy, validator=_call_policy
+        default=FullPolicy.WAIT, converter=_call_full, validator=_call_policy
     )
-    cast_full: FullPolicy = attrs.field(default=FullPolicy.WAIT, converter=_policy)
+    cast_full: FullPolicy = attrs.field(default=FullPolicy.WAIT, converter=_cast_full)
     start_timeout: float = attrs.field(default=5.0, validator=positive)
     shutdown_timeout: float = attrs.field(default=5.0, validator=positive)

@@ -12,7 +12,7 @@ import contextvars
 import enum
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Final, Generic, TypeVar
 
 from actors._envelope import (
     CID_VAR,
@@ -42,8 +42,8 @@ if TYPE_CHECKING:
 
 __all__ = ["ActorRef", "ActorState", "Cell"]
 
-Req = TypeVar("Req", contravariant=True)
-Resp = TypeVar("Resp", covariant=True)
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
 
 
 class ActorState(enum.Enum):
@@ -195,7 +195,7 @@ class ActorRef(Generic[Req, Resp]):
         """Messages waiting in the mailbox (not counting those being handled)."""
         return self._cell.mailbox.live
 
-    async def call(self, msg: Req, *, timeout: float | None = None) -> Resp:  # type: ignore[misc]
+    async def call(self, msg: Req, *, timeout: float | None = None) -> Resp:
         """Sends `msg` and waits for the handler's reply.
 
         One deadline covers waiting for room, queueing, handling and the reply: the
@@ -266,7 +266,7 @@ class ActorRef(Generic[Req, Resp]):
             raise CallTimeout(cell.name, timeout)
         return result  # type: ignore[no-any-return]
 
-    async def cast(self, msg: Req, *, timeout: float | None = None) -> None:  # type: ignore[misc]
+    async def cast(self, msg: Req, *, timeout: float | None = None) -> None:
         """Sends `msg` without waiting for it to be handled.
 
         Returns once the message is in the mailbox. When the mailbox is full, the

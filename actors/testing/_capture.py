@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -12,7 +12,7 @@ __all__ = ["capture_events"]
 
 
 @contextmanager
-def capture_events() -> Iterator[list[dict[str, Any]]]:
+def capture_events() -> Iterator[list[MutableMapping[str, Any]]]:
     """Captures every structlog event emitted inside the block.
 
     Yields:

@@ -256,8 +256,9 @@ async def test_correlation_id_travels_with_the_call() -> None:
             return await super().handle(msg)
 
     async with open_actor(Logs()) as ref:
-        with capture_events() as events, structlog.contextvars.bound_contextvars(
-            correlation_id="req-7"
+        with (
+            capture_events() as events,
+            structlog.contextvars.bound_contextvars(correlation_id="req-7"),
         ):
             cid, _ = await ref.call(Context())
         assert cid == "req-7"

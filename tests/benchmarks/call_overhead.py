@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import gc
 import json
+import logging
 import statistics
 import sys
 import time
@@ -24,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
+import structlog
 
 from actors import Actor, open_actor
 
@@ -138,6 +140,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a few thousand calls, seconds")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
     args = parser.parse_args()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     n, repeats = (2_000, 3) if args.quick else (50_000, 7)
     report: dict[str, Any] = {"calls_per_run": n, "repeats": repeats, "backends": {}}
     print(f"{'backend':8} {'case':12} {'floor us':>9} {'call us':>9} {'ratio':>6}  target")
