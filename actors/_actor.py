@@ -20,7 +20,7 @@ import anyio
 import anyio.abc
 
 from actors._envelope import CID_VAR, DEADLINE_VAR, DONE, Envelope
-from actors._errors import ActorDown, ActorStopped, ConfigError
+from actors._errors import ActorDown, ActorRestarting, ActorStopped, ConfigError
 from actors._events import emit
 from actors._ref import CURRENT_CELL, ActorRef, ActorState, Cell
 
@@ -119,6 +119,7 @@ class Incarnation:
         "concurrent",
         "max_concurrency",
         "reason",
+        "restarting",
         "started",
         "stopping",
     )
@@ -148,6 +149,7 @@ class Incarnation:
         self.reason: BaseException | None = None
         self.stopping = False
         self.started = False
+        self.restarting = False
         self._on_exit = on_exit
         self._running: set[Envelope] = set()  # concurrent actors' messages in hand
         self._current: Envelope | None = None  # a sequential actor's message in hand
@@ -230,16 +232,24 @@ class Incarnation:
                 cell.state = ActorState.STOPPING
             cell.mailbox.wake_all_idle()
 
-    async def stop(self) -> None:
+    async def stop(self, timeout: float | None = None, *, restarting: bool = False) -> None:
         """Stops the incarnation and waits until it has ended.
 
-        Workers get the config's `shutdown_timeout` to finish their current messages;
-        then they are cancelled hard. A checkpoint; call it shielded when cleaning up.
+        Workers get `timeout` (default: the config's `shutdown_timeout`) to finish their
+        current messages; then they are cancelled hard. A checkpoint; call it shielded
+        when cleaning up.
+
+        Args:
+            timeout: Grace period in seconds (`0` cancels at once, `inf` waits).
+            restarting: The address will get a new incarnation: callers of messages cut
+                short get `ActorRestarting` instead of `ActorStopped`.
         """
+        self.restarting = restarting
         self.request_stop()
         if self._done.is_set():
             return
-        with anyio.move_on_after(self.cell.config.shutdown_timeout):
+        grace = self.cell.config.shutdown_timeout if timeout is None else timeout
+        with anyio.move_on_after(grace):
             await self._done.wait()
         if not self._done.is_set():
             emit("actor.shutdown_timeout", level="warning", actor=self.cell.name)
@@ -410,9 +420,12 @@ class Incarnation:
             if reply is None:
                 emit("actor.dead_letter", level="warning", actor=name, reason="interrupted")
             elif not reply.done():
-                reply.set_exception(
-                    ActorDown(name, reason) if reason is not None else ActorStopped(name)
-                )
+                if reason is not None:
+                    reply.set_exception(ActorDown(name, reason))
+                elif self.restarting:
+                    reply.set_exception(ActorRestarting(name))
+                else:
+                    reply.set_exception(ActorStopped(name))
         self._running.clear()
 
     async def _call_on_stop(self) -> None:

@@ -1,3 +1,45 @@
-"""supervisor: Erlang/OTP-style supervision trees for `actors`."""
+"""supervisor: Erlang/OTP-style supervision trees for `actors`.
 
-__all__: list[str] = []
+Declare a tree with `SupervisorSpec` and `ChildSpec`, run it with `start` (an async
+context manager) or `start_tree` (inside your own task group), and reach children
+through stable refs: `sup.ref("db")`, `sup.ref("backends/llm")`.
+"""
+
+from supervisor._errors import IntensityExceeded, UnknownChild
+from supervisor._run import start, start_tree
+from supervisor._spec import (
+    AutoShutdown,
+    Backoff,
+    ChildSpec,
+    OnCrash,
+    RestartType,
+    Strategy,
+    SupervisorSpec,
+    WhileRestarting,
+)
+from supervisor._supervisor import ChildCounts, ChildInfo, ChildState, Supervisor
+
+__all__ = [
+    "AutoShutdown",
+    "Backoff",
+    "ChildCounts",
+    "ChildInfo",
+    "ChildSpec",
+    "ChildState",
+    "IntensityExceeded",
+    "OnCrash",
+    "RestartType",
+    "Strategy",
+    "Supervisor",
+    "SupervisorSpec",
+    "UnknownChild",
+    "WhileRestarting",
+    "start",
+    "start_tree",
+]
+
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("supervisor._"):
+        _obj.__module__ = "supervisor"
+del _name, _obj

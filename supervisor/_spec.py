@@ -1,0 +1,285 @@
+"""Declaring supervision trees: child specs, supervisor specs, restart policies.
+
+Everything here is a frozen attrs value validated on construction: a bad tree raises
+`ConfigError` naming the child and the field before anything starts. `SupervisorSpec`
+is itself a valid child, so trees nest.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import random
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, TypeAlias
+
+import attrs
+
+from actors import Actor, ActorConfig, ConfigError
+
+__all__ = [
+    "AutoShutdown",
+    "Backoff",
+    "ChildSpec",
+    "OnCrash",
+    "RestartType",
+    "Strategy",
+    "SupervisorSpec",
+    "WhileRestarting",
+]
+
+BRUTAL_KILL: Literal["brutal_kill"] = "brutal_kill"
+Shutdown: TypeAlias = float | Literal["brutal_kill"]
+
+
+class Strategy(enum.Enum):
+    """Which children restart when one fails (OTP semantics)."""
+
+    ONE_FOR_ONE = "one_for_one"
+    """Only the failed child."""
+    ONE_FOR_ALL = "one_for_all"
+    """Every child: the others are stopped in reverse order, then all start in order."""
+    REST_FOR_ONE = "rest_for_one"
+    """The failed child and the children started after it."""
+
+
+class RestartType(enum.Enum):
+    """When a child that exited is restarted."""
+
+    PERMANENT = "permanent"
+    """Always."""
+    TRANSIENT = "transient"
+    """Only after an abnormal exit (a crash); a normal stop is final."""
+    TEMPORARY = "temporary"
+    """Never, not even when a sibling's failure takes it down under one_for_all."""
+
+
+class AutoShutdown(enum.Enum):
+    """Whether significant children exiting normally shut the supervisor down."""
+
+    NEVER = "never"
+    ANY_SIGNIFICANT = "any_significant"
+    ALL_SIGNIFICANT = "all_significant"
+
+
+class WhileRestarting(enum.Enum):
+    """What a call to a child does while the child is restarting (or backing off)."""
+
+    WAIT = "wait"
+    """Queue for the new incarnation, within the call's deadline (the default)."""
+    FAIL = "fail"
+    """Raise `ActorRestarting` at once."""
+
+
+class OnCrash(enum.Enum):
+    """What happens to messages still queued when a child crashes."""
+
+    KEEP = "keep"
+    """They wait for the next incarnation (the default); expired ones are skipped."""
+    FAIL = "fail"
+    """Their callers get `ActorRestarting` at once."""
+
+
+def _enum_converter(kind: type[enum.Enum], field: str) -> Callable[[Any], Any]:
+    def convert(value: Any) -> Any:
+        if isinstance(value, kind):
+            return value
+        try:
+            return kind(value)
+        except ValueError:
+            names = [member.value for member in kind]
+            raise ConfigError(field, value, f"must be one of {names}") from None
+
+    convert.__name__ = f"to_{field}"
+    return convert
+
+
+def _non_negative(_inst: Any, attr: attrs.Attribute[Any], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ConfigError(attr.name, value, "must be a number >= 0")
+
+
+def _positive(_inst: Any, attr: attrs.Attribute[Any], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigError(attr.name, value, "must be a number > 0")
+
+
+def _child_id(_inst: Any, attr: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, str) or not value or "/" in value:
+        raise ConfigError(attr.name, value, "must be a non-empty string without '/'")
+
+
+def _shutdown(_inst: Any, attr: attrs.Attribute[Any], value: object) -> None:
+    if value == BRUTAL_KILL:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigError(attr.name, value, "must be seconds > 0 (or inf), or 'brutal_kill'")
+
+
+@attrs.frozen(kw_only=True)
+class Backoff:
+    """Delay before each restart of a child: exponential from `min` to `max`, jittered.
+
+    The n-th consecutive restart of a child (n = 0 for the first) waits
+    `min(max, min * multiplier**n)`, scaled by a random factor in `[1 - jitter,
+    1 + jitter]` and capped at `max`. A child that ran for `reset_after` seconds before
+    crashing starts again from `min`. Backoff sets the pace of restarts; the
+    supervisor's intensity (max_restarts in period) decides when to give up.
+
+    Attributes:
+        min: First delay, seconds (0 restarts at once).
+        max: Largest delay, seconds.
+        multiplier: Growth per consecutive restart (>= 1).
+        jitter: Fraction of randomness, in [0, 1].
+        reset_after: Seconds of stable running after which the delay resets.
+    """
+
+    min: float = attrs.field(default=0.01, validator=_non_negative)
+    max: float = attrs.field(default=5.0, validator=_non_negative)
+    multiplier: float = attrs.field(default=2.0)
+    jitter: float = attrs.field(default=0.2)
+    reset_after: float = attrs.field(default=30.0, validator=_positive)
+
+    @multiplier.validator
+    def _check_multiplier(self, attr: attrs.Attribute[float], value: float) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 1:
+            raise ConfigError(attr.name, value, "must be a number >= 1")
+
+    @jitter.validator
+    def _check_jitter(self, attr: attrs.Attribute[float], value: float) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+            raise ConfigError(attr.name, value, "must be in [0, 1]")
+
+    def __attrs_post_init__(self) -> None:
+        if self.max < self.min:
+            raise ConfigError("max", self.max, f"must be >= min ({self.min})")
+
+    @classmethod
+    def none(cls) -> Backoff:
+        """No delay: restart at once, like plain OTP."""
+        return cls(min=0.0, max=0.0, jitter=0.0)
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        """The delay before consecutive restart number `attempt` (0-based)."""
+        base = min(self.max, self.min * self.multiplier**attempt) if self.min else 0.0
+        if self.jitter and base:
+            base *= 1 + self.jitter * (2 * rng.random() - 1)
+        return min(self.max, max(0.0, base))
+
+
+@attrs.frozen(kw_only=True)
+class ChildSpec:
+    """How to run one worker child.
+
+    Attributes:
+        id: Unique among its siblings; no '/' (paths use it).
+        factory: Builds a fresh `Actor` for each (re)start.
+        restart: `RestartType` (default PERMANENT).
+        shutdown: Seconds an orderly stop may take before the child is cancelled hard,
+            or "brutal_kill" to cancel at once.
+        significant: With the supervisor's auto_shutdown, this child's normal exit can
+            shut the supervisor down (must be TRANSIENT or TEMPORARY).
+        config: The child address's `ActorConfig` (mailbox size, call timeout, ...).
+        while_restarting: `WhileRestarting`: calls wait for the new incarnation (default)
+            or fail fast with `ActorRestarting`.
+        on_crash: `OnCrash`: queued messages are kept for the next incarnation (default)
+            or failed with `ActorRestarting`.
+    """
+
+    id: str = attrs.field(validator=_child_id)
+    factory: Callable[[], Actor[Any, Any]] = attrs.field()
+    restart: RestartType = attrs.field(
+        default=RestartType.PERMANENT, converter=_enum_converter(RestartType, "restart")
+    )
+    shutdown: Shutdown = attrs.field(default=5.0, validator=_shutdown)
+    significant: bool = False
+    config: ActorConfig = attrs.field(factory=ActorConfig)
+    while_restarting: WhileRestarting = attrs.field(
+        default=WhileRestarting.WAIT,
+        converter=_enum_converter(WhileRestarting, "while_restarting"),
+    )
+    on_crash: OnCrash = attrs.field(
+        default=OnCrash.KEEP, converter=_enum_converter(OnCrash, "on_crash")
+    )
+
+    @factory.validator
+    def _check_factory(self, attr: attrs.Attribute[Any], value: object) -> None:
+        if not callable(value):
+            raise ConfigError(f"{self.id}.factory", value, "must be callable")
+
+    @config.validator
+    def _check_config(self, attr: attrs.Attribute[Any], value: object) -> None:
+        if not isinstance(value, ActorConfig):
+            raise ConfigError(f"{self.id}.config", value, "must be an ActorConfig")
+
+    def __attrs_post_init__(self) -> None:
+        _check_significant(self.id, self.significant, self.restart)
+
+
+def _check_significant(child_id: str, significant: bool, restart: RestartType) -> None:
+    if significant and restart is RestartType.PERMANENT:
+        raise ConfigError(
+            f"{child_id}.significant", True, "a significant child must be transient or temporary"
+        )
+
+
+Child: TypeAlias = "ChildSpec | SupervisorSpec"
+
+
+@attrs.frozen(kw_only=True)
+class SupervisorSpec:
+    """A supervisor: its children, restart strategy, intensity and backoff.
+
+    A `SupervisorSpec` is also a valid child of another supervisor; then `restart`,
+    `shutdown` and `significant` apply to it as a child (shutdown defaults to infinity,
+    as for OTP supervisors: it gets all the time its own children need).
+
+    Attributes:
+        id: The supervisor's name (and child id when nested).
+        children: Child specs, started in this order and stopped in reverse.
+        strategy: `Strategy` (default ONE_FOR_ONE).
+        max_restarts: Restarts allowed within `period` seconds, counted across all
+            children (one per failure, even when a strategy restarts several). One more
+            and the supervisor stops its children and fails to its parent.
+        period: The intensity window, seconds.
+        backoff: `Backoff` before each restart.
+        auto_shutdown: `AutoShutdown` (default NEVER).
+        restart, shutdown, significant: As for `ChildSpec`, when nested.
+    """
+
+    id: str = attrs.field(validator=_child_id)
+    children: tuple[Child, ...] = attrs.field(default=(), converter=tuple)
+    strategy: Strategy = attrs.field(
+        default=Strategy.ONE_FOR_ONE, converter=_enum_converter(Strategy, "strategy")
+    )
+    max_restarts: int = attrs.field(default=3)
+    period: float = attrs.field(default=5.0, validator=_positive)
+    backoff: Backoff = attrs.field(factory=Backoff)
+    auto_shutdown: AutoShutdown = attrs.field(
+        default=AutoShutdown.NEVER, converter=_enum_converter(AutoShutdown, "auto_shutdown")
+    )
+    restart: RestartType = attrs.field(
+        default=RestartType.PERMANENT, converter=_enum_converter(RestartType, "restart")
+    )
+    shutdown: Shutdown = attrs.field(default=math.inf, validator=_shutdown)
+    significant: bool = False
+
+    @max_restarts.validator
+    def _check_max_restarts(self, attr: attrs.Attribute[int], value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{self.id}.max_restarts", value, "must be an integer >= 1")
+
+    @children.validator
+    def _check_children(self, attr: attrs.Attribute[Any], value: Sequence[Any]) -> None:
+        seen: set[str] = set()
+        for child in value:
+            if not isinstance(child, ChildSpec | SupervisorSpec):
+                raise ConfigError(
+                    f"{self.id}.children", child, "must be ChildSpec or SupervisorSpec"
+                )
+            if child.id in seen:
+                raise ConfigError(f"{self.id}.children", child.id, "duplicate child id")
+            seen.add(child.id)
+
+    def __attrs_post_init__(self) -> None:
+        _check_significant(self.id, self.significant, self.restart)
