@@ -103,4 +103,3 @@ async def start_tree(
     except BaseException:
         root.close_addresses(None)
         raise
-

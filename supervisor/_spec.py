@@ -11,7 +11,7 @@ import enum
 import math
 import random
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, TypeVar
 
 import attrs
 
@@ -80,18 +80,37 @@ class OnCrash(enum.Enum):
     """Their callers get `ActorRestarting` at once."""
 
 
-def _enum_converter(kind: type[enum.Enum], field: str) -> Callable[[Any], Any]:
-    def convert(value: Any) -> Any:
-        if isinstance(value, kind):
-            return value
-        try:
-            return kind(value)
-        except ValueError:
-            names = [member.value for member in kind]
-            raise ConfigError(field, value, f"must be one of {names}") from None
+_E = TypeVar("_E", bound=enum.Enum)
 
-    convert.__name__ = f"to_{field}"
-    return convert
+
+def _to_enum(kind: type[_E], field: str, value: object) -> _E:
+    if isinstance(value, kind):
+        return value
+    try:
+        return kind(value)
+    except ValueError:
+        names = [member.value for member in kind]
+        raise ConfigError(field, value, f"must be one of {names}") from None
+
+
+def _to_strategy(value: object) -> Strategy:
+    return _to_enum(Strategy, "strategy", value)
+
+
+def _to_restart(value: object) -> RestartType:
+    return _to_enum(RestartType, "restart", value)
+
+
+def _to_auto_shutdown(value: object) -> AutoShutdown:
+    return _to_enum(AutoShutdown, "auto_shutdown", value)
+
+
+def _to_while_restarting(value: object) -> WhileRestarting:
+    return _to_enum(WhileRestarting, "while_restarting", value)
+
+
+def _to_on_crash(value: object) -> OnCrash:
+    return _to_enum(OnCrash, "on_crash", value)
 
 
 def _non_negative(_inst: Any, attr: attrs.Attribute[Any], value: float) -> None:
@@ -188,19 +207,14 @@ class ChildSpec:
 
     id: str = attrs.field(validator=_child_id)
     factory: Callable[[], Actor[Any, Any]] = attrs.field()
-    restart: RestartType = attrs.field(
-        default=RestartType.PERMANENT, converter=_enum_converter(RestartType, "restart")
-    )
+    restart: RestartType = attrs.field(default=RestartType.PERMANENT, converter=_to_restart)
     shutdown: Shutdown = attrs.field(default=5.0, validator=_shutdown)
     significant: bool = False
     config: ActorConfig = attrs.field(factory=ActorConfig)
     while_restarting: WhileRestarting = attrs.field(
-        default=WhileRestarting.WAIT,
-        converter=_enum_converter(WhileRestarting, "while_restarting"),
+        default=WhileRestarting.WAIT, converter=_to_while_restarting
     )
-    on_crash: OnCrash = attrs.field(
-        default=OnCrash.KEEP, converter=_enum_converter(OnCrash, "on_crash")
-    )
+    on_crash: OnCrash = attrs.field(default=OnCrash.KEEP, converter=_to_on_crash)
 
     @factory.validator
     def _check_factory(self, attr: attrs.Attribute[Any], value: object) -> None:
@@ -249,18 +263,14 @@ class SupervisorSpec:
 
     id: str = attrs.field(validator=_child_id)
     children: tuple[Child, ...] = attrs.field(default=(), converter=tuple)
-    strategy: Strategy = attrs.field(
-        default=Strategy.ONE_FOR_ONE, converter=_enum_converter(Strategy, "strategy")
-    )
+    strategy: Strategy = attrs.field(default=Strategy.ONE_FOR_ONE, converter=_to_strategy)
     max_restarts: int = attrs.field(default=3)
     period: float = attrs.field(default=5.0, validator=_positive)
     backoff: Backoff = attrs.field(factory=Backoff)
     auto_shutdown: AutoShutdown = attrs.field(
-        default=AutoShutdown.NEVER, converter=_enum_converter(AutoShutdown, "auto_shutdown")
+        default=AutoShutdown.NEVER, converter=_to_auto_shutdown
     )
-    restart: RestartType = attrs.field(
-        default=RestartType.PERMANENT, converter=_enum_converter(RestartType, "restart")
-    )
+    restart: RestartType = attrs.field(default=RestartType.PERMANENT, converter=_to_restart)
     shutdown: Shutdown = attrs.field(default=math.inf, validator=_shutdown)
     significant: bool = False
 

@@ -138,6 +138,27 @@ class _Slot:
         return self.spec.id
 
 
+class _Ready:
+    """Forwards a child's readiness, doing the supervisor's bookkeeping first."""
+
+    __slots__ = ("_slot", "_status", "_supervisor")
+
+    def __init__(
+        self,
+        status: anyio.abc.TaskStatus[BaseException | None],
+        supervisor: Supervisor,
+        slot: _Slot,
+    ) -> None:
+        self._status = status
+        self._supervisor = supervisor
+        self._slot = slot
+
+    def started(self, value: BaseException | None = None) -> None:
+        if value is None:
+            self._supervisor._mark_started(self._slot)
+        self._status.started(value)
+
+
 class _StartAborted(Exception):
     """A nested supervisor ended before it was ready."""
 
@@ -306,8 +327,14 @@ class Supervisor:
                 await self._handle_exit(slot, failure)
                 raise ActorDown(f"{self.path}/{child_id}", failure) from failure
             slot.restarts += 1
-            emit("supervisor.child_restarted", supervisor=self.path, child=slot.id,
-                 restarts=slot.restarts, backoff=0.0, manual=True)
+            emit(
+                "supervisor.child_restarted",
+                supervisor=self.path,
+                child=slot.id,
+                restarts=slot.restarts,
+                backoff=0.0,
+                manual=True,
+            )
 
     async def delete_child(self, child_id: str) -> None:
         """Removes a stopped child's spec.
@@ -428,21 +455,8 @@ class Supervisor:
             if group_key in blocked or slot.due > anyio.current_time():
                 blocked.add(group_key)
                 continue
-            restarting = slot.state is ChildState.RESTARTING
             failure = await self._start(slot)
-            if failure is None:
-                slot.due = None
-                slot.group = None
-                if restarting:
-                    slot.restarts += 1
-                    emit(
-                        "supervisor.child_restarted",
-                        supervisor=self.path,
-                        child=slot.id,
-                        restarts=slot.restarts,
-                        backoff=slot.delay,
-                    )
-            else:
+            if failure is not None:
                 blocked.add(group_key)
                 await self._handle_exit(slot, failure)
 
@@ -462,7 +476,9 @@ class Supervisor:
                 exc_info=reason,
             )
         restart = spec.restart
-        if restart is RestartType.TEMPORARY or (restart is RestartType.TRANSIENT and reason is None):
+        if restart is RestartType.TEMPORARY or (
+            restart is RestartType.TRANSIENT and reason is None
+        ):
             slot.state = ChildState.STOPPED
             slot.due = None
             slot.group = None
@@ -480,7 +496,10 @@ class Supervisor:
             if other is not slot and other.running:
                 await self._terminate(other, final=other.spec.restart is RestartType.TEMPORARY)
         now = anyio.current_time()
-        if slot.running_since is not None and now - slot.running_since >= self.spec.backoff.reset_after:
+        if (
+            slot.running_since is not None
+            and now - slot.running_since >= self.spec.backoff.reset_after
+        ):
             slot.attempt = 0
         delay = self.spec.backoff.delay(slot.attempt, self._rng)
         slot.attempt += 1
@@ -554,12 +573,7 @@ class Supervisor:
             failure: BaseException | None = await self._tg.start(self._run_sub, slot)
         else:
             failure = await self._start_worker(slot)
-        if failure is None:
-            slot.running = True
-            slot.state = ChildState.RUNNING
-            slot.running_since = anyio.current_time()
-            emit("supervisor.child_started", supervisor=self.path, child=slot.id)
-        else:
+        if failure is not None:
             emit(
                 "supervisor.child_start_failed",
                 level="error",
@@ -594,6 +608,25 @@ class Supervisor:
         failure: BaseException | None = await self._tg.start(self._run_worker, slot, incarnation)
         return failure
 
+    def _mark_started(self, slot: _Slot) -> None:
+        """Bookkeeping the moment a child is ready (before its first message runs)."""
+        restarting = slot.state is ChildState.RESTARTING
+        slot.running = True
+        slot.state = ChildState.RUNNING
+        slot.running_since = anyio.current_time()
+        slot.due = None
+        slot.group = None
+        emit("supervisor.child_started", supervisor=self.path, child=slot.id)
+        if restarting:
+            slot.restarts += 1
+            emit(
+                "supervisor.child_restarted",
+                supervisor=self.path,
+                child=slot.id,
+                restarts=slot.restarts,
+                backoff=slot.delay,
+            )
+
     async def _run_worker(
         self,
         slot: _Slot,
@@ -603,7 +636,7 @@ class Supervisor:
     ) -> None:
         done = slot.done
         try:
-            await incarnation.run(task_status=task_status)
+            await incarnation.run(task_status=_Ready(task_status, self, slot))
         finally:
             if done is not None:
                 done.set()
@@ -618,9 +651,7 @@ class Supervisor:
                 cell.state = ActorState.RESTARTING  # a start failure: the starter decides
             return
         if slot.expected or self._stopping:
-            if slot.expected and not slot.final:
-                cell.state = ActorState.RESTARTING
-            elif self._stopping and not self._final_now:
+            if (slot.expected and not slot.final) or (self._stopping and not self._final_now):
                 cell.state = ActorState.RESTARTING
             else:
                 cell.close(reason)
@@ -647,6 +678,7 @@ class Supervisor:
         def ready() -> None:
             nonlocal started
             started = True
+            self._mark_started(slot)
             task_status.started(None)
 
         reason: BaseException | None = None
