@@ -6,6 +6,7 @@ through stable refs: `sup.ref("db")`, `sup.ref("backends/llm")`.
 """
 
 from supervisor._errors import IntensityExceeded, UnknownChild
+from supervisor._load import spec_from_dict, spec_from_toml
 from supervisor._run import start, start_tree
 from supervisor._spec import (
     AutoShutdown,
@@ -18,6 +19,7 @@ from supervisor._spec import (
     WhileRestarting,
 )
 from supervisor._supervisor import ChildCounts, ChildInfo, ChildState, Supervisor
+from supervisor._tree import TreeNode
 
 __all__ = [
     "AutoShutdown",
@@ -32,8 +34,11 @@ __all__ = [
     "Strategy",
     "Supervisor",
     "SupervisorSpec",
+    "TreeNode",
     "UnknownChild",
     "WhileRestarting",
+    "spec_from_dict",
+    "spec_from_toml",
     "start",
     "start_tree",
 ]

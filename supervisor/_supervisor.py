@@ -49,6 +49,7 @@ from supervisor._spec import (
     SupervisorSpec,
     WhileRestarting,
 )
+from supervisor._tree import TreeNode, render_mermaid, render_text, snapshot
 
 __all__ = ["ChildCounts", "ChildInfo", "ChildState", "Supervisor"]
 
@@ -253,6 +254,18 @@ class Supervisor:
             supervisors=sum(1 for slot in self._slots if slot.sub is not None),
             workers=sum(1 for slot in self._slots if slot.sub is None),
         )
+
+    def tree(self) -> TreeNode:
+        """A snapshot of the whole tree under this supervisor."""
+        return snapshot(self)
+
+    def dump(self) -> str:
+        """The tree as indented text: each node's kind, state and restart count."""
+        return render_text(self.tree())
+
+    def mermaid(self) -> str:
+        """The tree as a Mermaid `graph TD` diagram."""
+        return render_mermaid(self.tree())
 
     async def start_child(self, spec: ChildSpec | SupervisorSpec) -> ActorRef[Any, Any] | None:
         """Adds a child at the end and starts it (dynamic children).
