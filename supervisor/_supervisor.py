@@ -335,19 +335,12 @@ class Supervisor:
             slot.group = None
             if slot.running:
                 await self._terminate(slot, final=False)
+            slot.state = ChildState.RESTARTING
+            slot.delay = 0.0
             failure = await self._start(slot)
             if failure is not None:
                 await self._handle_exit(slot, failure)
                 raise ActorDown(f"{self.path}/{child_id}", failure) from failure
-            slot.restarts += 1
-            emit(
-                "supervisor.child_restarted",
-                supervisor=self.path,
-                child=slot.id,
-                restarts=slot.restarts,
-                backoff=0.0,
-                manual=True,
-            )
 
     async def delete_child(self, child_id: str) -> None:
         """Removes a stopped child's spec.
@@ -520,7 +513,7 @@ class Supervisor:
         slot.delay = delay
         new_group = _Group()
         old_group = slot.group
-        for member in self._slots:
+        for member in list(self._slots):
             in_group = member in group or (old_group is not None and member.group is old_group)
             if not in_group:
                 continue

@@ -93,13 +93,27 @@ def hang() -> Sleep:
 
 
 async def settle() -> None:
-    """Lets every other task run until it blocks (deterministic on both backends)."""
+    """Lets every other task run until it blocks (deterministic on both backends).
+
+    trio has `wait_all_tasks_blocked`; on asyncio this yields until every other task
+    waits on an unfinished future (anyio's version sleeps 0.1 s per round instead).
+    """
     import sniffio
 
     if sniffio.current_async_library() == "trio":
         import trio.testing
 
         await trio.testing.wait_all_tasks_blocked()
-    else:
-        for _ in range(20):
-            await anyio.lowlevel.checkpoint()
+        return
+    import asyncio
+
+    this = asyncio.current_task()
+    for _ in range(10_000):
+        await asyncio.sleep(0)
+        waiting = (
+            getattr(task, "_fut_waiter", None) for task in asyncio.all_tasks() if task is not this
+        )
+        if all(waiter is not None and not waiter.done() for waiter in waiting):
+            await asyncio.sleep(0)
+            return
+    raise AssertionError("tasks never settled")

@@ -18,6 +18,7 @@ from actors._classify import (
     ErrorMetrics,
     LLMClassifier,
     MCPClassifier,
+    classifier_for,
     error_codes_of,
     headers_of,
     report_error,
@@ -342,6 +343,13 @@ async def test_cancellation_is_ignored() -> None:
     assert classifier.classify(cancelled) is I
 
 
+def test_only_ignored_is_not_a_failure() -> None:
+    """Breakers count retryable and permanent failures, never ignored ones."""
+    assert R.is_failure
+    assert P.is_failure
+    assert not I.is_failure
+
+
 # --- composition ---------------------------------------------------------------------
 
 
@@ -402,6 +410,27 @@ def test_bad_classifier_config(kwargs: dict[str, Any], field: str) -> None:
     assert info.value.field == field
 
 
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("generic", ErrorClassifier),
+        ("llm", LLMClassifier),
+        ("database", DatabaseClassifier),
+        ("mcp", MCPClassifier),
+    ],
+)
+def test_classifier_for_service_names(name: str, expected: type) -> None:
+    """Configuration files name a classifier by service type."""
+    assert type(classifier_for(name)) is expected
+
+
+def test_classifier_for_unknown_name() -> None:
+    """An unknown classifier name raises ConfigError naming field and value."""
+    with pytest.raises(ConfigError) as info:
+        classifier_for("redis")
+    assert (info.value.field, info.value.value) == ("classifier", "redis")
+
+
 # --- result classification and readers -----------------------------------------------
 
 
@@ -429,6 +458,22 @@ def test_readers_find_nested_shapes() -> None:
     exc = HTTPStatusError(Response(502, {"Retry-After": "3"}))
     assert status_of(exc) == 502
     assert headers_of(exc) == {"retry-after": "3"}
+
+
+def test_hostile_attributes_do_not_break_classification() -> None:
+    """Properties that raise while being read are treated as absent."""
+
+    class Hostile(Exception):
+        @property
+        def response(self) -> Any:
+            raise RuntimeError("no response")
+
+        @property
+        def status_code(self) -> Any:
+            raise RuntimeError("no status")
+
+    assert LLMClassifier().classify(Hostile()) is P
+    assert MCPClassifier().classify(Hostile()) is P
 
 
 def test_error_codes_are_collected_lowercase() -> None:

@@ -135,10 +135,16 @@ def test_toml_builds_the_declared_tree() -> None:
     ("edit", "field"),
     [
         (('strategy = "rest_for_one"', 'strategy = "rest_for_two"'), "agent.strategy"),
-        (('restart = "transient"', 'restart = "sometimes"'), "agent.children[1].children[0].restart"),
+        (
+            ('restart = "transient"', 'restart = "sometimes"'),
+            "agent.children[1].children[0].restart",
+        ),
         (("mailbox_size = 50", "mailbox_size = 0"), "agent.children[0].mailbox_size"),
         (("mailbox_size = 50", "mailbox = 50"), "agent.children[0].mailbox"),
-        (('factory = "worker"\nshutdown', 'factory = "nope"\nshutdown'), "agent.children[0].factory"),
+        (
+            ('factory = "worker"\nshutdown', 'factory = "nope"\nshutdown'),
+            "agent.children[0].factory",
+        ),
         (("jitter = 0", "jitter = 2"), "agent.backoff.jitter"),
         (("max_restarts = 4", "max_restarts = 0"), "agent.max_restarts"),
     ],

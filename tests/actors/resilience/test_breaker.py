@@ -286,6 +286,16 @@ def test_time_window_counts_calls_within_window() -> None:
     assert state_of(breaker) is BreakerState.OPEN
 
 
+def test_time_window_eviction_can_open_on_success() -> None:
+    """A success that makes old successes slide out of a time window can open it."""
+    breaker = make(window="time", window_size=10, minimum_calls=2)
+    succeed(breaker, 3, now=0.5)
+    fail(breaker, 1, now=5.0)  # 1 of 4
+    assert state_of(breaker) is BreakerState.CLOSED
+    succeed(breaker, 1, now=10.5)  # bucket 0 slid out: 1 of 2
+    assert state_of(breaker) is BreakerState.OPEN
+
+
 # --------------------------------------------------------------------- open
 
 
@@ -869,3 +879,74 @@ async def test_transition_events_in_order() -> None:
         await breaker.call(ok)
     names = [e["event"] for e in events if e["event"].startswith("breaker.")]
     assert names == ["breaker.opened", "breaker.half_opened", "breaker.closed"]
+
+
+@pytest.mark.virtual_time
+async def test_fast_clock_matches_anyio_clock() -> None:
+    """The breaker's clock reads exactly anyio.current_time() on both backends."""
+    from actors.resilience._breaker import _now
+
+    await anyio.sleep(12.25)
+    assert _now() == anyio.current_time()
+
+
+def test_breaker_created_outside_event_loop() -> None:
+    """A breaker created outside any event loop works and reports no time in state."""
+    breaker = CircuitBreaker.create("svc", BreakerConfig(**SMALL))
+    assert breaker.metrics(5.0).time_in_state is None
+    fail(breaker, 4, now=5.0)
+    assert breaker.metrics(6.0).time_in_state == pytest.approx(1.0)
+
+
+async def test_call_forwards_keyword_arguments() -> None:
+    """call passes positional and keyword arguments through to fn."""
+    breaker = CircuitBreaker.create("svc", BreakerConfig(**SMALL))
+
+    async def echo(a: int, *, b: int) -> tuple[int, int]:
+        return a, b
+
+    assert await breaker.call(echo, 1, b=2) == (1, 2)
+
+
+@pytest.mark.virtual_time
+async def test_slow_failure_is_counted_as_slow_failure() -> None:
+    """A failure after a long wait counts as a slow failure."""
+    breaker = CircuitBreaker.create("svc", BreakerConfig(**SMALL))
+
+    async def slow_boom() -> None:
+        await anyio.sleep(7)
+        raise ValueError("late")
+
+    with pytest.raises(ValueError, match="late"):
+        await breaker.call(slow_boom)
+    metrics = breaker.metrics()
+    assert (metrics.slow_failures, metrics.failures, metrics.buffered_slow_calls) == (1, 0, 1)
+
+
+@pytest.mark.virtual_time
+async def test_llm_preset_trips_over_time_window() -> None:
+    """The LLM preset opens on the 20th call when half of them failed within 60 s."""
+    breaker = CircuitBreaker.create("llm", BreakerConfig.for_llm(open_jitter=0.0))
+    for i in range(20):
+        await anyio.sleep(2)
+        if i % 2:
+            with pytest.raises(ValueError, match="boom"):
+                await breaker.call(boom)
+        else:
+            await breaker.call(ok)
+        assert state_of(breaker) is (BreakerState.OPEN if i == 19 else BreakerState.CLOSED)
+    with pytest.raises(CircuitOpen) as info:
+        await breaker.call(ok)
+    assert info.value.retry_after == pytest.approx(30.0, abs=1e-9)
+
+
+@pytest.mark.virtual_time
+async def test_llm_preset_forgets_failures_older_than_a_minute() -> None:
+    """Under the LLM preset, failures spread over more than 60 s never add up to a trip."""
+    breaker = CircuitBreaker.create("llm", BreakerConfig.for_llm())
+    for _ in range(40):
+        await anyio.sleep(7)  # at most 9 calls in any 60 s window: below minimum_calls
+        with pytest.raises(ValueError, match="boom"):
+            await breaker.call(boom)
+    assert state_of(breaker) is BreakerState.CLOSED
+    assert breaker.metrics().buffered_calls <= 9

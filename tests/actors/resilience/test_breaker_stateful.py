@@ -17,8 +17,10 @@ from actors.resilience._breaker import BreakerConfig, BreakerState, CircuitBreak
 JITTER_DRAW = 0.25
 
 CONFIGS: list[dict[str, Any]] = [
+    {"window": "count", "window_size": 3, "minimum_calls": 2},
     {"window": "count", "window_size": 5, "minimum_calls": 3},
     {"window": "count", "window_size": 8, "minimum_calls": 8, "consecutive_failures": 3},
+    {"window": "time", "window_size": 3, "minimum_calls": 2},
     {"window": "time", "window_size": 4, "minimum_calls": 3},
     {"window": "time", "window_size": 10, "minimum_calls": 2, "consecutive_failures": 2},
 ]
@@ -141,6 +143,7 @@ class Model:
                 self.move(S.OPEN if bad else S.CLOSED, now)
 
 
+SLOW = st.sampled_from([False, False, False, True])
 OUTCOME = st.sampled_from(["success", "success", "failure", "failure", "ignored", "cancelled"])
 
 
@@ -182,7 +185,7 @@ class BreakerMachine(RuleBasedStateMachine):
         self.real = CircuitBreaker.create("svc", config, random=lambda: JITTER_DRAW, now=0.0)
         self.model = Model(config)
 
-    @rule(dt=st.sampled_from([0.0, 0.25, 0.5, 1.0, 2.0, 3.5, 4.0, 9.0, 30.0]))
+    @rule(dt=st.sampled_from([0.0, 0.25, 0.5, 1.0, 2.0, 3.0, 3.5, 4.0, 9.0, 30.0]))
     def advance(self, dt: float) -> None:
         self.now += dt
 
@@ -210,12 +213,18 @@ class BreakerMachine(RuleBasedStateMachine):
         else:
             self.real.on_cancel(permit)
 
-    @rule(outcome=OUTCOME, slow=st.booleans())
+    @rule(outcome=OUTCOME, slow=SLOW)
     def call(self, outcome: str, slow: bool) -> None:
         """A whole call: acquire, then report at once."""
         permit = self._acquire()
         if permit is not None:
             self._report(permit, outcome, slow)
+
+    @rule(outcomes=st.lists(st.tuples(OUTCOME, SLOW), min_size=2, max_size=6))
+    def burst(self, outcomes: list[tuple[str, bool]]) -> None:
+        """Several whole calls in a row."""
+        for outcome, slow in outcomes:
+            self.call(outcome, slow)
 
     @rule()
     def start(self) -> None:
@@ -225,7 +234,7 @@ class BreakerMachine(RuleBasedStateMachine):
             self.held.append(permit)
 
     @precondition(lambda self: self.held)
-    @rule(index=st.integers(0, 1000), outcome=OUTCOME, slow=st.booleans())
+    @rule(index=st.integers(0, 1000), outcome=OUTCOME, slow=SLOW)
     def finish(self, index: int, outcome: str, slow: bool) -> None:
         """An in-flight call reports (possibly after transitions)."""
         self._report(self.held.pop(index % len(self.held)), outcome, slow)

@@ -20,7 +20,7 @@ from actors.resilience._limiter import (
 from actors.resilience._limiter_store import LimitAlgorithm, MemoryLimiterStore
 from actors.testing import capture_events
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
 
 class RemoteLikeStore:
@@ -126,7 +126,6 @@ async def test_cost_above_capacity_is_a_value_error() -> None:
 # --- token bucket --------------------------------------------------------------------
 
 
-@pytest.mark.virtual_time
 async def test_burst_up_to_capacity_is_immediate() -> None:
     """A full bucket admits its whole capacity without any time passing."""
     limiter = create_limiter(TokenBucket.per_second(10, capacity=25), name="svc")
@@ -137,7 +136,6 @@ async def test_burst_up_to_capacity_is_immediate() -> None:
     assert limiter.metrics().waited == 0
 
 
-@pytest.mark.virtual_time
 async def test_refill_waits_exactly_one_interval() -> None:
     """Once empty, the next unit is admitted after exactly 1/rate seconds."""
     limiter = create_limiter(TokenBucket.per_second(10), name="svc")
@@ -147,7 +145,6 @@ async def test_refill_waits_exactly_one_interval() -> None:
     assert elapsed_since(start) == pytest.approx(0.1, abs=1e-9)
 
 
-@pytest.mark.virtual_time
 async def test_weighted_cost_waits_in_proportion() -> None:
     """A cost of 5 on an empty 10/s bucket waits exactly 0.5 s."""
     limiter = create_limiter(TokenBucket.per_minute(600, capacity=10), name="svc")
@@ -158,7 +155,6 @@ async def test_weighted_cost_waits_in_proportion() -> None:
     assert limiter.metrics().admitted_cost == 15
 
 
-@pytest.mark.virtual_time
 async def test_large_request_is_not_starved_by_small_ones() -> None:
     """Small requests arriving after a large waiter queue behind it even if they would fit."""
     limiter = create_limiter(TokenBucket.per_second(10), name="svc")
@@ -180,12 +176,10 @@ async def test_large_request_is_not_starved_by_small_ones() -> None:
         await until_queued(limiter, 1)
         for index in range(1, 6):
             tg.start_soon(small, index)
-    assert order[0] == ("big", pytest.approx(1.0, abs=1e-9))
-    assert [name for name, _ in order[1:]] == [f"small{i}" for i in range(1, 6)]
-    assert [at for _, at in order[1:]] == pytest.approx([1.1, 1.2, 1.3, 1.4, 1.5], abs=1e-9)
+    assert [name for name, _ in order] == ["big"] + [f"small{i}" for i in range(1, 6)]
+    assert [at for _, at in order] == pytest.approx([1.0, 1.1, 1.2, 1.3, 1.4, 1.5], abs=1e-9)
 
 
-@pytest.mark.virtual_time
 async def test_hopeless_deadline_rejects_at_once_with_retry_after() -> None:
     """A wait that would end after the deadline raises RateLimited now, with the wait."""
     limiter = create_limiter(TokenBucket.per_second(10), name="svc")
@@ -199,7 +193,6 @@ async def test_hopeless_deadline_rejects_at_once_with_retry_after() -> None:
     assert limiter.metrics().rejected == 1
 
 
-@pytest.mark.virtual_time
 async def test_deadline_estimate_counts_waiters_ahead() -> None:
     """The retry_after of a rejection includes the cost of everyone queued ahead."""
     limiter = create_limiter(TokenBucket.per_second(10), name="svc")
@@ -214,7 +207,6 @@ async def test_deadline_estimate_counts_waiters_ahead() -> None:
         assert elapsed_since(start) == 0
 
 
-@pytest.mark.virtual_time
 async def test_deadline_within_reach_waits() -> None:
     """A deadline later than the needed wait is met by waiting exactly the wait."""
     limiter = create_limiter(TokenBucket.per_second(10), name="svc")
@@ -224,7 +216,6 @@ async def test_deadline_within_reach_waits() -> None:
     assert elapsed_since(start) == pytest.approx(0.5, abs=1e-9)
 
 
-@pytest.mark.virtual_time
 async def test_enclosing_timeout_counts_as_deadline() -> None:
     """Inside fail_after, a wait longer than the timeout is refused at once."""
     limiter = create_limiter(TokenBucket.per_second(10), name="svc")
@@ -235,7 +226,6 @@ async def test_enclosing_timeout_counts_as_deadline() -> None:
     assert elapsed_since(start) == 0
 
 
-@pytest.mark.virtual_time
 async def test_cancelled_head_waiter_loses_no_capacity() -> None:
     """Cancelling the first waiter lets the next one in as if it had never queued."""
     limiter = create_limiter(TokenBucket.per_second(10), name="svc")
@@ -263,7 +253,6 @@ async def test_cancelled_head_waiter_loses_no_capacity() -> None:
     assert limiter.metrics().queued == 0
 
 
-@pytest.mark.virtual_time
 async def test_cancelled_queued_waiter_leaves_the_queue() -> None:
     """Cancelling a waiter in the middle of the queue removes only that waiter."""
     limiter = create_limiter(TokenBucket.per_second(10), name="svc")
@@ -289,7 +278,8 @@ async def test_cancelled_queued_waiter_leaves_the_queue() -> None:
         tg.start_soon(waiter, "c", 3)
         await until_queued(limiter, 3)
         middle.cancel()
-    assert admitted == [("a", pytest.approx(0.2, abs=1e-9)), ("c", pytest.approx(0.5, abs=1e-9))]
+    assert [label for label, _ in admitted] == ["a", "c"]
+    assert [at for _, at in admitted] == pytest.approx([0.2, 0.5], abs=1e-9)
 
 
 async def test_try_acquire_never_waits() -> None:
@@ -311,7 +301,6 @@ async def test_try_acquire_refuses_while_others_wait() -> None:
         tg.cancel_scope.cancel()
 
 
-@pytest.mark.virtual_time
 async def test_refund_wakes_the_head_waiter() -> None:
     """Refunded units let a sleeping waiter in at the moment of the refund."""
     limiter = create_limiter(TokenBucket.per_second(10), name="svc")
@@ -367,7 +356,6 @@ async def test_limiters_on_one_store_and_name_share_state() -> None:
 # --- sliding window and GCRA ---------------------------------------------------------
 
 
-@pytest.mark.virtual_time
 async def test_sliding_window_admits_limit_then_waits_for_decay() -> None:
     """After a full window at t=0, the next unit waits until 10% of the next window."""
     limiter = create_limiter(SlidingWindow.per_second(10), name="svc")
@@ -381,7 +369,6 @@ async def test_sliding_window_admits_limit_then_waits_for_decay() -> None:
     assert elapsed_since(start) == pytest.approx(1.1, abs=1e-9)
 
 
-@pytest.mark.virtual_time
 async def test_sliding_window_steady_rate() -> None:
     """Under steady demand a sliding window admits limit - cost per window after the first."""
     limiter = create_limiter(SlidingWindow(limit=20, window=2.0), name="svc")
@@ -395,7 +382,6 @@ async def test_sliding_window_steady_rate() -> None:
     assert count == 20 + 9 * 19
 
 
-@pytest.mark.virtual_time
 async def test_gcra_burst_then_emission_interval() -> None:
     """GCRA admits its burst at once, then one unit per emission interval."""
     limiter = create_limiter(GCRA.per_second(10, burst=5), name="svc")
@@ -420,7 +406,6 @@ async def test_gcra_rejects_cost_beyond_burst() -> None:
 # --- stores, accuracy ----------------------------------------------------------------
 
 
-@pytest.mark.virtual_time
 async def test_remote_store_waits_exactly() -> None:
     """A limiter over an async-only store admits and waits like a local one."""
     store = RemoteLikeStore()
@@ -435,7 +420,6 @@ async def test_remote_store_waits_exactly() -> None:
         limiter.try_acquire()
 
 
-@pytest.mark.virtual_time
 @pytest.mark.parametrize(
     "config",
     [TokenBucket.per_second(100), SlidingWindow.per_second(100), GCRA.per_second(100, burst=100)],
@@ -467,3 +451,54 @@ async def test_accuracy_over_ten_seconds(config: LimitConfig, remote: bool) -> N
     assert elapsed_since(start) == pytest.approx(10, abs=1e-9)
     ideal = 100 * 10 + (0 if isinstance(config, SlidingWindow) else 100)
     assert ideal * 0.99 <= admitted <= ideal
+
+
+async def test_metrics_count_waits_and_wait_time() -> None:
+    """Metrics report admissions, waits, total wait time and available units."""
+    limiter = create_limiter(TokenBucket.per_second(10), name="svc")
+    await limiter.acquire(10)
+    await limiter.acquire(5)
+    with capture_events(), pytest.raises(RateLimited):
+        await limiter.acquire(10, deadline=anyio.current_time())
+    metrics = limiter.metrics()
+    assert (metrics.admitted, metrics.waited, metrics.rejected, metrics.queued) == (2, 1, 1, 0)
+    assert metrics.admitted_cost == 15
+    assert metrics.total_wait_time == pytest.approx(0.5, abs=1e-9)
+    assert metrics.available == pytest.approx(0, abs=1e-9)
+
+
+async def test_immediate_admission_is_not_a_checkpoint() -> None:
+    """With units available, acquire completes without yielding, even in a cancelled scope."""
+    limiter = create_limiter(TokenBucket.per_second(10), name="svc")
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await limiter.acquire()
+        admitted = True
+    assert admitted
+    assert limiter.metrics().admitted == 1
+
+
+async def test_cancelled_scope_does_not_wait() -> None:
+    """A caller that must wait inside an already-cancelled scope is cancelled, not queued."""
+    limiter = create_limiter(TokenBucket.per_second(10), name="svc")
+    await limiter.acquire(10)
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await limiter.acquire()
+    assert scope.cancelled_caught
+    assert limiter.metrics().queued == 0
+
+
+async def test_refund_rejects_negative_cost() -> None:
+    """A negative refund is a ValueError, not a hidden charge."""
+    limiter = create_limiter(TokenBucket.per_second(10), name="svc")
+    with pytest.raises(ValueError, match="refund"):
+        await limiter.refund(-3)
+
+
+async def test_refund_never_exceeds_capacity() -> None:
+    """Refunding more than was taken fills the bucket only to its capacity."""
+    limiter = create_limiter(TokenBucket.per_second(10), name="svc")
+    await limiter.acquire(4)
+    await limiter.refund(100)
+    assert limiter.metrics().available == 10

@@ -8,13 +8,21 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+import anyio
 import hypothesis.strategies as st
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from actors.resilience._limiter import GCRA, LimitConfig, SlidingWindow, TokenBucket
+from actors.resilience._limiter import (
+    GCRA,
+    LimitConfig,
+    SlidingWindow,
+    TokenBucket,
+    create_limiter,
+)
 from actors.resilience._limiter_store import MemoryLimiterStore
+from actors.testing import virtual_time_backend
 
 SETTINGS = settings(
     max_examples=80,
@@ -65,14 +73,16 @@ class BucketMachine(RuleBasedStateMachine):
         self.config: LimitConfig
         if gcra:
             interval = period_ms / 1000 / rate
-            self.config = GCRA(emission_interval=interval, burst_tolerance=(capacity - 1) * interval)
+            self.config = GCRA(
+                emission_interval=interval, burst_tolerance=(capacity - 1) * interval
+            )
         else:
             self.config = TokenBucket(rate=rate, period=period_ms / 1000, capacity=capacity)
         self.capacity = capacity
         self.rate_per_ms = Fraction(rate, period_ms)
         self.model = ReferenceBucket(Fraction(capacity), self.rate_per_ms)
 
-    @rule(ms=st.integers(0, 1500) | st.integers(1, 30).map(lambda n: n * 37))
+    @rule(ms=st.integers(1, 30).map(lambda n: n * 37) | st.integers(0, 1500))
     def advance(self, ms: int) -> None:
         self.now += ms
 
@@ -146,7 +156,7 @@ class SlidingMachine(RuleBasedStateMachine):
         previous = sum(c for t, c in self.log if start - self.window_ms <= t < start)
         return previous * (1 - Fraction(self.now - start, self.window_ms)) + current
 
-    @rule(ms=st.integers(0, 2500) | st.integers(1, 30).map(lambda n: n * 37))
+    @rule(ms=st.integers(1, 30).map(lambda n: n * 37) | st.integers(0, 2500))
     def advance(self, ms: int) -> None:
         self.now += ms
 
@@ -225,3 +235,68 @@ TestSliding = SlidingMachine.TestCase
 TestSliding.settings = SETTINGS
 TestMultiKey = MultiKeyMachine.TestCase
 TestMultiKey.settings = SETTINGS
+
+
+# --- the async limiter's FIFO queue against an exact schedule ---------------------------
+
+
+def fifo_schedule(arrivals: list[tuple[int, int]], rate: Fraction, capacity: int) -> list[Fraction]:
+    """When each (arrival_ms, cost) is admitted by a FIFO token bucket, in exact seconds."""
+    tokens, last, previous = Fraction(capacity), Fraction(0), Fraction(0)
+    admitted = []
+    for arrival_ms, cost in arrivals:
+        at = max(Fraction(arrival_ms, 1000), previous)
+        tokens = min(Fraction(capacity), tokens + (at - last) * rate)
+        if tokens < cost:
+            at += (cost - tokens) / rate
+            tokens = Fraction(cost)
+        tokens -= cost
+        last = previous = at
+        admitted.append(at)
+    return admitted
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@settings(max_examples=40, deadline=None)
+@given(
+    gaps=st.lists(st.integers(1, 400), min_size=1, max_size=25),
+    costs=st.lists(st.integers(1, 8), min_size=25, max_size=25),
+    rate=st.integers(1, 20),
+    gcra=st.booleans(),
+)
+def test_fifo_admission_times_match_the_exact_schedule(
+    backend: str, gaps: list[int], costs: list[int], rate: int, gcra: bool
+) -> None:
+    """Concurrent acquirers are admitted in arrival order at exactly the model's times."""
+    capacity = 8
+    arrivals: list[tuple[int, int]] = []
+    at = 0
+    for gap, cost in zip(gaps, costs, strict=False):
+        at += gap
+        arrivals.append((at, cost))
+
+    async def scenario() -> list[tuple[int, float]]:
+        config: LimitConfig = (
+            GCRA.per_second(rate, burst=capacity)
+            if gcra
+            else TokenBucket(rate=rate, capacity=capacity)
+        )
+        limiter = create_limiter(config, name="svc")
+        start = anyio.current_time()
+        admitted: list[tuple[int, float]] = []
+
+        async def caller(index: int, arrival_ms: int, cost: int) -> None:
+            await anyio.sleep(arrival_ms / 1000)
+            await limiter.acquire(cost)
+            admitted.append((index, anyio.current_time() - start))
+
+        async with anyio.create_task_group() as tg:
+            for index, (arrival_ms, cost) in enumerate(arrivals):
+                tg.start_soon(caller, index, arrival_ms, cost)
+        return admitted
+
+    name, options = virtual_time_backend(backend)
+    admitted = anyio.run(scenario, backend=name, backend_options=options)
+    expected = fifo_schedule(arrivals, Fraction(rate), capacity)
+    assert [index for index, _ in admitted] == list(range(len(arrivals)))
+    assert [at for _, at in admitted] == pytest.approx([float(x) for x in expected], abs=1e-6)

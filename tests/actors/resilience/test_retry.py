@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import random
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -272,6 +274,39 @@ async def test_concurrent_calls_retry_independently() -> None:
     assert r.metrics.retries == sum(i % 3 for i in range(30))
 
 
+async def test_real_sqlite_lock_is_retried(tmp_path: Path) -> None:
+    """A real "database is locked" error is retried by the database preset and then succeeds."""
+    import sqlite3
+
+    path = tmp_path / "db.sqlite"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE t (v INTEGER)")
+    holder.execute("BEGIN EXCLUSIVE")
+    writer = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False)
+    errors: list[BaseException] = []
+
+    def insert() -> None:
+        try:
+            writer.execute("INSERT INTO t VALUES (1)")
+        except sqlite3.OperationalError as exc:
+            errors.append(exc)
+            holder.execute("COMMIT")  # the other writer finishes meanwhile
+            raise
+
+    r = create_retrier(RetryPolicy.for_database(), service="db")
+    try:
+        with retry_testing_mode():
+            await r.call(anyio.to_thread.run_sync, insert)
+        count = holder.execute("SELECT count(*) FROM t").fetchone()[0]
+    finally:
+        writer.close()
+        holder.close()
+    assert count == 1
+    assert len(errors) == 1
+    assert "locked" in str(errors[0])
+    assert r.metrics.retries == 1
+
+
 # --- server-provided delays ----------------------------------------------------------
 
 
@@ -428,6 +463,67 @@ def test_backoff_cap_is_bounded_and_non_decreasing(
     )
     assert 0 <= policy.backoff_cap(retry) <= policy.backoff_max
     assert policy.backoff_cap(retry) <= policy.backoff_cap(retry + 1)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@settings(max_examples=40, deadline=None)
+@given(
+    attempts=st.integers(1, 6),
+    initial=st.sampled_from([0.0, 0.1, 1.0]),
+    maximum=st.sampled_from([1.0, 5.0]),
+    deadline=st.none() | st.sampled_from([0.5, 2.0, 7.5]),
+    server=st.lists(st.none() | st.sampled_from([0.0, 0.3, 3.0, 100.0]), min_size=6, max_size=6),
+    failures=st.integers(0, 6),
+    seed=st.integers(0, 2**16),
+)
+def test_retry_invariants(
+    backend: str,
+    attempts: int,
+    initial: float,
+    maximum: float,
+    deadline: float | None,
+    server: list[float | None],
+    failures: int,
+    seed: int,
+) -> None:
+    """Attempts, delays and deadline stay within the policy; giving up re-raises the last error."""
+    from actors.testing import virtual_time_backend
+
+    policy = RetryPolicy.for_llm(
+        attempts=attempts, backoff_initial=initial, backoff_max=maximum, max_server_delay=10.0
+    )
+    errors = [
+        HTTPError(503, {} if delay is None else {"retry-after": str(delay)}) for delay in server
+    ][:failures]
+    outcome: dict[str, Any] = {}
+
+    async def main() -> None:
+        r = create_retrier(policy, service="svc", random=random.Random(seed).random)
+        flaky = Flaky(list(errors))
+        start = anyio.current_time()
+        limit = None if deadline is None else start + deadline
+        try:
+            outcome["result"] = await r.call(flaky, deadline=limit)
+        except HTTPError as exc:
+            outcome["error"] = exc
+        outcome["times"] = flaky.offsets()
+        outcome["elapsed"] = anyio.current_time() - start
+
+    name, options = virtual_time_backend(backend)
+    anyio.run(main, backend=name, backend_options=options)
+    times: list[float] = outcome["times"]
+    assert 1 <= len(times) <= attempts
+    if deadline is not None:
+        assert outcome["elapsed"] < deadline + 1e-9 or len(times) == 1
+    for n, (before, after) in enumerate(itertools.pairwise(times)):
+        requested = server[n] or 0.0
+        assert requested <= 10.0
+        assert after - before <= max(policy.backoff_cap(n), requested) + 1e-9
+        assert after - before >= requested - 1e-9
+    if "error" in outcome:
+        assert outcome["error"] is errors[len(times) - 1]
+    else:
+        assert len(times) == failures + 1
 
 
 # --- deadlines ---------------------------------------------------------------------

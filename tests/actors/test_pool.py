@@ -1,0 +1,569 @@
+"""Connection pool: FIFO borrowing, validation, expiry, replacement and leak-free close."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import anyio
+import attrs
+import pytest
+
+from actors._envelope import DEADLINE_VAR
+from actors._errors import ConfigError
+from actors._pool import Pool, PoolClosed, PoolConfig, PoolTimeout, open_pool
+from actors.testing import capture_events
+
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
+
+
+@attrs.define(eq=False)
+class Conn:
+    number: int
+    closed: bool = False
+    users: int = 0
+
+
+class Refused(Exception):
+    """The fake server refuses a connection."""
+
+
+class Broken(Exception):
+    """The fake connection broke under its user."""
+
+
+@attrs.define(eq=False)
+class FakeFactory:
+    """Counts opens and closes; programmable delays, failures and validity."""
+
+    open_delay: float = 0.0
+    close_delay: float = 0.0
+    fail_opens: int = 0
+    valid: bool = True
+    opened: list[Conn] = attrs.field(factory=list)
+    closed: list[Conn] = attrs.field(factory=list)
+    validations: int = 0
+
+    async def open(self) -> Conn:
+        await anyio.sleep(self.open_delay)
+        if self.fail_opens:
+            self.fail_opens -= 1
+            raise Refused("connection refused")
+        conn = Conn(len(self.opened))
+        self.opened.append(conn)
+        return conn
+
+    async def close(self, conn: Conn) -> None:
+        assert not conn.closed, "closed twice"
+        conn.closed = True
+        self.closed.append(conn)
+        await anyio.sleep(self.close_delay)
+
+    async def validate(self, conn: Conn) -> bool:
+        self.validations += 1
+        await anyio.sleep(0)
+        return self.valid
+
+
+def config(**kwargs: Any) -> PoolConfig:
+    base: dict[str, Any] = {"max_size": 2, "acquire_timeout": 10.0, "max_idle": None}
+    base.update(kwargs)
+    return PoolConfig(**base)
+
+
+async def until(predicate: Any) -> None:
+    """Yields (without time passing) until `predicate()` is true."""
+    while not predicate():
+        await anyio.lowlevel.checkpoint()
+
+
+async def hold(pool: Pool[Conn], seconds: float, got: list[Conn] | None = None) -> None:
+    async with pool.connection() as conn:
+        if got is not None:
+            got.append(conn)
+        await anyio.sleep(seconds)
+
+
+# -- configuration -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"min_size": -1}, "min_size"),
+        ({"max_size": 0}, "max_size"),
+        ({"min_size": 3, "max_size": 2}, "min_size"),
+        ({"acquire_timeout": 0}, "acquire_timeout"),
+        ({"max_lifetime": -1.0}, "max_lifetime"),
+        ({"max_idle": 0}, "max_idle"),
+        ({"validate_on_borrow": 1}, "validate_on_borrow"),
+        ({"validation_interval": 0}, "validation_interval"),
+        ({"close_timeout": -1}, "close_timeout"),
+        ({"close_on_cancel": "yes"}, "close_on_cancel"),
+        ({"broken_on": 3}, "broken_on"),
+        ({"reconnect_delay": 0}, "reconnect_delay"),
+    ],
+)
+def test_bad_config_names_field(kwargs: dict[str, Any], field: str) -> None:
+    """An invalid value raises ConfigError naming the field."""
+    with pytest.raises(ConfigError) as info:
+        PoolConfig(**kwargs)
+    assert info.value.field == field
+
+
+def test_defaults_close_on_cancel() -> None:
+    """By default a pool holds up to 10 connections and closes one whose holder was cancelled."""
+    cfg = PoolConfig()
+    assert (cfg.min_size, cfg.max_size, cfg.close_on_cancel) == (0, 10, True)
+
+
+async def test_open_pool_rejects_bad_arguments() -> None:
+    """open_pool refuses an empty name or a config of the wrong type."""
+    with pytest.raises(ConfigError):
+        async with open_pool(FakeFactory(), name=""):
+            pass
+    with pytest.raises(ConfigError):
+        async with open_pool(FakeFactory(), {"max_size": 1}, name="db"):  # type: ignore[arg-type]
+            pass
+
+
+# -- borrowing ---------------------------------------------------------------------------
+
+
+async def test_connection_is_reused() -> None:
+    """A returned connection is lent again instead of opening a new one."""
+    factory = FakeFactory()
+    async with open_pool(factory, config(), name="db") as pool:
+        async with pool.connection() as first:
+            pass
+        async with pool.connection() as second:
+            assert second is first
+        assert pool.stats().created == 1
+    assert factory.closed == factory.opened
+
+
+async def test_idle_connection_is_lent_without_time_passing() -> None:
+    """Borrowing an idle connection takes no time."""
+    factory = FakeFactory(open_delay=1.0)
+    async with open_pool(factory, config(min_size=1), name="db") as pool:
+        start = anyio.current_time()
+        async with pool.connection():
+            assert anyio.current_time() == start
+
+
+async def test_waiters_are_served_fifo() -> None:
+    """Beyond max_size, callers wait and get connections in arrival order."""
+    factory = FakeFactory()
+    order: list[int] = []
+
+    async def borrower(index: int) -> None:
+        async with pool.connection():
+            order.append(index)
+            await anyio.sleep(1)
+
+    async with open_pool(factory, config(max_size=1), name="db") as pool:
+        async with anyio.create_task_group() as tg:
+            for index in range(4):
+                tg.start_soon(borrower, index)
+                await until(lambda n=index: pool.stats().waiting + pool.stats().in_use > n)
+        assert order == [0, 1, 2, 3]
+        assert pool.stats().waits == 3
+    assert len(factory.opened) == 1
+
+
+async def test_acquire_times_out_after_acquire_timeout() -> None:
+    """A caller waits exactly acquire_timeout, then gets PoolTimeout."""
+    async with open_pool(FakeFactory(), config(max_size=1, acquire_timeout=3.0), name="db") as pool:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(hold, pool, 100.0)
+            await until(lambda: pool.stats().in_use == 1)
+            start = anyio.current_time()
+            with pytest.raises(PoolTimeout) as info:
+                async with pool.connection():
+                    pass
+            assert anyio.current_time() - start == pytest.approx(3.0, abs=1e-9)
+            assert (info.value.name, info.value.timeout) == ("db", 3.0)
+            assert isinstance(info.value, TimeoutError)
+            assert pool.stats().timeouts == 1
+            assert pool.stats().waiting == 0
+            tg.cancel_scope.cancel()
+
+
+async def test_earlier_deadline_wins() -> None:
+    """A deadline before acquire_timeout ends the wait at the deadline."""
+    async with open_pool(FakeFactory(), config(max_size=1), name="db") as pool:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(hold, pool, 100.0)
+            await until(lambda: pool.stats().in_use == 1)
+            start = anyio.current_time()
+            with pytest.raises(PoolTimeout):
+                async with pool.connection(deadline=start + 1.5):
+                    pass
+            assert anyio.current_time() - start == pytest.approx(1.5, abs=1e-9)
+            tg.cancel_scope.cancel()
+
+
+async def test_handler_deadline_bounds_the_wait() -> None:
+    """Inside an actor handler, the message's deadline bounds the wait by default."""
+    async with open_pool(FakeFactory(), config(max_size=1), name="db") as pool:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(hold, pool, 100.0)
+            await until(lambda: pool.stats().in_use == 1)
+            start = anyio.current_time()
+            token = DEADLINE_VAR.set(start + 2.0)
+            try:
+                with pytest.raises(PoolTimeout):
+                    async with pool.connection():
+                        pass
+            finally:
+                DEADLINE_VAR.reset(token)
+            assert anyio.current_time() - start == pytest.approx(2.0, abs=1e-9)
+            tg.cancel_scope.cancel()
+
+
+async def test_past_deadline_fails_at_once() -> None:
+    """A caller whose deadline already passed gets PoolTimeout without waiting."""
+    async with open_pool(FakeFactory(), config(max_size=1), name="db") as pool:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(hold, pool, 100.0)
+            await until(lambda: pool.stats().in_use == 1)
+            start = anyio.current_time()
+            with pytest.raises(PoolTimeout):
+                async with pool.connection(deadline=start - 1):
+                    pass
+            assert anyio.current_time() == start
+            tg.cancel_scope.cancel()
+
+
+async def test_open_failure_reaches_the_borrower() -> None:
+    """The factory's error from opening a connection propagates and frees the slot."""
+    factory = FakeFactory(fail_opens=1)
+    with capture_events() as events:
+        async with open_pool(factory, config(max_size=1), name="db") as pool:
+            with pytest.raises(Refused):
+                async with pool.connection():
+                    pass
+            assert pool.stats().failed_opens == 1
+            async with pool.connection() as conn:
+                assert conn.number == 0
+    assert any(e["event"] == "pool.open_failed" and e["pool"] == "db" for e in events)
+
+
+async def test_slow_open_is_bounded_by_the_timeout() -> None:
+    """An open slower than the acquire budget ends in PoolTimeout and leaks nothing."""
+    factory = FakeFactory(open_delay=5.0)
+    async with open_pool(factory, config(acquire_timeout=2.0), name="db") as pool:
+        start = anyio.current_time()
+        with pytest.raises(PoolTimeout):
+            async with pool.connection():
+                pass
+        assert anyio.current_time() - start == pytest.approx(2.0, abs=1e-9)
+        assert pool.stats().size == 0
+    assert factory.opened == []
+
+
+async def test_failed_open_lets_a_waiter_open() -> None:
+    """When an open fails, the first waiter gets the freed room and opens its own."""
+    factory = FakeFactory(open_delay=1.0, fail_opens=1)
+    results: list[object] = []
+
+    async def borrower() -> None:
+        try:
+            async with pool.connection() as conn:
+                results.append(conn.number)
+        except Refused as exc:
+            results.append(exc)
+
+    async with open_pool(factory, config(max_size=1), name="db") as pool:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(borrower)
+            await until(lambda: pool.stats().size == 1)
+            tg.start_soon(borrower)
+        assert isinstance(results[0], Refused)
+        assert results[1] == 0
+
+
+# -- validation --------------------------------------------------------------------------
+
+
+async def test_validate_on_borrow_replaces_bad_connection() -> None:
+    """A connection failing validation on borrow is closed and a new one is lent."""
+    factory = FakeFactory()
+    async with open_pool(factory, config(validate_on_borrow=True), name="db") as pool:
+        async with pool.connection():
+            pass
+        factory.valid = False
+        async with pool.connection() as conn:
+            assert conn.number == 1  # a fresh connection is lent without a check
+        assert factory.opened[0].closed
+        assert pool.stats().failed_validations == 1
+    assert factory.closed == factory.opened
+
+
+async def test_validation_exception_counts_as_invalid() -> None:
+    """A validate that raises closes the connection like a false result."""
+
+    class Raising(FakeFactory):
+        async def validate(self, conn: Conn) -> bool:
+            raise Broken("ping failed")
+
+    factory = Raising()
+    async with open_pool(factory, config(validate_on_borrow=True), name="db") as pool:
+        async with pool.connection():
+            pass
+        async with pool.connection() as conn:
+            assert conn.number == 1
+        assert pool.stats().failed_validations == 1
+    assert factory.closed == factory.opened
+
+
+async def test_idle_connections_are_validated_in_background() -> None:
+    """With validation_interval, idle connections are checked and bad ones replaced."""
+    factory = FakeFactory()
+    cfg = config(min_size=1, validation_interval=10.0)
+    async with open_pool(factory, cfg, name="db") as pool:
+        await anyio.sleep(10.5)
+        assert factory.validations == 1
+        factory.valid = False
+        await anyio.sleep(10.0)
+        assert factory.opened[0].closed
+        assert pool.stats().failed_validations >= 1
+        factory.valid = True
+        await anyio.sleep(20.0)
+        assert pool.stats().idle == 1
+
+
+# -- returning ---------------------------------------------------------------------------
+
+
+async def test_discard_closes_instead_of_returning() -> None:
+    """lease.discard() closes the connection when the block ends."""
+    factory = FakeFactory()
+    async with open_pool(factory, config(), name="db") as pool:
+        lease = pool.connection()
+        async with lease as conn:
+            assert lease.connection is conn
+            lease.discard()
+        assert conn.closed
+        assert pool.stats().idle == 0
+        with pytest.raises(RuntimeError):
+            _ = lease.connection
+
+
+async def test_broken_on_predicate_closes_connection() -> None:
+    """An exception the config calls broken closes the connection; others return it."""
+    factory = FakeFactory()
+    cfg = config(broken_on=lambda exc: isinstance(exc, Broken))
+    async with open_pool(factory, cfg, name="db") as pool:
+        with pytest.raises(ValueError, match="bad input"):
+            async with pool.connection() as first:
+                raise ValueError("bad input")
+        assert not first.closed
+        assert pool.stats().idle == 1
+        with pytest.raises(Broken):
+            async with pool.connection() as second:
+                raise Broken
+        assert second is first
+        assert first.closed
+        assert pool.stats().idle == 0
+
+
+async def test_cancelled_holder_closes_connection_by_default() -> None:
+    """A holder cancelled mid-use closes its connection (it may be dirty)."""
+    factory = FakeFactory()
+    async with open_pool(factory, config(), name="db") as pool:
+        with anyio.move_on_after(1.0):
+            await hold(pool, 10.0)
+        assert factory.opened[0].closed
+        assert pool.stats().in_use == 0
+
+
+async def test_cancelled_holder_returns_connection_if_configured() -> None:
+    """With close_on_cancel=False a cancelled holder returns its connection."""
+    factory = FakeFactory()
+    async with open_pool(factory, config(close_on_cancel=False), name="db") as pool:
+        with anyio.move_on_after(1.0):
+            await hold(pool, 10.0)
+        assert not factory.opened[0].closed
+        assert pool.stats().idle == 1
+
+
+async def test_cancelled_waiter_leaves_no_trace() -> None:
+    """A waiter cancelled while queued takes nothing; the next borrower is served."""
+    factory = FakeFactory()
+    async with open_pool(factory, config(max_size=1), name="db") as pool:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(hold, pool, 5.0)
+            await until(lambda: pool.stats().in_use == 1)
+            with anyio.move_on_after(1.0):
+                async with pool.connection():
+                    pytest.fail("never lent")
+            assert pool.stats().waiting == 0
+        async with pool.connection() as conn:
+            assert conn.number == 0
+        assert pool.stats().in_use == 0
+
+
+async def test_waiter_cancelled_when_handed_connection_passes_it_on() -> None:
+    """A connection handed to a waiter that is cancelled at that moment goes to the next."""
+    factory = FakeFactory()
+    got: list[Conn] = []
+    async with open_pool(factory, config(max_size=1, close_on_cancel=False), name="db") as pool:
+        async with anyio.create_task_group() as tg:
+            lease = pool.connection()
+            await lease.__aenter__()
+            victim = anyio.CancelScope()
+
+            async def waiter() -> None:
+                with victim:
+                    await hold(pool, 0, got)
+
+            tg.start_soon(waiter)
+            await until(lambda: pool.stats().waiting == 1)
+            tg.start_soon(hold, pool, 0, got)
+            await until(lambda: pool.stats().waiting == 2)
+            await lease.__aexit__(None, None, None)  # hands the connection to the victim
+            victim.cancel()  # ...which is cancelled before it runs
+        assert got[-1] is factory.opened[0]  # the second waiter got the only connection
+        assert len(factory.opened) == 1
+        assert pool.stats().in_use == 0
+        assert pool.stats().idle == 1
+
+
+# -- lifetime and idle expiry ------------------------------------------------------------
+
+
+async def test_returned_connection_past_lifetime_is_closed() -> None:
+    """A connection older than max_lifetime is closed when returned."""
+    factory = FakeFactory()
+    async with open_pool(factory, config(max_lifetime=5.0), name="db") as pool:
+        async with pool.connection() as conn:
+            await anyio.sleep(6.0)
+        assert conn.closed
+        async with pool.connection() as fresh:
+            assert fresh is not conn
+
+
+async def test_idle_connection_expires_at_max_lifetime() -> None:
+    """An idle connection is closed exactly at max_lifetime and replaced up to min_size."""
+    factory = FakeFactory()
+    async with open_pool(factory, config(min_size=1, max_lifetime=30.0), name="db") as pool:
+        start = anyio.current_time()
+        await until(lambda: bool(factory.closed))
+        await anyio.sleep(29.0)
+        assert not factory.opened[0].closed
+        await anyio.sleep(1.0)
+        await until(lambda: len(factory.opened) == 2)
+        assert factory.opened[0].closed
+        assert anyio.current_time() - start == pytest.approx(30.0, abs=1e-9)
+        assert pool.stats().idle == 1
+
+
+async def test_idle_expiry_keeps_min_size() -> None:
+    """Idle connections beyond min_size close after max_idle; min_size stay warm."""
+    factory = FakeFactory()
+    async with open_pool(factory, config(min_size=1, max_size=3, max_idle=60.0), name="db") as pool:
+        async with anyio.create_task_group() as tg:
+            for _ in range(3):
+                tg.start_soon(hold, pool, 1.0)
+        assert pool.stats().idle == 3
+        await anyio.sleep(59.0)
+        assert pool.stats().idle == 3
+        await anyio.sleep(1.0)
+        await anyio.lowlevel.checkpoint()
+        assert pool.stats().idle == 1
+        await anyio.sleep(600.0)
+        assert pool.stats().idle == 1
+        assert len(factory.closed) == 2
+
+
+async def test_min_size_is_warm_at_start_and_refilled() -> None:
+    """open_pool opens min_size connections; a discarded one is replaced in the background."""
+    factory = FakeFactory(open_delay=0.5)
+    async with open_pool(factory, config(min_size=2, max_size=3), name="db") as pool:
+        assert pool.stats().idle == 2
+        lease = pool.connection()
+        async with lease:
+            lease.discard()
+        await anyio.sleep(0.5)
+        await until(lambda: pool.stats().idle == 2)
+        assert len(factory.opened) == 3
+
+
+async def test_background_open_failure_retries_after_delay() -> None:
+    """A failing warm-up open is retried after reconnect_delay, not in a tight loop."""
+    factory = FakeFactory(fail_opens=2)
+    cfg = config(min_size=1, reconnect_delay=2.0)
+    with capture_events() as events:
+        async with open_pool(factory, cfg, name="db") as pool:
+            start = anyio.current_time()
+            assert pool.stats().idle == 0
+            await until(lambda: pool.stats().idle == 1)
+            assert anyio.current_time() - start == pytest.approx(4.0, abs=1e-9)
+            assert pool.stats().failed_opens == 2
+    assert sum(e["event"] == "pool.open_failed" for e in events) == 2
+
+
+# -- closing -----------------------------------------------------------------------------
+
+
+async def test_close_wakes_waiters_and_refuses_borrowers() -> None:
+    """Closing the pool fails waiters and later borrowers with PoolClosed."""
+    factory = FakeFactory()
+    errors: list[BaseException] = []
+
+    async def waiter() -> None:
+        try:
+            async with pool.connection():
+                pass
+        except PoolClosed as exc:
+            errors.append(exc)
+
+    async with open_pool(factory, config(max_size=1), name="db") as pool:
+        lease = pool.connection()
+        conn = await lease.__aenter__()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter)
+            await until(lambda: pool.stats().waiting == 1)
+            await pool.aclose()
+        assert len(errors) == 1
+        assert pool.closed
+        assert not conn.closed  # still in use...
+        await lease.__aexit__(None, None, None)
+        assert conn.closed  # ...closed when returned
+        with pytest.raises(PoolClosed):
+            async with pool.connection():
+                pass
+    assert factory.closed == factory.opened
+
+
+async def test_close_is_time_limited() -> None:
+    """A close that hangs is abandoned after close_timeout, and still counted."""
+    factory = FakeFactory(close_delay=math.inf)
+    with capture_events() as events:
+        async with open_pool(factory, config(min_size=2, close_timeout=3.0), name="db") as pool:
+            start = anyio.current_time()
+        assert anyio.current_time() - start == pytest.approx(3.0, abs=1e-9)
+    assert pool.stats().closed == 2
+    assert sum(e["event"] == "pool.close_timeout" for e in events) == 2
+
+
+async def test_close_runs_when_block_is_cancelled() -> None:
+    """Cancelling the pool's block still closes every connection (shielded)."""
+    factory = FakeFactory(close_delay=1.0)
+    with anyio.move_on_after(5.0):
+        async with open_pool(factory, config(min_size=2), name="db"):
+            await anyio.sleep_forever()
+    assert len(factory.opened) == 2
+    assert factory.closed == factory.opened
+
+
+async def test_stats_snapshot() -> None:
+    """stats() reports gauges and counters."""
+    factory = FakeFactory()
+    async with open_pool(factory, config(max_size=3, min_size=1), name="db") as pool:
+        async with pool.connection(), pool.connection():
+            stats = pool.stats()
+            assert (stats.name, stats.size, stats.in_use, stats.idle) == ("db", 2, 2, 0)
+            assert (stats.created, stats.closed, stats.waiting) == (2, 0, 0)
+        assert pool.stats().idle == 2
