@@ -61,6 +61,7 @@ __all__ = [
     "ErrorMetrics",
     "LLMClassifier",
     "MCPClassifier",
+    "classifier_for",
     "correlation_fields",
     "error_codes_of",
     "headers_of",
@@ -80,6 +81,11 @@ class ErrorClass(enum.Enum):
     IGNORED = "ignored"
     """Not a failure of the service (cancellation, a local refusal). Never retried or counted."""
 
+    @property
+    def is_failure(self) -> bool:
+        """Whether a breaker counts it: `RETRYABLE` and `PERMANENT` do, `IGNORED` does not."""
+        return self is not ErrorClass.IGNORED
+
 
 @runtime_checkable
 class Classifier(Protocol):
@@ -98,17 +104,25 @@ class Classifier(Protocol):
 # Duck-typed readers for the neutral error shapes.
 
 
+def _attr(holder: object, name: str) -> Any:
+    """`getattr(holder, name, None)` that also survives properties raising anything."""
+    try:
+        return getattr(holder, name, None)
+    except Exception:  # e.g. httpx raises RuntimeError for an unset `.request`
+        return None
+
+
 def status_of(exc: BaseException) -> int | None:
     """Returns the HTTP status an exception carries, if any.
 
     Reads ``exc.status_code``, ``exc.status``, then ``exc.response.status_code``
     (httpx's `HTTPStatusError`, openai's `APIStatusError`).
     """
-    for holder in (exc, getattr(exc, "response", None)):
+    for holder in (exc, _attr(exc, "response")):
         if holder is None:
             continue
         for name in ("status_code", "status"):
-            value = getattr(holder, name, None)
+            value = _attr(holder, name)
             if isinstance(value, int) and not isinstance(value, bool):
                 return value
     return None
@@ -120,11 +134,11 @@ def headers_of(exc: BaseException) -> dict[str, str] | None:
     Reads ``exc.headers`` then ``exc.response.headers``; any mapping (or object with
     ``items()``) of strings works, e.g. `httpx.Headers`.
     """
-    for holder in (exc, getattr(exc, "response", None)):
+    for holder in (exc, _attr(exc, "response")):
         if holder is None:
             continue
-        headers = getattr(holder, "headers", None)
-        items = getattr(headers, "items", None)
+        headers = _attr(holder, "headers")
+        items = _attr(headers, "items")
         if callable(items):
             try:
                 return {str(k).lower(): str(v) for k, v in items()}
@@ -144,12 +158,12 @@ def error_codes_of(exc: BaseException) -> frozenset[str]:
 
     def add(source: object) -> None:
         for name in ("code", "type"):
-            value = source.get(name) if isinstance(source, Mapping) else getattr(source, name, None)
+            value = source.get(name) if isinstance(source, Mapping) else _attr(source, name)
             if isinstance(value, str):
                 found.add(value.lower())
 
     add(exc)
-    body = getattr(exc, "body", None)
+    body = _attr(exc, "body")
     if isinstance(body, Mapping):
         add(body)
         error = body.get("error")
@@ -166,7 +180,7 @@ _TIMEOUT_SUFFIXES: Final = ("Timeout", "TimeoutError", "TimeoutException")
 
 
 def _is_timeout(exc: BaseException) -> bool:
-    if isinstance(exc, TimeoutError) or getattr(exc, "is_timeout", False) is True:
+    if isinstance(exc, TimeoutError) or _attr(exc, "is_timeout") is True:
         return True
     return any(name.endswith(_TIMEOUT_SUFFIXES) for name in _mro_names(exc))
 
@@ -374,7 +388,7 @@ _SQLITE_LOCKED_MESSAGES: Final = ("database is locked", "database table is locke
 
 def _sqlstate_of(exc: BaseException) -> str | None:
     for name in ("sqlstate", "pgcode"):
-        value = getattr(exc, name, None)
+        value = _attr(exc, name)
         if isinstance(value, str) and value:
             return value.upper()
     return None
@@ -401,14 +415,14 @@ class DatabaseClassifier(ErrorClassifier):
             if sqlstate.startswith("08") or sqlstate in _RETRYABLE_SQLSTATES:
                 return ErrorClass.RETRYABLE
             return ErrorClass.PERMANENT
-        sqlite_name = getattr(exc, "sqlite_errorname", None)
+        sqlite_name = _attr(exc, "sqlite_errorname")
         if isinstance(sqlite_name, str):
             if sqlite_name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
                 return ErrorClass.RETRYABLE
             return ErrorClass.PERMANENT
         names = set(_mro_names(exc))
         if "OperationalError" in names:
-            message = str(exc).lower()
+            message = short_message(exc).lower()
             if type(exc).__module__.startswith("sqlite3"):
                 locked = any(m in message for m in _SQLITE_LOCKED_MESSAGES)
                 return ErrorClass.RETRYABLE if locked else ErrorClass.PERMANENT
@@ -431,8 +445,8 @@ _MCP_TRANSPORT_TYPES: Final = (
 
 
 def _jsonrpc_code(exc: BaseException) -> int | None:
-    for holder in (getattr(exc, "error", None), exc):
-        value = getattr(holder, "code", None)
+    for holder in (_attr(exc, "error"), exc):
+        value = _attr(holder, "code")
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     return None
@@ -454,7 +468,7 @@ class MCPClassifier(ErrorClassifier):
     service: ClassVar[str] = "mcp"
 
     def _default(self, exc: Exception) -> ErrorClass:
-        if getattr(exc, "is_tool_error", False) is True or "ToolError" in _mro_names(exc):
+        if _attr(exc, "is_tool_error") is True or "ToolError" in _mro_names(exc):
             return ErrorClass.PERMANENT
         if isinstance(exc, _MCP_TRANSPORT_TYPES) or _is_timeout(exc) or _is_http_transport(exc):
             return ErrorClass.RETRYABLE
@@ -465,6 +479,31 @@ class MCPClassifier(ErrorClassifier):
         if code is not None and code in _MCP_RETRYABLE_CODES:
             return ErrorClass.RETRYABLE
         return ErrorClass.PERMANENT
+
+
+_BY_SERVICE: Final[dict[str, type[ErrorClassifier]]] = {
+    "generic": ErrorClassifier,
+    "llm": LLMClassifier,
+    "database": DatabaseClassifier,
+    "mcp": MCPClassifier,
+}
+
+
+def classifier_for(service: str) -> ErrorClassifier:
+    """Returns the default classifier of a service type, for configuration files.
+
+    Args:
+        service: ``"generic"``, ``"llm"``, ``"database"`` or ``"mcp"``.
+
+    Raises:
+        ConfigError: For any other name (field ``classifier``).
+    """
+    try:
+        return _BY_SERVICE[service]()
+    except (KeyError, TypeError):
+        raise ConfigError(
+            "classifier", service, f"must be one of {', '.join(sorted(_BY_SERVICE))}"
+        ) from None
 
 
 # ---------------------------------------------------------------------------

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 
 import pytest
 
-PACKAGES = ["actors", "actors.testing", "supervisor"]
+PACKAGES = ["actors", "actors.resilience", "actors.testing", "supervisor"]
 
 
 @pytest.mark.parametrize("package", PACKAGES)
-def test_all_is_sorted_and_complete(package: str) -> None:
-    """__all__ is sorted and names every public attribute that is not a submodule."""
+def test_all_is_complete(package: str) -> None:
+    """__all__ (kept sorted by ruff's RUF022) names every public attribute once."""
     module = importlib.import_module(package)
     exported = list(module.__all__)
-    assert exported == sorted(exported)
+    assert len(exported) == len(set(exported))
     public = {
         name
         for name, value in vars(module).items()
@@ -29,7 +30,7 @@ def test_exports_claim_the_public_module(package: str) -> None:
     module = importlib.import_module(package)
     for name in module.__all__:
         value = getattr(module, name)
-        if hasattr(value, "__module__"):
+        if isinstance(value, type) or inspect.isfunction(value):
             assert value.__module__ == package, name
 
 

@@ -1,0 +1,85 @@
+"""Resilience primitives: retry, circuit breaker, rate limiters, bulkhead.
+
+Every name here is also exported from `actors`. `LimitConfig` and `LimitState` are type
+aliases (any limit config; one key's stored state).
+"""
+
+from actors.resilience._breaker import (
+    BreakerConfig,
+    BreakerListener,
+    BreakerMetrics,
+    BreakerRecord,
+    BreakerState,
+    BreakerStateStore,
+    BreakerTransition,
+    CircuitBreaker,
+    InMemoryBreakerStore,
+)
+from actors.resilience._breaker_registry import BreakerRegistry
+from actors.resilience._budget import RetryBudget
+from actors.resilience._bulkhead import Bulkhead, BulkheadConfig, BulkheadMetrics, create_bulkhead
+from actors.resilience._limiter import (
+    GCRA,
+    LimitConfig,
+    Limiter,
+    LimiterMetrics,
+    RateLimit,
+    SlidingWindow,
+    TokenBucket,
+    create_limiter,
+)
+from actors.resilience._limiter_store import (
+    LimitAlgorithm,
+    LimiterStore,
+    LimitState,
+    MemoryLimiterStore,
+    SyncLimiterStore,
+)
+from actors.resilience._multilimit import (
+    HeaderLimits,
+    MultiLimit,
+    MultiLimitMetrics,
+    Reservation,
+    create_multi_limit,
+)
+from actors.resilience._retry import Retrier, RetryMetrics, RetryPolicy, create_retrier
+
+__all__ = [
+    "GCRA",
+    "BreakerConfig",
+    "BreakerListener",
+    "BreakerMetrics",
+    "BreakerRecord",
+    "BreakerRegistry",
+    "BreakerState",
+    "BreakerStateStore",
+    "BreakerTransition",
+    "Bulkhead",
+    "BulkheadConfig",
+    "BulkheadMetrics",
+    "CircuitBreaker",
+    "HeaderLimits",
+    "InMemoryBreakerStore",
+    "LimitAlgorithm",
+    "LimitConfig",
+    "LimitState",
+    "Limiter",
+    "LimiterMetrics",
+    "LimiterStore",
+    "MemoryLimiterStore",
+    "MultiLimit",
+    "MultiLimitMetrics",
+    "RateLimit",
+    "Reservation",
+    "Retrier",
+    "RetryBudget",
+    "RetryMetrics",
+    "RetryPolicy",
+    "SlidingWindow",
+    "SyncLimiterStore",
+    "TokenBucket",
+    "create_bulkhead",
+    "create_limiter",
+    "create_multi_limit",
+    "create_retrier",
+]

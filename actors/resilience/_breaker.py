@@ -28,13 +28,15 @@ from __future__ import annotations
 import enum
 import math
 import random as _random_module
+import sys
+from asyncio import _get_running_loop
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, Literal, ParamSpec, Protocol, TypeVar
 
+import anyio
 import attrs
-from anyio import current_time
 
 from actors._errors import CircuitOpen, ConfigError
 from actors._events import emit
@@ -43,6 +45,7 @@ from actors.resilience._breaker_window import FAILED, SLOW, CountWindow, TimeWin
 
 __all__ = [
     "BreakerConfig",
+    "BreakerListener",
     "BreakerMetrics",
     "BreakerRecord",
     "BreakerState",
@@ -73,6 +76,25 @@ _HALF_OPEN = BreakerState.HALF_OPEN
 _DISABLED = BreakerState.DISABLED
 _FORCED_OPEN = BreakerState.FORCED_OPEN
 _METRICS_ONLY = BreakerState.METRICS_ONLY
+
+
+def _now() -> float:
+    """`anyio.current_time()`, minus anyio's backend lookup (the hot path reads it twice).
+
+    Under asyncio anyio returns the running loop's `time()` and under trio
+    `trio.current_time()`; this returns the same values (virtual clocks included)
+    directly, and falls back to anyio for anything else (or to raise its error).
+    """
+    loop = _get_running_loop()
+    if loop is not None:
+        return loop.time()
+    trio = sys.modules.get("trio")
+    if trio is not None:
+        try:
+            return float(trio.current_time())
+        except RuntimeError:  # trio is imported but not running here
+            pass
+    return anyio.current_time()
 
 
 # --------------------------------------------------------------------------- config
@@ -350,7 +372,12 @@ class BreakerMetrics:
     open_duration: float
 
 
-Listener = Callable[[BreakerTransition], None]
+class BreakerListener(Protocol):
+    """Called synchronously with every transition; must be quick and must not block."""
+
+    def __call__(self, transition: BreakerTransition, /) -> None:
+        """Observes one transition (an exception it raises is reported and ignored)."""
+
 
 _EVENTS = {
     _OPEN: "breaker.opened",
@@ -364,7 +391,7 @@ _EVENTS = {
 
 def _now_or_none() -> float | None:
     try:
-        return current_time()
+        return _now()
     except RuntimeError:  # created outside an event loop
         return None
 
@@ -381,35 +408,34 @@ class CircuitBreaker:
 
     name: str
     config: BreakerConfig
-    _store: BreakerStateStore
-    _random: Callable[[], float]
-    _window: Window
-    _record: BreakerRecord
-    _listeners: list[Listener] = attrs.field(factory=list)
-    _slow_after: float = attrs.field(init=False)
-    _timed: bool = attrs.field(init=False)
-    _time_window: bool = attrs.field(init=False)
-    _count_window: CountWindow | None = attrs.field(init=False)
-    _below_minimum: int = attrs.field(init=False)
-    _consecutive: int = 0
-    _trial_out: int = 0
-    _trial_done: int = 0
-    _trial_failed: int = 0
-    _trial_slow: int = 0
-    _trial_last_issue: float = 0.0
-    successes: int = 0
-    failures: int = 0
-    slow_successes: int = 0
-    slow_failures: int = 0
-    ignored: int = 0
-    cancelled: int = 0
-    not_permitted: int = 0
+    _store: BreakerStateStore = attrs.field(repr=False)
+    _random: Callable[[], float] = attrs.field(repr=False)
+    _window: Window = attrs.field(repr=False)
+    _record: BreakerRecord = attrs.field(repr=False)
+    _listeners: list[BreakerListener] = attrs.field(factory=list, repr=False)
+    _slow_after: float = attrs.field(init=False, repr=False)
+    _timed: bool = attrs.field(init=False, repr=False)
+    _time_window: bool = attrs.field(init=False, repr=False)
+    _below_minimum: int = attrs.field(init=False, repr=False)
+    _consecutive: int = attrs.field(default=0, init=False, repr=False)
+    _trial_out: int = attrs.field(default=0, init=False, repr=False)
+    _trial_done: int = attrs.field(default=0, init=False, repr=False)
+    _trial_failed: int = attrs.field(default=0, init=False, repr=False)
+    _trial_slow: int = attrs.field(default=0, init=False, repr=False)
+    _trial_last_issue: float = attrs.field(default=0.0, init=False, repr=False)
+    # Cumulative outcome counters (read them through `metrics()`).
+    successes: int = attrs.field(default=0, init=False, repr=False)
+    failures: int = attrs.field(default=0, init=False, repr=False)
+    slow_successes: int = attrs.field(default=0, init=False, repr=False)
+    slow_failures: int = attrs.field(default=0, init=False, repr=False)
+    ignored: int = attrs.field(default=0, init=False, repr=False)
+    cancelled: int = attrs.field(default=0, init=False, repr=False)
+    not_permitted: int = attrs.field(default=0, init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         self._slow_after = self.config.slow_call_duration
         self._time_window = self.config.window == "time"
         self._timed = self._time_window or not math.isinf(self._slow_after)
-        self._count_window = self._window if isinstance(self._window, CountWindow) else None
         self._below_minimum = self.config.minimum_calls - 1
 
     @classmethod
@@ -420,7 +446,7 @@ class CircuitBreaker:
         *,
         store: BreakerStateStore | None = None,
         random: Callable[[], float] = _random_module.random,
-        listeners: list[Listener] | None = None,
+        listeners: list[BreakerListener] | None = None,
         now: float | None = None,
     ) -> CircuitBreaker:
         """Creates a breaker, or attaches to the record a shared `store` already holds.
@@ -448,7 +474,7 @@ class CircuitBreaker:
 
     # ----------------------------------------------------------------- listeners
 
-    def add_listener(self, listener: Listener) -> None:
+    def add_listener(self, listener: BreakerListener) -> None:
         """Calls `listener(transition)` synchronously on every state change.
 
         A listener must be quick and must not block; an exception it raises is
@@ -456,7 +482,7 @@ class CircuitBreaker:
         """
         self._listeners.append(listener)
 
-    def remove_listener(self, listener: Listener) -> None:
+    def remove_listener(self, listener: BreakerListener) -> None:
         """Stops calling `listener`; raises `ValueError` if it was not added."""
         self._listeners.remove(listener)
 
@@ -509,7 +535,7 @@ class CircuitBreaker:
         state = record.state
         if state is _CLOSED or state is _METRICS_ONLY or state is _DISABLED:
             return record.generation
-        return self._acquire_slow(record, current_time() if now is None else now)
+        return self._acquire_slow(record, _now() if now is None else now)
 
     def _acquire_slow(self, record: BreakerRecord, now: float) -> int:
         state = record.state
@@ -544,14 +570,15 @@ class CircuitBreaker:
         record = self._record
         if permit != record.generation:
             return
-        if record.state is _CLOSED and self._count_window is not None:
-            # Hot path. A fast success in a count window cannot raise either rate, so
-            # the thresholds need checking only when it brings the window to the minimum.
+        if record.state is _CLOSED:
+            # Hot path. A fast success cannot raise either rate, unless it brings the
+            # window to minimum_calls or time made older calls slide out.
             self._consecutive = 0
-            window = self._count_window
+            window = self._window
             crossing = window.total == self._below_minimum
-            window.record_success()
-            if crossing:
+            if self._time_window and now is None:
+                now = _now()
+            if window.record_success(0.0 if now is None else now) or crossing:
                 self._check_thresholds(now)
             return
         self._on_outcome(permit, 0, now)
@@ -567,7 +594,7 @@ class CircuitBreaker:
             else:
                 self._consecutive = 0
             if self._time_window and now is None:
-                now = current_time()
+                now = _now()
             self._window.record(code, 0.0 if now is None else now)
             self._check_thresholds(now)
         elif state is _HALF_OPEN:
@@ -588,8 +615,11 @@ class CircuitBreaker:
         self._return_permit(permit)
 
     def on_cancel(self, permit: int) -> None:
-        """Records a cancelled (or otherwise abandoned) call: counts nothing else and
-        returns a trial permit, so a cancelled caller never wedges half-open."""
+        """Records a cancelled or abandoned call and returns its trial permit.
+
+        Nothing else is counted, so a cancelled caller never counts as a failure and
+        never wedges half-open.
+        """
         self.cancelled += 1
         self._return_permit(permit)
 
@@ -638,7 +668,7 @@ class CircuitBreaker:
             return
         failure_rate = window.failures / total if total else 0.0
         slow_rate = window.slow / total if total else 0.0
-        now = current_time() if now is None else now
+        now = _now() if now is None else now
         self._transition(_OPEN, now, reason, failure_rate, slow_rate)
 
     def _record_trial(self, *, failed: bool, slow: bool, now: float | None) -> None:
@@ -653,7 +683,7 @@ class CircuitBreaker:
             return
         failure_rate = self._trial_failed / permits
         slow_rate = self._trial_slow / permits
-        now = current_time() if now is None else now
+        now = _now() if now is None else now
         if failure_rate >= self.config.failure_rate_threshold:
             self._transition(_OPEN, now, "trial_failure_rate", failure_rate, slow_rate)
         elif slow_rate >= self.config.slow_call_rate_threshold:
@@ -682,7 +712,7 @@ class CircuitBreaker:
                 base = config.open_duration
             duration = base * (1.0 - config.open_jitter * self._random())
         elif to is _HALF_OPEN:
-            base = 0.0
+            base = old.open_base
         record = BreakerRecord(
             state=to,
             generation=old.generation + 1,
@@ -741,7 +771,7 @@ class CircuitBreaker:
         before report into totals only. Not a checkpoint.
         """
         self._current()
-        self._transition(state, current_time() if now is None else now, "forced", 0.0, 0.0)
+        self._transition(state, _now() if now is None else now, "forced", 0.0, 0.0)
 
     def reset(self, *, now: float | None = None) -> None:
         """Forces CLOSED: forgets the window and the open-duration backoff."""
@@ -749,7 +779,7 @@ class CircuitBreaker:
 
     def metrics(self, now: float | None = None) -> BreakerMetrics:
         """Returns a snapshot; call it from the event loop's thread (or pass `now`)."""
-        now = current_time() if now is None else now
+        now = _now() if now is None else now
         record = self._current()
         window = self._window
         window.advance(now)
@@ -807,17 +837,17 @@ class CircuitBreaker:
                 raise
             self.on_success(permit)
             return result
-        start = current_time()
+        start = _now()
         try:
             result = await fn(*args, **kwargs)
         except Exception as exc:
-            now = current_time()
+            now = _now()
             self.on_exception(permit, exc, now - start, now=now)
             raise
         except BaseException:
             self.on_cancel(permit)
             raise
-        now = current_time()
+        now = _now()
         self.on_success(permit, now - start, now=now)
         return result
 
@@ -842,7 +872,7 @@ class _Guard(AbstractAsyncContextManager[None]):
         breaker = self._breaker
         self._permit = breaker.acquire()
         if breaker._timed:
-            self._start = current_time()
+            self._start = _now()
 
     async def __aexit__(
         self,
@@ -852,7 +882,7 @@ class _Guard(AbstractAsyncContextManager[None]):
     ) -> None:
         breaker = self._breaker
         if breaker._timed:
-            now: float | None = current_time()
+            now: float | None = _now()
             duration = now - self._start  # type: ignore[operator]
         else:
             now, duration = None, 0.0

@@ -11,11 +11,11 @@ from anyio import current_time
 from actors._errors import ConfigError
 from actors.resilience._breaker import (
     BreakerConfig,
+    BreakerListener,
     BreakerMetrics,
     BreakerStateStore,
     CircuitBreaker,
     InMemoryBreakerStore,
-    Listener,
 )
 
 __all__ = ["BreakerRegistry"]
@@ -37,7 +37,7 @@ class BreakerRegistry:
     store: BreakerStateStore = attrs.field(factory=InMemoryBreakerStore)
     random: Callable[[], float] = _random_module.random
     _breakers: dict[str, CircuitBreaker] = attrs.field(factory=dict, init=False)
-    _listeners: list[Listener] = attrs.field(factory=list, init=False)
+    _listeners: list[BreakerListener] = attrs.field(factory=list, init=False)
 
     def get_or_create(
         self, name: str, config: BreakerConfig | None = None, *, now: float | None = None
@@ -75,7 +75,7 @@ class BreakerRegistry:
         """Returns the breaker called `name`, or `None`."""
         return self._breakers.get(name)
 
-    def add_listener(self, listener: Listener) -> None:
+    def add_listener(self, listener: BreakerListener) -> None:
         """Calls `listener` on every transition of every breaker, present and future."""
         self._listeners.append(listener)
         for breaker in self._breakers.values():

@@ -52,8 +52,12 @@ class CountWindow:
         pos += 1
         self._pos = 0 if pos == self.size else pos
 
-    def record_success(self) -> None:
-        """Adds one fast success (the hot path of `record(0, now)`)."""
+    def record_success(self, now: float) -> bool:
+        """Adds one fast success (the hot path of `record(0, now)`).
+
+        Returns:
+            False: a count window never ages, so no other outcome slid out by time.
+        """
         pos = self._pos
         if self.total == self.size:
             old = self._ring[pos]
@@ -65,6 +69,7 @@ class CountWindow:
             self.total += 1  # slots not written since the last reset are still 0
         pos += 1
         self._pos = 0 if pos == self.size else pos
+        return False
 
     def advance(self, now: float) -> None:
         """Does nothing: a count window does not age."""
@@ -129,6 +134,21 @@ class TimeWindow:
         if code & SLOW:
             self._slows[i] += 1
             self.slow += 1
+
+    def record_success(self, now: float) -> bool:
+        """Adds one fast success at time `now` (the hot path of `record(0, now)`).
+
+        Returns:
+            Whether the window moved to a new second (old buckets may have slid out,
+            which can raise the rates).
+        """
+        head = self._head
+        if head is None or now - head >= 1.0 or now < head:
+            self.record(0, now)
+            return True
+        self._calls[head % self.size] += 1
+        self.total += 1
+        return False
 
     def _clear(self) -> None:
         size = self.size

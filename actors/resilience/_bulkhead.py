@@ -105,12 +105,12 @@ class Bulkhead:
 
     name: str
     config: BulkheadConfig
-    _active: int = 0
-    _waiters: deque[_Waiter] = attrs.field(factory=deque)
-    _admitted: int = 0
-    _rejected: int = 0
-    _max_active: int = 0
-    _max_queued: int = 0
+    _active: int = attrs.field(default=0, init=False)
+    _waiters: deque[_Waiter] = attrs.field(factory=deque, init=False)
+    _admitted: int = attrs.field(default=0, init=False)
+    _rejected: int = attrs.field(default=0, init=False)
+    _max_active: int = attrs.field(default=0, init=False)
+    _max_queued: int = attrs.field(default=0, init=False)
 
     def slot(self, *, deadline: float | None = None) -> _Slot:
         """An async context manager holding one slot for its body.

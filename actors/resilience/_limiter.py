@@ -46,6 +46,9 @@ __all__ = [
 _REL_TOLERANCE = 1e-9
 """Relative slack when comparing a cost with what is available (float rounding)."""
 
+_DEADLINE_SLACK = 1e-9
+"""Seconds by which float rounding may push an admission exactly at the deadline past it."""
+
 _MIN_SLEEP = 1e-9
 """Shortest sleep of a waiting head, so rounding can never make it spin."""
 
@@ -127,16 +130,23 @@ class TokenBucket:
             return cap, now
         tokens, last = state
         if now > last:
-            tokens = min(cap, tokens + (now - last) * self.rate / self.period)
+            tokens += (now - last) * self.rate / self.period
             last = now
-        return tokens, last
+        return min(cap, tokens), last
 
     def decide(
         self, state: LimitState | None, now: float, cost: float
     ) -> tuple[bool, LimitState, float]:
-        tokens, last = self._tokens(state, now)
         cap = self.rate if self.capacity is None else self.capacity
-        if cost <= tokens + 0.5:
+        if state is None:
+            tokens, last = cap, now
+        else:
+            tokens, last = state
+            if now > last:
+                tokens += (now - last) * self.rate / self.period
+                last = now
+            tokens = min(tokens, cap)
+        if cost <= tokens + _REL_TOLERANCE * cap:
             return True, (tokens - cost, last), 0.0
         return False, (tokens, last), (cost - tokens) * self.period / self.rate
 
@@ -309,8 +319,14 @@ class GCRA:
 
     @property
     def max_cost(self) -> float:
-        """The largest burst in units: `1 + burst_tolerance / emission_interval`."""
-        return 1.0 + self.burst_tolerance / self.emission_interval
+        """The largest burst in units: `1 + burst_tolerance / emission_interval`.
+
+        Rounded to a whole number when within float rounding of one (so that
+        `GCRA.per_second(9, burst=8)` admits a cost of 8).
+        """
+        value = 1.0 + self.burst_tolerance / self.emission_interval
+        nearest = round(value)
+        return float(nearest) if abs(value - nearest) <= _REL_TOLERANCE * value else value
 
     # LimitAlgorithm -----------------------------------------------------------------
 
@@ -390,6 +406,7 @@ class _Gate:
     limits: tuple[tuple[str, LimitConfig], ...]
     store: LimiterStore
     sync: SyncLimiterStore | None
+    labels: tuple[str, ...] = ()
     waiters: deque[_Waiter] = attrs.field(factory=deque)
     queued: list[float] = attrs.field(factory=list)
     kick: anyio.Event | None = None
@@ -434,7 +451,7 @@ class _Gate:
             "limiter.rejected",
             level="debug",
             limiter=self.name,
-            cost=costs[0] if len(costs) == 1 else costs,
+            cost=costs[0] if len(costs) == 1 else dict(zip(self.labels, costs, strict=True)),
             retry_after=retry_after,
         )
         return RateLimited(self.name, retry_after)
@@ -461,7 +478,7 @@ class _Gate:
             wait = retry_hint
         else:
             wait = await self.estimate(costs, now, self.queued)
-        if now + wait > deadline:
+        if now + wait > deadline + _DEADLINE_SLACK:
             raise self.reject(costs, wait)
 
         waiter = _Waiter(costs)
@@ -469,8 +486,10 @@ class _Gate:
         for index, cost in enumerate(costs):
             self.queued[index] += cost
         start = now
+        # At the head from the start, the first wait is already known: sleep it first.
+        pending: float | None = wait if self.waiters[0] is waiter else None
         try:
-            if self.waiters[0] is not waiter:
+            if pending is None:
                 with anyio.move_on_at(deadline):
                     await waiter.ready.wait()
                 if not waiter.ready.is_set():
@@ -483,15 +502,18 @@ class _Gate:
                     now = anyio.current_time()
                     raise self.reject(costs, await self.estimate(costs, now, ahead))
             while True:
-                now = anyio.current_time()
-                admitted, retry_after = await self.decide(costs, now)
-                if admitted:
-                    self.record(costs)
-                    self.waited += 1
-                    self.total_wait_time += now - start
-                    return
-                if now + retry_after > deadline:
-                    raise self.reject(costs, retry_after)
+                if pending is None:
+                    now = anyio.current_time()
+                    admitted, retry_after = await self.decide(costs, now)
+                    if admitted:
+                        self.record(costs)
+                        self.waited += 1
+                        self.total_wait_time += now - start
+                        return
+                    if now + retry_after > deadline + _DEADLINE_SLACK:
+                        raise self.reject(costs, retry_after)
+                else:
+                    retry_after, pending = pending, None
                 kick = self.kick = anyio.Event()
                 with anyio.move_on_after(max(retry_after, _MIN_SLEEP)):
                     await kick.wait()
@@ -637,7 +659,12 @@ class Limiter:
         """Returns `cost` units that were acquired but not used (never above capacity).
 
         Not a checkpoint with a local store. A waiting head is woken to retry.
+
+        Raises:
+            ValueError: `cost` is negative or not a finite number.
         """
+        if isinstance(cost, bool) or not (isinstance(cost, int | float) and 0 <= cost < math.inf):
+            raise ValueError(f"cost={cost!r}: a refund must be a finite number >= 0")
         await self.store.charge(self.key, self.config, -cost, now=anyio.current_time())
         self._gate.wake_head()
 

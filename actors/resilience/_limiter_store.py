@@ -156,7 +156,8 @@ class MemoryLimiterStore:
     """Limiter state in a dict, for one process: one small tuple per key.
 
     State belongs to the store, not to a limiter object: a service actor that restarts
-    and builds a new limiter on the same store and key keeps its rate limit.
+    and builds a new limiter on the same store and key keeps its rate limit. Use it from
+    one event loop (thread) only; keys are never expired (one small tuple per limit).
     """
 
     _states: dict[str, LimitState] = attrs.field(factory=dict, init=False)

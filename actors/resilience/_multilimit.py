@@ -31,6 +31,7 @@ from actors.resilience._limiter import (
     _sync_view,
 )
 from actors.resilience._limiter_store import LimiterStore, MemoryLimiterStore
+from actors.resilience._retry_after import parse_duration
 
 __all__ = [
     "HeaderLimits",
@@ -38,43 +39,9 @@ __all__ = [
     "MultiLimitMetrics",
     "Reservation",
     "create_multi_limit",
-    "parse_duration",
 ]
 
-_DURATION: Final = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|h|m|s)")
 _NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def parse_duration(text: str) -> float:
-    """Parses a rate-limit reset duration such as "1s", "6m0s", "20ms", "1h2m3.5s" or "0.5".
-
-    A bare number is seconds.
-
-    Returns:
-        The duration in seconds.
-
-    Raises:
-        ValueError: The text is not a duration.
-    """
-    text = text.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        if not (seconds >= 0 and math.isfinite(seconds)):
-            raise ValueError(f"duration {text!r}: must be finite and >= 0")
-        return seconds
-    position, total = 0, 0.0
-    scale = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
-    for match in _DURATION.finditer(text):
-        if match.start() != position:
-            break
-        total += float(match.group(1)) * scale[match.group(2)]
-        position = match.end()
-    if position == 0 or position != len(text):
-        raise ValueError(f"duration {text!r}: expected e.g. '1s', '6m0s' or '20ms'")
-    return total
 
 
 @attrs.frozen(kw_only=True)
@@ -298,12 +265,7 @@ class MultiLimit:
             limit = _number(lowered.get(f"x-ratelimit-limit-{name}"))
             remaining = _number(lowered.get(f"x-ratelimit-remaining-{name}"))
             reset_text = lowered.get(f"x-ratelimit-reset-{name}")
-            reset_after: float | None = None
-            if reset_text is not None:
-                try:
-                    reset_after = parse_duration(reset_text)
-                except ValueError:
-                    reset_after = None
+            reset_after = None if reset_text is None else parse_duration(reset_text)
             if limit is None and remaining is None and reset_after is None:
                 continue
             seen[name] = HeaderLimits(limit=limit, remaining=remaining, reset_after=reset_after)
@@ -395,5 +357,6 @@ def create_multi_limit(
         limits=tuple((f"{namespace}:{name}:{key}", limits[key]) for key in names),
         store=store,
         sync=_sync_view(store),
+        labels=names,
     )
     return MultiLimit(name=name, limits=dict(limits), store=store, _gate=gate, _names=names)

@@ -16,8 +16,9 @@ A retry happens only if every check passes, in this order:
 2. fewer than `RetryPolicy.attempts` attempts were made ("attempts");
 3. the server asked for no delay above `RetryPolicy.max_server_delay` ("delay_cap":
    fail fast, do not wait minutes for a quota window);
-4. the sleep would end before the deadline, the earlier of the caller's ``deadline``
-   and the start plus `RetryPolicy.deadline` ("deadline");
+4. the sleep would end before the deadline: the earliest of the caller's ``deadline``,
+   the deadline of the actor message being handled, and the start plus
+   `RetryPolicy.deadline` ("deadline");
 5. the retry budget has a token ("budget").
 
 Giving up re-raises the last failure unchanged (never a wrapper). Cancellation is
