@@ -108,6 +108,7 @@ class Incarnation:
     __slots__ = (
         "_current",
         "_done",
+        "_finished",
         "_on_exit",
         "_running",
         "_scope",
@@ -157,7 +158,8 @@ class Incarnation:
         self._tg: anyio.abc.TaskGroup | None = None
         self._workers = 0
         self._unstarted = 0
-        self._done = anyio.Event()
+        self._finished = False
+        self._done: anyio.Event | None = None  # made only if someone waits for the end
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[BaseException | None] = anyio.TASK_STATUS_IGNORED
@@ -218,7 +220,9 @@ class Incarnation:
                 await self._call_on_stop()
                 if self.reason is None:
                     emit("actor.stopped", actor=cell.name)
-            self._done.set()
+            self._finished = True
+            if self._done is not None:
+                self._done.set()
         if not self.started:
             task_status.started(self.reason)
         return self.reason
@@ -246,16 +250,19 @@ class Incarnation:
         """
         self.restarting = restarting
         self.request_stop()
-        if self._done.is_set():
+        if self._finished:
             return
+        done = self._done
+        if done is None:
+            done = self._done = anyio.Event()
         grace = self.cell.config.shutdown_timeout if timeout is None else timeout
         with anyio.move_on_after(grace):
-            await self._done.wait()
-        if not self._done.is_set():
+            await done.wait()
+        if not self._finished:
             emit("actor.shutdown_timeout", level="warning", actor=self.cell.name)
             if self._scope is not None:
                 self._scope.cancel()
-            await self._done.wait()
+            await done.wait()
 
     def crash(self, exc: BaseException) -> None:
         """Ends the incarnation abnormally with `exc` as the reason (first reason wins)."""

@@ -46,12 +46,12 @@ class Mailbox:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.live = 0
-        self.idle: deque[Any] = deque()  # slots of parked workers
+        self.idle: list[Any] = []  # slots of parked workers
         self.dispatcher: Any = None  # slot of a parked dispatcher (concurrent actors)
-        self._queue: deque[Envelope] = deque()
+        self._queue: deque[Envelope] | None = None  # made by the first push (idle actors are many)
         self._dead = 0
         self._reserved = 0
-        self._room_waiters: deque[_RoomWaiter] = deque()
+        self._room_waiters: deque[_RoomWaiter] | None = None  # made when first needed
 
     def has_room(self) -> bool:
         """True when a new message may be pushed without waiting."""
@@ -65,11 +65,14 @@ class Mailbox:
     def push(self, env: Envelope) -> None:
         """Appends `env` (room must have been checked) and wakes one parked worker,
         or else the dispatcher that starts workers."""
-        self._queue.append(env)
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = deque()
+        queue.append(env)
         self.live += 1
         idle = self.idle
         while idle:
-            slot = idle.popleft()
+            slot = idle.pop()
             if not slot.done():
                 slot.set_result(None)
                 return
@@ -101,15 +104,15 @@ class Mailbox:
         if self._room_waiters:
             self._grant_room()
         if self._dead > _COMPACT_MIN and self._dead > self.live:
-            self._queue = deque(e for e in self._queue if e.state == QUEUED)
+            self._queue = deque(e for e in self._queue or () if e.state == QUEUED)
             self._dead = 0
 
     def drain(self) -> list[Envelope]:
         """Removes and returns every live envelope (oldest first)."""
-        envs = [env for env in self._queue if env.state == QUEUED]
+        envs = [env for env in self._queue or () if env.state == QUEUED]
         for env in envs:
             env.state = DONE
-        self._queue.clear()
+        self._queue = None
         self._dead = 0
         self.live = 0
         return envs
@@ -118,7 +121,7 @@ class Mailbox:
         """Wakes every parked worker and the dispatcher (so they notice a stop request)."""
         idle = self.idle
         while idle:
-            slot = idle.popleft()
+            slot = idle.pop()
             if not slot.done():
                 slot.set_result(None)
         slot, self.dispatcher = self.dispatcher, None
@@ -150,6 +153,8 @@ class Mailbox:
             waiters were released because the address closed.
         """
         waiter = _RoomWaiter(kernel.new_slot())
+        if self._room_waiters is None:
+            self._room_waiters = deque()
         self._room_waiters.append(waiter)
         self._grant_room()
         try:

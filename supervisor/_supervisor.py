@@ -574,7 +574,7 @@ class Supervisor:
         slot.token += 1
         slot.expected = False
         slot.final = True
-        slot.done = anyio.Event()
+        slot.done = anyio.Event() if slot.sub is not None else None
         if slot.sub is not None:
             failure: BaseException | None = await self._tg.start(self._run_sub, slot)
         else:
@@ -640,12 +640,7 @@ class Supervisor:
         *,
         task_status: anyio.abc.TaskStatus[BaseException | None],
     ) -> None:
-        done = slot.done
-        try:
-            await incarnation.run(task_status=_Ready(task_status, self, slot))
-        finally:
-            if done is not None:
-                done.set()
+        await incarnation.run(task_status=_Ready(task_status, self, slot))
 
     def _child_exited(self, slot: _Slot, reason: BaseException | None) -> None:
         """An incarnation ended (called synchronously, before its on_stop)."""
