@@ -64,6 +64,14 @@ class Actor(abc.ABC, Generic[Req, Resp]):
         from here inherit the message's deadline (`actors.current_deadline()`).
         """
 
+    async def probe(self) -> None:
+        """Checks health; raise to report unhealthy. The default reports healthy.
+
+        Probes travel on the control lane (`ActorRef.probe`): they run beside the
+        mailbox, so a full mailbox or a busy handler never starves them. Keep a probe
+        cheap and safe to run concurrently with handlers.
+        """
+
     async def on_stop(self, reason: BaseException | None) -> None:
         """Runs once after the last message (shielded, bounded by `shutdown_timeout`).
 

@@ -14,6 +14,8 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, Generic, TypeVar
 
+import anyio
+
 from actors._envelope import (
     CID_VAR,
     DEADLINE_VAR,
@@ -314,6 +316,32 @@ class ActorRef(Generic[Req, Resp]):
             deadline = min(cell.kernel.now() + timeout, DEADLINE_VAR.get())
             await self._wait_for_room(cell, cell.cast_full, deadline)
         mailbox.push(env)
+
+    async def probe(self, *, timeout: float | None = None) -> None:
+        """Runs the actor's `probe()` on the control lane, beside the mailbox.
+
+        A full mailbox or a busy sequential handler does not delay it. A checkpoint.
+
+        Args:
+            timeout: Seconds (default: the actor's `call_timeout`).
+
+        Raises:
+            CallTimeout: The probe did not finish in time.
+            ActorRestarting, ActorStopped, ActorDown: No incarnation is running.
+            Exception: Whatever the probe raised (the actor is unhealthy).
+        """
+        cell = self._cell
+        if timeout is None:
+            timeout = cell.call_timeout
+        elif not timeout > 0:
+            raise ConfigError("timeout", timeout, "must be > 0")
+        incarnation = cell.incarnation
+        if cell.state is not _RUNNING or incarnation is None:
+            raise cell.refusal() or ActorRestarting(cell.name)
+        with anyio.move_on_after(timeout) as scope:
+            await incarnation.actor.probe()
+        if scope.cancelled_caught:
+            raise CallTimeout(cell.name, timeout)
 
     @staticmethod
     async def _wait_for_room(cell: Cell, policy: FullPolicy, deadline: float) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import anyio
@@ -214,3 +215,57 @@ async def test_abandoned_call_cancels_its_handler_in_concurrent_actor() -> None:
         assert ref.alive
     assert actor.cancelled == 1
     assert actor.stopped == [None]
+
+
+class Probed(Scripted):
+    def __init__(self) -> None:
+        super().__init__()
+        self.healthy = True
+        self.probe_delay = 0.0
+        self.probes = 0
+
+    async def probe(self) -> None:
+        self.probes += 1
+        await anyio.sleep(self.probe_delay)
+        if not self.healthy:
+            raise ConnectionError("backend unreachable")
+
+
+@pytest.mark.virtual_time
+async def test_probe_runs_beside_a_full_mailbox() -> None:
+    """A probe answers at once while the handler is busy and the mailbox is full."""
+    actor = Probed()
+    async with open_actor(actor, mailbox_size=1) as ref, anyio.create_task_group() as tg:
+        tg.start_soon(functools.partial(ref.call, Sleep(10), timeout=60))
+        await settle()
+        tg.start_soon(functools.partial(ref.call, Echo(1), timeout=60))
+        await settle()
+        assert ref.queued == 1
+        start = anyio.current_time()
+        await ref.probe()
+        assert anyio.current_time() == start
+        actor.healthy = False
+        with pytest.raises(ConnectionError):
+            await ref.probe()
+        tg.cancel_scope.cancel()
+    assert actor.probes == 2
+
+
+@pytest.mark.virtual_time
+async def test_hanging_probe_times_out() -> None:
+    """A probe that hangs raises CallTimeout at its timeout."""
+    actor = Probed()
+    actor.probe_delay = math.inf
+    async with open_actor(actor) as ref:
+        start = anyio.current_time()
+        with pytest.raises(actors.CallTimeout):
+            await ref.probe(timeout=2)
+        assert anyio.current_time() - start == pytest.approx(2, abs=1e-9)
+
+
+async def test_probe_of_a_stopped_actor_is_refused() -> None:
+    """Probing a stopped actor raises ActorStopped."""
+    async with open_actor(Probed()) as ref:
+        await ref.probe()
+    with pytest.raises(actors.ActorStopped):
+        await ref.probe()
