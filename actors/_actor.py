@@ -12,6 +12,7 @@ reason is what the owner (open_actor or a supervisor) acts on.
 from __future__ import annotations
 
 import abc
+import contextlib
 import math
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
@@ -63,6 +64,22 @@ class Actor(abc.ABC, Generic[Req, Resp]):
         The message's correlation id is bound in structlog's contextvars, and calls made
         from here inherit the message's deadline (`actors.current_deadline()`).
         """
+
+    def crashes_on(self, exc: Exception) -> bool:
+        """Whether an exception escaping `handle` crashes the actor (after its caller has
+        received it). The default follows `crash_on_error`; override to crash only on
+        unexpected errors (e.g. not on a remote service's documented failures)."""
+        return self.crash_on_error
+
+    def lifespan(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """Resources held for the whole incarnation (e.g. a connection pool and its task).
+
+        Override with an `@contextlib.asynccontextmanager` method: it is entered after
+        `on_start` (a failure there is a start failure) and exited after the last
+        message, before `on_stop`. Background tasks started inside it live as long as
+        the incarnation. The default holds nothing.
+        """
+        return contextlib.nullcontext()
 
     async def probe(self) -> None:
         """Checks health; raise to report unhealthy. The default reports healthy.
@@ -189,30 +206,33 @@ class Incarnation:
         try:
             with anyio.CancelScope() as scope:
                 self._scope = scope
-                try:
-                    with anyio.fail_after(cell.config.start_timeout):
-                        await actor.on_start()
-                except Exception as exc:
-                    self.reason = exc
-                    emit(
-                        "actor.start_failed",
-                        level="error",
-                        actor=cell.name,
-                        error_type=type(exc).__name__,
-                        exc_info=exc,
-                    )
-                else:
-                    self.started = True
-                    if cell.state is ActorState.STARTING or cell.state is ActorState.RESTARTING:
-                        cell.state = ActorState.RUNNING
-                    emit("actor.started", actor=cell.name, max_concurrency=self.max_concurrency)
-                    task_status.started(None)
-                    if self.concurrent:
-                        async with anyio.create_task_group() as tg:
-                            self._tg = tg
-                            await self._dispatch()
+                async with contextlib.AsyncExitStack() as stack:
+                    try:
+                        with anyio.fail_after(cell.config.start_timeout):
+                            await actor.on_start()
+                        if type(actor).lifespan is not Actor.lifespan:
+                            await stack.enter_async_context(actor.lifespan())
+                    except Exception as exc:
+                        self.reason = exc
+                        emit(
+                            "actor.start_failed",
+                            level="error",
+                            actor=cell.name,
+                            error_type=type(exc).__name__,
+                            exc_info=exc,
+                        )
                     else:
-                        await self._serve_sequential()
+                        self.started = True
+                        if cell.state in (ActorState.STARTING, ActorState.RESTARTING):
+                            cell.state = ActorState.RUNNING
+                        emit("actor.started", actor=cell.name, max_concurrency=self.max_concurrency)
+                        task_status.started(None)
+                        if self.concurrent:
+                            async with anyio.create_task_group() as tg:
+                                self._tg = tg
+                                await self._dispatch()
+                        else:
+                            await self._serve_sequential()
         finally:
             self._settle_running()
             if self.reason is not None and self.started:
@@ -307,8 +327,7 @@ class Incarnation:
                 result = await handle(env.msg)
             except Exception as exc:
                 self._current = None
-                self._failed(env, exc)
-                if actor.crash_on_error:
+                if self._failed(env, exc):
                     return
                 continue
             self._current = None
@@ -331,15 +350,15 @@ class Incarnation:
             correlation_id=env.cid,
         )
 
-    def _failed(self, env: Envelope, exc: Exception) -> None:
-        """A handler raised: the caller gets the exception; the actor may crash."""
+    def _failed(self, env: Envelope, exc: Exception) -> bool:
+        """A handler raised: the caller gets the exception. Returns True if it crashed."""
         env.state = DONE
-        actor = self.actor
+        crashes = self.actor.crashes_on(exc)
         reply = env.reply
         if reply is not None:
             if not reply.done():
                 reply.set_exception(exc)
-        elif not actor.crash_on_error:
+        elif not crashes:
             emit(
                 "actor.cast_failed",
                 level="warning",
@@ -347,8 +366,9 @@ class Incarnation:
                 error_type=type(exc).__name__,
                 exc_info=exc,
             )
-        if actor.crash_on_error:
+        if crashes:
             self.crash(exc)
+        return crashes
 
     async def _dispatch(self) -> None:
         """Starts workers of a concurrent actor while messages wait and all are busy.

@@ -11,10 +11,17 @@
     │   ├── ActorRestarting         the actor is restarting and the call will not wait for it
     │   ├── ActorStopped            the actor was stopped (you, or its owner, closed it)
     │   └── CallCycle               the call would wait on itself (a sequential actor calls itself)
-    └── ResilienceError             a resilience primitive refused or gave up
-        ├── CircuitOpen             the breaker is open; `retry_after` says when to try again
-        ├── RateLimited             the limiter has no capacity within the deadline; `retry_after`
-        └── BulkheadFull            every concurrency slot and queue place is taken
+    ├── ResilienceError             a resilience primitive refused or gave up
+    │   ├── CircuitOpen             the breaker is open; `retry_after` says when to try again
+    │   ├── RateLimited             the limiter has no capacity within the deadline; `retry_after`
+    │   └── BulkheadFull            every concurrency slot and queue place is taken
+    └── ServiceError                an external service failed a request (`service`, ...)
+        ├── ServiceUnavailable      could not reach it / the connection broke (a ConnectionError)
+        ├── ServiceTimeout          it did not answer in time (a TimeoutError)
+        ├── ServiceResponseError    it answered with an error status (`status_code`, `code`)
+        ├── MalformedResponse       its answer did not parse (truncated or not the documented shape)
+        ├── QueryError              the database rejected a statement (`sqlstate`)
+        └── ToolError               an MCP tool ran and reported an error (`is_tool_error`)
 
 `ActorStopped` is "you closed it" (an orderly stop); `ActorDown` is "it broke under
 you" (a crash, whose exception is `reason` and also the `__cause__`).
@@ -37,8 +44,15 @@ __all__ = [
     "CircuitOpen",
     "ConfigError",
     "MailboxFull",
+    "MalformedResponse",
+    "QueryError",
     "RateLimited",
     "ResilienceError",
+    "ServiceError",
+    "ServiceResponseError",
+    "ServiceTimeout",
+    "ServiceUnavailable",
+    "ToolError",
 ]
 
 
@@ -178,3 +192,102 @@ class BulkheadFull(ResilienceError):
     def __init__(self, name: str) -> None:
         self.name = name
         super().__init__(f"bulkhead {name!r} is full")
+
+
+class ServiceError(ActorError):
+    """An external service failed a request. Never carries secrets or request bodies.
+
+    Attributes:
+        service: The service's name.
+        correlation_id: The request's correlation id, when known.
+        retry_after: Seconds the service asked us to wait, when it said so.
+    """
+
+    retry_after: float | None = None
+
+    def __init__(
+        self,
+        service: str,
+        message: str,
+        *,
+        correlation_id: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.service = service
+        self.correlation_id = correlation_id
+        if retry_after is not None:
+            self.retry_after = retry_after
+        suffix = f" [correlation_id={correlation_id}]" if correlation_id else ""
+        super().__init__(f"{service}: {message}{suffix}")
+
+
+class ServiceUnavailable(ServiceError, ConnectionError):
+    """The service could not be reached, or the connection broke mid-request (retryable)."""
+
+
+class ServiceTimeout(ServiceError, TimeoutError):
+    """The service did not answer within the time allowed (retryable)."""
+
+
+class ServiceResponseError(ServiceError):
+    """The service answered with an error status.
+
+    Attributes:
+        status_code: The HTTP status (or the protocol's equivalent).
+        headers: Response headers that matter for retrying (rate limits, retry-after).
+        code: The provider's error code (e.g. "insufficient_quota"), when given.
+    """
+
+    def __init__(
+        self,
+        service: str,
+        status_code: int,
+        *,
+        headers: dict[str, str] | None = None,
+        code: str | None = None,
+        message: str = "",
+        correlation_id: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.status_code = status_code
+        self.headers = headers or {}
+        self.code = code
+        detail = (
+            f"HTTP {status_code}"
+            + (f" {code}" if code else "")
+            + (f": {message}" if message else "")
+        )
+        super().__init__(service, detail, correlation_id=correlation_id, retry_after=retry_after)
+
+
+class MalformedResponse(ServiceError, ConnectionError):
+    """The answer did not parse (truncated, or not the documented shape).
+
+    A ConnectionError: truncated bodies come from broken connections and proxies, so it is
+    retried like one.
+    """
+
+
+class QueryError(ServiceError):
+    """The database rejected a statement.
+
+    Attributes:
+        sqlstate: The SQLSTATE code (PostgreSQL) or the SQLite error name, when known.
+    """
+
+    def __init__(
+        self,
+        service: str,
+        message: str,
+        *,
+        sqlstate: str | None = None,
+        correlation_id: str | None = None,
+    ) -> None:
+        self.sqlstate = sqlstate
+        super().__init__(service, message, correlation_id=correlation_id)
+
+
+class ToolError(ServiceError):
+    """An MCP tool ran and reported an error; retrying will not help."""
+
+    is_tool_error = True
