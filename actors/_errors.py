@@ -272,7 +272,8 @@ class QueryError(ServiceError):
     """The database rejected a statement.
 
     Attributes:
-        sqlstate: The SQLSTATE code (PostgreSQL) or the SQLite error name, when known.
+        sqlstate: The SQLSTATE code (PostgreSQL), when known.
+        sqlite_errorname: SQLite's error name ("SQLITE_BUSY", ...), when known.
     """
 
     def __init__(
@@ -281,9 +282,11 @@ class QueryError(ServiceError):
         message: str,
         *,
         sqlstate: str | None = None,
+        sqlite_errorname: str | None = None,
         correlation_id: str | None = None,
     ) -> None:
         self.sqlstate = sqlstate
+        self.sqlite_errorname = sqlite_errorname
         super().__init__(service, message, correlation_id=correlation_id)
 
 
