@@ -323,7 +323,9 @@ class ServiceActor(Actor[Req, Resp]):
         deadline = current_deadline()
         reservation = None
         if limits is not None:
-            reservation = await limits.reserve(deadline=deadline, **self.client.costs(request))
+            names = limits.limits
+            costs = {key: cost for key, cost in self.client.costs(request).items() if key in names}
+            reservation = await limits.reserve(deadline=deadline, **costs)
         try:
             breaker = service.breaker
             if breaker is None:
@@ -339,7 +341,9 @@ class ServiceActor(Actor[Req, Resp]):
                     await reservation.release()  # refused before reaching the service
             raise
         if limits is not None and reservation is not None:
-            usage = self.client.usage(result)
+            usage = {
+                key: used for key, used in self.client.usage(result).items() if key in limits.limits
+            }
             if usage:
                 await reservation.reconcile(**usage)
             headers = self.client.rate_headers(result)
