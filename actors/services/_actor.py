@@ -134,7 +134,8 @@ class ServiceConfig:
             retry=RetryPolicy.for_mcp(),
             breaker=BreakerConfig.for_mcp(),
             limits=limits,
-            pool=PoolConfig(max_size=1, acquire_timeout=10.0),
+            # Requests multiplex over one session; a cancelled call leaves it usable.
+            pool=PoolConfig(max_size=1, acquire_timeout=10.0, close_on_cancel=False),
             max_concurrency=8,
             actor=ActorConfig(call_timeout=30.0),
         )

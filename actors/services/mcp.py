@@ -16,6 +16,7 @@ crashed server subprocess is restarted. A tool that runs and reports an error is
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
@@ -151,17 +152,15 @@ class MCPClient(ServiceClient[_Session, "ListTools | CallTool", "list[str] | Too
 
         started = False
         try:
-            with anyio.fail_after(self.start_timeout):
-                client_cm = Client(self._server())
-                client = await client_cm.__aenter__()
-            try:
-                session.client = client
-                started = True
-                task_status.started(None)
-                await session.closed.wait()
-            finally:
-                with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-                    await client_cm.__aexit__(None, None, None)
+            with anyio.CancelScope(deadline=anyio.current_time() + self.start_timeout) as scope:
+                async with Client(self._server()) as client:
+                    scope.deadline = math.inf  # started: the session lives until closed
+                    session.client = client
+                    started = True
+                    task_status.started(None)
+                    await session.closed.wait()
+            if scope.cancelled_caught and not started:
+                raise TimeoutError(f"no session within {self.start_timeout:g}s")
         except Exception as exc:
             session.failure = exc
             if not started:
@@ -192,8 +191,8 @@ class MCPClient(ServiceClient[_Session, "ListTools | CallTool", "list[str] | Too
         return not conn.done.is_set()
 
     async def probe(self, conn: _Session) -> None:
-        """A ping must be answered."""
-        await self._do(conn, lambda client: client.send_ping())
+        """Listing the tools must succeed (MCP's ping is deprecated in current protocols)."""
+        await self._do(conn, lambda client: client.list_tools())
 
     async def request(
         self, conn: _Session, request: ListTools | CallTool
@@ -206,13 +205,14 @@ class MCPClient(ServiceClient[_Session, "ListTools | CallTool", "list[str] | Too
                 conn, lambda client: client.call_tool(request.name, dict(request.arguments))
             )
             text = "".join(getattr(part, "text", "") for part in result.content or ())
-            if result.isError:
+            if getattr(result, "is_error", None) or getattr(result, "isError", None):
                 raise ToolError(
                     self.name,
                     f"tool {request.name!r} failed: {text[:200]}",
                     correlation_id=current_correlation_id(),
                 )
-            return ToolResult(text=text, structured=getattr(result, "structuredContent", None))
+            structured = getattr(result, "structured_content", None)
+            return ToolResult(text=text, structured=structured)
         raise ConfigError("request", type(request).__name__, "must be ListTools or CallTool")
 
     async def _do(self, conn: _Session, operation: Any) -> Any:
