@@ -1,0 +1,148 @@
+"""Service actor throughput against Little's law, and its per-call overhead.
+
+Run: python tests/benchmarks/service_throughput.py [--quick] [--json PATH]
+
+1. Throughput: the mock LLM server (hypercorn on 127.0.0.1) answers every request after
+   a fixed latency L; a ServiceActor with a pool of P connections is driven by 10 x P
+   concurrent callers for a few seconds. The bound is P / L requests per second; the
+   target is >= 0.95 of it.
+2. Overhead: a ServiceActor (retry + breaker + pool, default LLM policy) around an
+   in-process echo client, against a bare `ref.call` to an echo actor with the same
+   concurrency, in the same run. Target: <= 1.25x.
+Both per backend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import statistics
+import sys
+import time
+from typing import Any
+
+import anyio
+import attrs
+import structlog
+
+from actors import Actor, ActorConfig, PoolConfig, RetryPolicy, open_actor
+from actors.services import Service, ServiceClient, ServiceConfig
+from actors.services.llm import ChatRequest, LLMClient
+from actors.testing._mock_llm import MockLLM, serve_mock_llm
+
+POOL = 8
+LATENCY = 0.05
+
+
+class EchoClient(ServiceClient[int, int, int]):
+    service_type = "llm"
+
+    async def connect(self) -> int:
+        return 0
+
+    async def request(self, conn: int, request: int) -> int:
+        return request
+
+
+class Echo(Actor[int, int]):
+    max_concurrency = POOL
+
+    async def handle(self, msg: int) -> int:
+        return msg
+
+
+async def throughput(seconds: float) -> float:
+    async with serve_mock_llm(MockLLM(latency=LATENCY)) as server:
+        config = attrs.evolve(
+            ServiceConfig.for_llm(),
+            pool=PoolConfig(max_size=POOL, acquire_timeout=30.0),
+            actor=ActorConfig(call_timeout=30.0, mailbox_size=10 * POOL),
+        )
+        service = Service(
+            "llm",
+            lambda: LLMClient("llm", server.base_url, model="m", max_connections=POOL),
+            config,
+        )
+        done = 0
+        async with open_actor(service.actor()) as ref:
+            await ref.call(ChatRequest.user("warm up"))
+            stop = anyio.current_time() + seconds
+
+            async def caller() -> None:
+                nonlocal done
+                while anyio.current_time() < stop:
+                    await ref.call(ChatRequest.user("hi", max_tokens=8))
+                    done += 1
+
+            start = anyio.current_time()
+            async with anyio.create_task_group() as tg:
+                for _ in range(10 * POOL):
+                    tg.start_soon(caller)
+            elapsed = anyio.current_time() - start
+    return (done / elapsed) / (POOL / LATENCY)
+
+
+async def per_call(make: Any, calls: int) -> float:
+    async with open_actor(make()) as ref:
+        per_caller = calls // (2 * POOL)
+
+        async def caller() -> None:
+            for i in range(per_caller):
+                await ref.call(i)
+
+        gc.collect()
+        start = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for _ in range(2 * POOL):
+                tg.start_soon(caller)
+        return (time.perf_counter() - start) / (per_caller * 2 * POOL) * 1e6
+
+
+def service_actor() -> Actor[int, int]:
+    config = attrs.evolve(
+        ServiceConfig.for_llm(), retry=RetryPolicy.for_llm(), pool=PoolConfig(max_size=POOL)
+    )
+    return Service("echo", lambda: EchoClient("echo"), config).actor()
+
+
+async def measure(seconds: float, calls: int, repeats: int) -> dict[str, float]:
+    fraction = await throughput(seconds)
+    bare, ours = [], []
+    for _ in range(repeats):
+        bare.append(await per_call(Echo, calls))
+        ours.append(await per_call(service_actor, calls))
+    return {
+        "throughput_fraction_of_bound": fraction,
+        "bare_call_us": statistics.median(bare),
+        "service_call_us": statistics.median(ours),
+        "overhead_ratio": statistics.median(ours) / statistics.median(bare),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a second of load, few calls")
+    parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    args = parser.parse_args()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    seconds, calls, repeats = (1.0, 4_000, 3) if args.quick else (5.0, 40_000, 5)
+    report: dict[str, Any] = {"pool": POOL, "latency_s": LATENCY, "backends": {}}
+    print(f"{'backend':8} {'throughput/bound':>17} {'bare us':>8} {'service us':>11} {'ratio':>6}")
+    for backend in ("asyncio", "trio"):
+        m = anyio.run(measure, seconds, calls, repeats, backend=backend)
+        report["backends"][backend] = m
+        print(
+            f"{backend:8} {m['throughput_fraction_of_bound']:17.3f} {m['bare_call_us']:8.2f}"
+            f" {m['service_call_us']:11.2f} {m['overhead_ratio']:6.2f}"
+        )
+    print("targets: throughput >= 0.95 of P/L; service call <= 1.25x a bare call")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(report, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
