@@ -1,0 +1,46 @@
+"""An MCP service actor over stdio: list and call tools, a tool error, and a crashed
+server subprocess restarted on the next request.
+
+Run: python examples/mcp_service.py [--backend asyncio|trio]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import anyio
+import structlog
+
+from actors import ServiceUnavailable, ToolError, open_actor
+from actors.services import Service, ServiceConfig
+from actors.services.mcp import CallTool, ListTools, MCPClient, server_command
+
+
+async def main() -> None:
+    tools = Service(
+        "tools",
+        lambda: MCPClient("tools", command=server_command()),
+        ServiceConfig.for_mcp(retry=None),
+    )
+    async with open_actor(tools.actor(), name="tools") as ref:
+        print("tools:", await ref.call(ListTools(), timeout=30))
+        print("add(2, 3) =", (await ref.call(CallTool("add", {"a": 2, "b": 3}))).text)
+        try:
+            await ref.call(CallTool("fail", {"message": "no such file"}))
+        except ToolError as exc:
+            print(f"tool error (not retried): {exc}")
+        try:
+            await ref.call(CallTool("crash", {}))
+        except ServiceUnavailable as exc:
+            print(f"server crashed: {exc}")
+        reply = await ref.call(CallTool("echo", {"text": "back again"}), timeout=30)
+        print(f"after a fresh server started: {reply.text!r}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
+    args = parser.parse_args()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    anyio.run(main, backend=args.backend)
