@@ -108,12 +108,16 @@ async def settle() -> None:
     import asyncio
 
     this = asyncio.current_task()
+    loop = asyncio.get_running_loop()
     for _ in range(10_000):
         await asyncio.sleep(0)
         waiting = (
             getattr(task, "_fut_waiter", None) for task in asyncio.all_tasks() if task is not this
         )
-        if all(waiter is not None and not waiter.done() for waiter in waiting):
-            await asyncio.sleep(0)
+        # Settled: every other task waits on an unfinished future and no callback (a
+        # wake-up, anyio's cancellation delivery) is queued to run.
+        if not getattr(loop, "_ready", ()) and all(
+            waiter is not None and not waiter.done() for waiter in waiting
+        ):
             return
     raise AssertionError("tasks never settled")
