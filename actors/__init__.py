@@ -4,6 +4,8 @@ The public names live here; the code lives in private modules. See the exception
 `actors._errors` (every error derives from `ActorError`).
 """
 
+import attrs
+
 from actors._actor import Actor
 from actors._classify import (
     Classifier,
@@ -15,6 +17,13 @@ from actors._classify import (
     MCPClassifier,
     classifier_for,
     report_error,
+)
+from actors._config import (
+    ResilienceConfig,
+    load_resilience_config,
+    load_resilience_toml,
+    load_services_config,
+    load_services_toml,
 )
 from actors._envelope import (
     correlation_id,
@@ -82,6 +91,8 @@ from actors.resilience import (
     MultiLimitMetrics,
     RateLimit,
     Reservation,
+    Resilience,
+    ResilientFunction,
     Retrier,
     RetryBudget,
     RetryMetrics,
@@ -93,6 +104,7 @@ from actors.resilience import (
     create_limiter,
     create_multi_limit,
     create_retrier,
+    resilient,
 )
 
 __all__ = [
@@ -153,7 +165,10 @@ __all__ = [
     "RateLimit",
     "RateLimited",
     "Reservation",
+    "Resilience",
+    "ResilienceConfig",
     "ResilienceError",
+    "ResilientFunction",
     "Retrier",
     "RetryBudget",
     "RetryMetrics",
@@ -174,12 +189,23 @@ __all__ = [
     "create_retrier",
     "current_correlation_id",
     "current_deadline",
+    "load_resilience_config",
+    "load_resilience_toml",
+    "load_services_config",
+    "load_services_toml",
     "new_correlation_id",
     "open_actor",
     "open_pool",
     "report_error",
+    "resilient",
 ]
 
+# Resolve attrs classes' string annotations while each still names its own module (so
+# cattrs and typing.get_type_hints work), then give every export its public module.
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type) and attrs.has(_obj):
+        attrs.resolve_types(_obj)
 for _name in __all__:
     _obj = globals()[_name]
     if "._" in getattr(_obj, "__module__", ""):

@@ -18,6 +18,7 @@ from actors.resilience._breaker import (
 from actors.resilience._breaker_registry import BreakerRegistry
 from actors.resilience._budget import RetryBudget
 from actors.resilience._bulkhead import Bulkhead, BulkheadConfig, BulkheadMetrics, create_bulkhead
+from actors.resilience._decorators import Resilience, ResilientFunction, resilient
 from actors.resilience._limiter import (
     GCRA,
     LimitConfig,
@@ -71,6 +72,8 @@ __all__ = [
     "MultiLimitMetrics",
     "RateLimit",
     "Reservation",
+    "Resilience",
+    "ResilientFunction",
     "Retrier",
     "RetryBudget",
     "RetryMetrics",
@@ -82,4 +85,5 @@ __all__ = [
     "create_limiter",
     "create_multi_limit",
     "create_retrier",
+    "resilient",
 ]
