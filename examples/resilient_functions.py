@@ -20,9 +20,15 @@ import structlog
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from actors import BreakerTransition, BulkheadConfig, CircuitOpen, RetryPolicy, TokenBucket
-from actors._config import load_resilience_toml
-from actors.resilience._decorators import resilient
+from actors import (
+    BreakerTransition,
+    BulkheadConfig,
+    CircuitOpen,
+    RetryPolicy,
+    TokenBucket,
+    load_resilience_toml,
+    resilient,
+)
 
 
 class APIError(Exception):
