@@ -286,13 +286,14 @@ def _bind_trio() -> None:
 class _TrioDeadlineQueue(_DeadlineQueue):
     """Served by one system task that sleeps until the head's deadline."""
 
-    __slots__ = ("_closed", "_parked", "_started")
+    __slots__ = ("_closed", "_parked", "_scope", "_started")
 
     def __init__(self) -> None:
         super().__init__()
         self._started = False
         self._closed = False
         self._parked: Any = None
+        self._scope: Any = None
 
     def _arm(self, deadline: float) -> None:
         if not self._started:
@@ -303,8 +304,11 @@ class _TrioDeadlineQueue(_DeadlineQueue):
             _trio.reschedule(task, _trio.Value(None))
 
     def close(self) -> None:
+        """Ends the serving task now: by then every waiter has been resolved."""
         self._closed = True
-        if self._parked is not None:
+        if self._scope is not None:
+            self._scope.cancel()
+        elif self._parked is not None:
             task, self._parked = self._parked, None
             _trio.reschedule(task, _trio.Value(None))
 
@@ -313,16 +317,18 @@ class _TrioDeadlineQueue(_DeadlineQueue):
         return _trio.succeeded
 
     async def _serve(self) -> None:
-        while True:
-            entries = self.entries
-            if entries:
-                await _trio.sleep_until(entries[0][0])
-                self.expire(_trio.current_time())
-            elif self._closed:
+        with _trio.CancelScope() as scope:
+            self._scope = scope
+            if self._closed:
                 return
-            else:
-                self._parked = _trio.current_task()
-                await _trio.wait_task_rescheduled(self._unpark)
+            while True:
+                entries = self.entries
+                if entries:
+                    await _trio.sleep_until(entries[0][0])
+                    self.expire(_trio.current_time())
+                else:
+                    self._parked = _trio.current_task()
+                    await _trio.wait_task_rescheduled(self._unpark)
 
 
 class _TrioKernel:
