@@ -11,6 +11,8 @@
     │   ├── ActorRestarting         the actor is restarting and the call will not wait for it
     │   ├── ActorStopped            the actor was stopped (you, or its owner, closed it)
     │   └── CallCycle               the call would wait on itself (a sequential actor calls itself)
+    ├── PoolTimeout                 no pooled connection before the deadline (a TimeoutError)
+    ├── PoolClosed                  the connection pool is closed
     ├── ResilienceError             a resilience primitive refused or gave up
     │   ├── CircuitOpen             the breaker is open; `retry_after` says when to try again
     │   ├── RateLimited             the limiter has no capacity within the deadline; `retry_after`
@@ -45,6 +47,8 @@ __all__ = [
     "ConfigError",
     "MailboxFull",
     "MalformedResponse",
+    "PoolClosed",
+    "PoolTimeout",
     "QueryError",
     "RateLimited",
     "ResilienceError",
@@ -294,3 +298,27 @@ class ToolError(ServiceError):
     """An MCP tool ran and reported an error; retrying will not help."""
 
     is_tool_error = True
+
+
+class PoolTimeout(ActorError, TimeoutError):
+    """No connection became available before the acquire timeout or the caller's deadline.
+
+    Retryable for databases (DESIGN.md: "pool timeout").
+
+    Attributes:
+        name: The pool's name.
+        timeout: The budget the acquisition had, in seconds.
+    """
+
+    def __init__(self, name: str, timeout: float) -> None:
+        self.name = name
+        self.timeout = timeout
+        super().__init__(f"no connection from pool {name!r} within {timeout:g}s")
+
+
+class PoolClosed(ActorError):
+    """The pool is closed (or closing) and lends no more connections."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"pool {name!r} is closed")

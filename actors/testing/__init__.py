@@ -1,19 +1,27 @@
 """Testing kit: virtual time, event capture, chaos injection, load generation, and the
 mock services (the OpenAI-compatible server, databases, the MCP server script).
 
-The mock services need their extras (`http`, `postgres`, `mcp`); import them from
-`actors.testing.mock_llm`-style submodules only when used:
-`actors.testing._mock_llm.serve_mock_llm`, `actors.testing._databases`,
-`python -m actors.testing.mcp_server`.
+The mock services import their extras (hypercorn for `serve_mock_llm`) only when
+started; the MCP test server runs as `python -m actors.testing.mcp_server`.
 """
 
 from actors.resilience._retry import retry_testing_mode
 from actors.testing._capture import capture_events
 from actors.testing._chaos import ChaosActor, ChaosClient, ChaosConfig, ChaosCrash, ChaosStats
 from actors.testing._clock import VirtualClockEventLoop, virtual_time_backend
+from actors.testing._databases import (
+    PostgresServer,
+    PostgresUnavailable,
+    create_sqlite_db,
+    local_postgres,
+    open_local_postgres,
+    temporary_sqlite_db,
+)
 from actors.testing._load import LatencyHistogram, LoadConfig, LoadReport, run_load
+from actors.testing._mock_llm import Behaviour, MockLLM, MockLLMServer, serve_mock_llm
 
 __all__ = [
+    "Behaviour",
     "ChaosActor",
     "ChaosClient",
     "ChaosConfig",
@@ -22,10 +30,19 @@ __all__ = [
     "LatencyHistogram",
     "LoadConfig",
     "LoadReport",
+    "MockLLM",
+    "MockLLMServer",
+    "PostgresServer",
+    "PostgresUnavailable",
     "VirtualClockEventLoop",
     "capture_events",
+    "create_sqlite_db",
+    "local_postgres",
+    "open_local_postgres",
     "retry_testing_mode",
     "run_load",
+    "serve_mock_llm",
+    "temporary_sqlite_db",
     "virtual_time_backend",
 ]
 

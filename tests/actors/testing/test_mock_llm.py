@@ -1,0 +1,307 @@
+"""The mock OpenAI-compatible server: real HTTP on loopback, programmable misbehaviour."""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from actors.testing._mock_llm import Behaviour, MockLLM, serve_mock_llm
+
+pytestmark = pytest.mark.anyio
+
+CHAT = "/v1/chat/completions"
+REQUEST: dict[str, Any] = {
+    "model": "mock-gpt",
+    "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}],
+}
+
+
+def client(url: str, timeout: float = 5.0) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=url, timeout=timeout)
+
+
+async def test_chat_completion_has_content_and_usage() -> None:
+    """A chat request gets an OpenAI-shaped completion with token usage."""
+    async with serve_mock_llm() as (url, mock), client(url) as http:
+        mock.default = Behaviour.ok("hello there", prompt_tokens=7, completion_tokens=2)
+        response = await http.post(CHAT, json=REQUEST)
+    assert response.status_code == 200
+    data = response.json()
+    assert data["object"] == "chat.completion"
+    assert data["choices"][0]["message"] == {"role": "assistant", "content": "hello there"}
+    assert data["usage"] == {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9}
+    assert mock.last_request == REQUEST
+
+
+async def test_default_reply_echoes_last_user_message() -> None:
+    """Without scripted content the reply echoes the user and estimates usage."""
+    async with serve_mock_llm() as (url, _mock), client(url) as http:
+        data = (await http.post(CHAT, json=REQUEST)).json()
+    assert data["choices"][0]["message"]["content"] == "echo: hi"
+    assert data["usage"]["prompt_tokens"] == 2  # 10 characters / 4
+    assert data["usage"]["completion_tokens"] == 2
+
+
+async def test_stream_sends_deltas_usage_and_done() -> None:
+    """stream: true answers with SSE deltas, a usage chunk, then [DONE]."""
+    async with serve_mock_llm() as (url, mock), client(url) as http:
+        mock.default = Behaviour.ok("one two three", completion_tokens=3)
+        async with http.stream("POST", CHAT, json={**REQUEST, "stream": True}) as response:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            lines = [line async for line in response.aiter_lines() if line]
+    assert lines[-1] == "data: [DONE]"
+    chunks = [json.loads(line.removeprefix("data: ")) for line in lines[:-1]]
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    assert text == "one two three"
+    assert chunks[-1]["usage"]["completion_tokens"] == 3
+    assert chunks[-1]["choices"] == []
+
+
+async def test_models_and_health() -> None:
+    """GET /v1/models lists the model; GET /health answers ok."""
+    async with serve_mock_llm(MockLLM(model="m1")) as (url, mock), client(url) as http:
+        models = (await http.get("/v1/models")).json()
+        health = await http.get("/health")
+        missing = await http.get("/nope")
+    assert [m["id"] for m in models["data"]] == ["m1"]
+    assert health.json() == {"status": "ok"}
+    assert missing.status_code == 404
+    assert mock.by_path["/health"] == 1
+
+
+async def test_scripted_sequence_then_default() -> None:
+    """Scripted behaviours serve the next requests in order, then the default resumes."""
+    async with serve_mock_llm() as (url, mock), client(url) as http:
+        mock.script(Behaviour.rate_limited(retry_after=2, repeat=2), Behaviour.error(503))
+        statuses = [(await http.post(CHAT, json=REQUEST)).status_code for _ in range(4)]
+    assert statuses == [429, 429, 503, 200]
+    assert mock.chat_requests == 4
+    assert mock.by_kind == {"status": 3, "ok": 1}
+
+
+async def test_rate_limited_headers_and_body() -> None:
+    """A 429 carries retry-after, retry-after-ms, x-ratelimit-* and rate_limit_exceeded."""
+    async with serve_mock_llm() as (url, mock), client(url) as http:
+        mock.script(Behaviour.rate_limited(retry_after=1.5, retry_after_ms=1500))
+        response = await http.post(CHAT, json=REQUEST)
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "1.5"
+    assert response.headers["retry-after-ms"] == "1500"
+    assert response.headers["x-ratelimit-remaining-requests"] == "0"
+    assert response.headers["x-ratelimit-reset-tokens"] == "1s"
+    assert response.json()["error"]["code"] == "rate_limit_exceeded"
+
+
+async def test_quota_exceeded_body() -> None:
+    """The insufficient_quota variant of 429 says so in its body."""
+    async with serve_mock_llm() as (url, mock), client(url) as http:
+        mock.script(Behaviour.quota_exceeded())
+        response = await http.post(CHAT, json=REQUEST)
+    assert response.status_code == 429
+    assert response.json()["error"]["type"] == "insufficient_quota"
+    assert "retry-after" not in response.headers
+
+
+@pytest.mark.parametrize("status", [500, 503, 529])
+async def test_server_errors(status: int) -> None:
+    """5xx and 529 answers carry an OpenAI-style error body."""
+    async with serve_mock_llm() as (url, mock), client(url) as http:
+        mock.script(Behaviour.overloaded() if status == 529 else Behaviour.error(status))
+        response = await http.post(CHAT, json=REQUEST)
+    assert response.status_code == status
+    assert "error" in response.json()
+
+
+async def test_malformed_and_truncated_bodies() -> None:
+    """Malformed and truncated answers are 200s whose body is not valid JSON."""
+    async with serve_mock_llm() as (url, mock), client(url) as http:
+        mock.script(Behaviour.malformed(), Behaviour.truncated())
+        for _ in range(2):
+            response = await http.post(CHAT, json=REQUEST)
+            assert response.status_code == 200
+            with pytest.raises(json.JSONDecodeError):
+                json.loads(response.content)
+
+
+async def test_truncated_stream_is_cut_off() -> None:
+    """A truncated stream sends some chunks, then the connection drops before [DONE]."""
+    async with serve_mock_llm() as (url, mock), client(url) as http:
+        mock.script(Behaviour.truncated(content="a b c d e f"))
+        lines: list[str] = []
+        with pytest.raises(httpx.RemoteProtocolError):
+            async with http.stream("POST", CHAT, json={**REQUEST, "stream": True}) as response:
+                async for line in response.aiter_lines():
+                    lines.append(line)  # noqa: PERF401 - keep the lines read before the drop
+    assert any(line.startswith("data: {") for line in lines)
+    assert "data: [DONE]" not in lines
+
+
+async def test_drop_closes_connection() -> None:
+    """A dropped request ends in a protocol error at the client, and the server lives on."""
+    async with serve_mock_llm() as (url, mock), client(url) as http:
+        mock.script(Behaviour.drop())
+        with pytest.raises(httpx.RemoteProtocolError):
+            await http.post(CHAT, json=REQUEST)
+        assert (await http.post(CHAT, json=REQUEST)).status_code == 200
+
+
+async def test_hang_never_answers_until_released() -> None:
+    """A hanging request times out at the client; leaving the server releases it."""
+    async with serve_mock_llm() as (url, mock), client(url, timeout=0.3) as http:
+        mock.script(Behaviour.hang())
+        start = anyio.current_time()
+        with pytest.raises(httpx.ReadTimeout):
+            await http.post(CHAT, json=REQUEST)
+        assert anyio.current_time() - start >= 0.3
+    assert mock.hanging == 0
+
+
+async def test_hang_released_when_server_stops() -> None:
+    """Stopping the server ends a request that is still hanging."""
+    errors: list[BaseException] = []
+    async with serve_mock_llm() as (url, mock), client(url, timeout=10) as http:
+        mock.script(Behaviour.hang())
+
+        async def caller() -> None:
+            try:
+                await http.post(CHAT, json=REQUEST)
+            except httpx.HTTPError as exc:
+                errors.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(caller)
+            with anyio.fail_after(5):
+                while not mock.hanging:  # noqa: ASYNC110 - the server runs in this process
+                    await anyio.sleep(0.01)
+            mock.release_hangs()
+    assert len(errors) == 1
+    assert mock.hanging == 0
+
+
+async def test_latency_delays_the_answer() -> None:
+    """A fixed latency delays each answer by at least that long."""
+    async with serve_mock_llm(MockLLM(latency=0.2)) as (url, _mock), client(url) as http:
+        start = anyio.current_time()
+        await http.post(CHAT, json=REQUEST)
+        assert anyio.current_time() - start >= 0.2
+
+
+async def test_jitter_is_seeded_and_bounded() -> None:
+    """Random latency stays within [latency, latency + jitter]."""
+    mock = MockLLM(latency=0.05, jitter=0.1, seed=1)
+    async with serve_mock_llm(mock) as (url, _mock), client(url) as http:
+        for _ in range(3):
+            start = anyio.current_time()
+            await http.post(CHAT, json=REQUEST, headers={"connection": "keep-alive"})
+            elapsed = anyio.current_time() - start
+            assert 0.05 <= elapsed < 1.0
+
+
+async def test_http_control_endpoint_drives_the_script() -> None:
+    """POST /_control sets a script and latency; GET /_control returns the counters."""
+    async with serve_mock_llm() as (url, mock), client(url) as http:
+        command = {
+            "script": [
+                Behaviour.rate_limited(retry_after=1, repeat=2).to_dict(),
+                {"kind": "status", "status": 500},
+            ],
+            "latency": 0.0,
+        }
+        reply = await http.post("/_control", json=command)
+        assert reply.json()["scripted"] == 3
+        statuses = [(await http.post(CHAT, json=REQUEST)).status_code for _ in range(4)]
+        counters = (await http.get("/_control")).json()
+        bad = await http.post("/_control", json={"bogus": 1})
+        await http.post("/_control", json={"reset": True})
+    assert statuses == [429, 429, 500, 200]
+    assert counters["chat_requests"] == 4
+    assert counters["by_kind"] == {"status": 3, "ok": 1}
+    assert bad.status_code == 400
+    assert mock.chat_requests == 0
+
+
+async def test_bad_request_body_is_400() -> None:
+    """A chat request whose body is not a JSON object gets a 400."""
+    async with serve_mock_llm() as (url, _mock), client(url) as http:
+        response = await http.post(CHAT, content=b"[1, 2")
+    assert response.status_code == 400
+
+
+def test_behaviour_rejects_unknown_kind_and_fields() -> None:
+    """Behaviour validates its kind, and from_dict rejects unknown fields."""
+    with pytest.raises(ValueError, match="kind"):
+        Behaviour(kind="explode")
+    with pytest.raises(ValueError, match="unknown"):
+        Behaviour.from_dict({"kind": "ok", "colour": "red"})
+    assert Behaviour.from_dict(Behaviour.overloaded().to_dict()) == Behaviour.overloaded()
+
+
+async def test_binds_loopback_only() -> None:
+    """The server listens on 127.0.0.1 and on no other address."""
+    async with serve_mock_llm() as server:
+        assert server.url.startswith("http://127.0.0.1:")
+        assert server.base_url == f"{server.url}/v1"
+
+
+async def test_concurrent_requests_are_served_in_parallel() -> None:
+    """Twenty requests with 0.3 s latency finish together, not one after another."""
+    async with serve_mock_llm(MockLLM(latency=0.3)) as (url, mock), client(url) as http:
+        start = anyio.current_time()
+        async with anyio.create_task_group() as tg:
+            for _ in range(20):
+                tg.start_soon(functools.partial(http.post, CHAT, json=REQUEST))
+        elapsed = anyio.current_time() - start
+    assert mock.chat_requests == 20
+    assert 0.3 <= elapsed < 2.0
+
+
+async def test_stall_sends_headers_then_hangs() -> None:
+    """A stalled response has its status line, then no body: a read timeout."""
+    async with serve_mock_llm() as (url, mock), client(url, timeout=0.3) as http:
+        mock.script(Behaviour.stall())
+        async with http.stream("POST", CHAT, json=REQUEST) as response:
+            assert response.status_code == 200
+            with pytest.raises(httpx.ReadTimeout):
+                await response.aread()
+
+
+async def test_stalled_stream_sends_some_chunks_then_hangs() -> None:
+    """A stalled stream sends part of the deltas, then nothing more."""
+    async with serve_mock_llm() as (url, mock), client(url, timeout=0.3) as http:
+        mock.script(Behaviour.stall(content="a b c d e f"))
+        lines: list[str] = []
+        with pytest.raises(httpx.ReadTimeout):
+            async with http.stream("POST", CHAT, json={**REQUEST, "stream": True}) as response:
+                async for line in response.aiter_lines():
+                    lines.append(line)  # noqa: PERF401 - keep the lines read before the stall
+    assert any(line.startswith("data: {") for line in lines)
+    assert "data: [DONE]" not in lines
+
+
+async def test_served_log_records_status_and_tokens() -> None:
+    """Each answered request is logged with its time, status and token usage."""
+    async with serve_mock_llm() as (url, mock), client(url) as http:
+        mock.script(Behaviour.ok(prompt_tokens=10, completion_tokens=5), Behaviour.error(500))
+        start = anyio.current_time()
+        await http.post(CHAT, json=REQUEST)
+        await http.post(CHAT, json=REQUEST)
+    assert [(s.status, s.total_tokens) for s in mock.served] == [(200, 15), (500, 0)]
+    assert all(start <= s.at <= anyio.current_time() for s in mock.served)
+
+
+async def test_app_works_in_process_without_a_server() -> None:
+    """The app also runs in-process through httpx's ASGI transport (no socket)."""
+    mock = MockLLM()
+    mock.script(Behaviour.rate_limited(retry_after=3))
+    transport = httpx.ASGITransport(app=mock)
+    async with httpx.AsyncClient(transport=transport, base_url="http://mock") as http:
+        limited = await http.post(CHAT, json=REQUEST)
+        ok = await http.post(CHAT, json=REQUEST)
+    assert limited.status_code == 429
+    assert limited.headers["retry-after"] == "3"
+    assert ok.json()["choices"][0]["message"]["content"] == "echo: hi"
