@@ -7,6 +7,13 @@ through stable refs: `sup.ref("db")`, `sup.ref("backends/llm")`.
 
 from supervisor._errors import IntensityExceeded, UnknownChild
 from supervisor._load import spec_from_dict, spec_from_toml
+from supervisor._registry import (
+    ServiceInstance,
+    ServiceRegistry,
+    UnknownService,
+    Version,
+    VersionSpec,
+)
 from supervisor._run import start, start_tree
 from supervisor._spec import (
     AutoShutdown,
@@ -31,11 +38,16 @@ __all__ = [
     "IntensityExceeded",
     "OnCrash",
     "RestartType",
+    "ServiceInstance",
+    "ServiceRegistry",
     "Strategy",
     "Supervisor",
     "SupervisorSpec",
     "TreeNode",
     "UnknownChild",
+    "UnknownService",
+    "Version",
+    "VersionSpec",
     "WhileRestarting",
     "spec_from_dict",
     "spec_from_toml",

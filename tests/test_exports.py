@@ -7,7 +7,15 @@ import inspect
 
 import pytest
 
-PACKAGES = ["actors", "actors.resilience", "actors.testing", "supervisor"]
+PACKAGES = [
+    "actors",
+    "actors.resilience",
+    "actors.services",
+    "actors.testing",
+    "supervisor",
+    "supervisor.fallback",
+    "supervisor.health",
+]
 
 
 @pytest.mark.parametrize("package", PACKAGES)
@@ -24,7 +32,10 @@ def test_all_is_complete(package: str) -> None:
     assert public == set(exported)
 
 
-@pytest.mark.parametrize("package", ["actors", "supervisor"])
+@pytest.mark.parametrize(
+    "package",
+    ["actors", "actors.services", "supervisor", "supervisor.fallback", "supervisor.health"],
+)
 def test_exports_claim_the_public_module(package: str) -> None:
     """Every exported class and function reports the public package as its module."""
     module = importlib.import_module(package)

@@ -1,0 +1,48 @@
+"""supervisor.fallback: fallback routing, per-service fallback handlers, response cache.
+
+See docs/health-and-fallback.md. `route(primary, *fallbacks, ...)` builds a
+`FallbackRouter` whose `call` returns `Routed(value, source, stale)`, so the caller
+always knows whether the primary, a fallback (and which) or the cache answered.
+"""
+
+from supervisor.fallback._cache import CacheConfig, CacheMetrics, ResponseCache
+from supervisor.fallback._handlers import (
+    canned_answer,
+    database_router,
+    degraded_tool_result,
+    llm_router,
+    mcp_router,
+)
+from supervisor.fallback._router import (
+    FallbackExhausted,
+    FallbackRouter,
+    Routed,
+    Target,
+    plan_routes,
+    route,
+    target,
+)
+
+__all__ = [
+    "CacheConfig",
+    "CacheMetrics",
+    "FallbackExhausted",
+    "FallbackRouter",
+    "ResponseCache",
+    "Routed",
+    "Target",
+    "canned_answer",
+    "database_router",
+    "degraded_tool_result",
+    "llm_router",
+    "mcp_router",
+    "plan_routes",
+    "route",
+    "target",
+]
+
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("supervisor.fallback._"):
+        _obj.__module__ = "supervisor.fallback"
+del _name, _obj

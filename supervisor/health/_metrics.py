@@ -1,0 +1,220 @@
+"""Metrics: OpenTelemetry instruments (no-op unless the application sets a provider) and a
+Prometheus collector for the `/metrics` endpoint.
+
+Both libraries are optional. Without ``opentelemetry-api`` every recording function is a
+no-op; without ``prometheus-client`` `prometheus_available()` is False and the endpoint
+answers 501. The library never sets a meter provider: the application picks the SDK.
+
+OpenTelemetry instruments (meter ``actorvisor.supervisor``):
+
+=================================  =========  =====================================
+name                               kind       attributes
+=================================  =========  =====================================
+``health.probes``                  counter    service, result (ok / failed)
+``health.probe.duration``          histogram  service (seconds)
+``health.transitions``             counter    service, from, to, reason
+``health.status``                  gauge      service (0 healthy, 1 degraded, 2 unhealthy)
+``fallback.routed``                counter    router, source
+``fallback.cache``                 counter    cache, result (hit / miss / stale / evicted)
+=================================  =========  =====================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from supervisor.health._report import HealthReport
+
+__all__ = [
+    "PROMETHEUS_MISSING",
+    "make_prometheus_registry",
+    "prometheus_available",
+    "prometheus_exposition",
+    "record_cache",
+    "record_probe",
+    "record_routed",
+    "record_transition",
+]
+
+PROMETHEUS_MISSING = (
+    "prometheus-client is not installed; install the 'prometheus' extra "
+    "(pip install 'actorvisor[prometheus]') to serve /metrics"
+)
+
+_instruments: dict[str, Any] = {}
+_state = {"noop": False}
+
+
+def _instrument(name: str) -> Any:
+    """The OpenTelemetry instrument `name`, created on first use (None without the API)."""
+    if _state["noop"]:
+        return None
+    found = _instruments.get(name)
+    if found is not None:
+        return found
+    try:
+        from opentelemetry import metrics
+    except ImportError:
+        _state["noop"] = True
+        return None
+    meter = metrics.get_meter("actorvisor.supervisor")
+    made = {  # type: ignore[no-untyped-call]
+        "health.probes": lambda: meter.create_counter(
+            "health.probes", unit="{probe}", description="Health probes run"
+        ),
+        "health.probe.duration": lambda: meter.create_histogram(
+            "health.probe.duration", unit="s", description="Health probe latency"
+        ),
+        "health.transitions": lambda: meter.create_counter(
+            "health.transitions", unit="{transition}", description="Health status changes"
+        ),
+        "health.status": lambda: meter.create_gauge(
+            "health.status", description="0 healthy, 1 degraded, 2 unhealthy"
+        ),
+        "fallback.routed": lambda: meter.create_counter(
+            "fallback.routed", unit="{call}", description="Routed calls by source"
+        ),
+        "fallback.cache": lambda: meter.create_counter(
+            "fallback.cache", unit="{lookup}", description="Response cache lookups"
+        ),
+    }[name]()
+    _instruments[name] = made
+    return made
+
+
+def record_probe(service: str, *, ok: bool, latency: float) -> None:
+    """Records one probe and its latency."""
+    counter = _instrument("health.probes")
+    if counter is None:
+        return
+    counter.add(1, {"service": service, "result": "ok" if ok else "failed"})
+    _instrument("health.probe.duration").record(latency, {"service": service})
+
+
+def record_transition(
+    service: str, from_status: str, to_status: str, reason: str, level: int
+) -> None:
+    """Records one health transition and the new status level."""
+    counter = _instrument("health.transitions")
+    if counter is None:
+        return
+    counter.add(1, {"service": service, "from": from_status, "to": to_status, "reason": reason})
+    _instrument("health.status").set(level, {"service": service})
+
+
+def record_routed(router: str, source: str) -> None:
+    """Records which route served a call."""
+    counter = _instrument("fallback.routed")
+    if counter is not None:
+        counter.add(1, {"router": router, "source": source})
+
+
+def record_cache(cache: str, result: str) -> None:
+    """Records one cache lookup result ("hit", "miss", "stale") or an eviction."""
+    counter = _instrument("fallback.cache")
+    if counter is not None:
+        counter.add(1, {"cache": cache, "result": result})
+
+
+# --------------------------------------------------------------------------- prometheus
+
+
+def prometheus_available() -> bool:
+    """Whether prometheus-client can be imported."""
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+_STATUS_LEVEL = {"healthy": 0, "degraded": 1, "unhealthy": 2}
+_BREAKER_STATES = ("closed", "open", "half_open", "disabled", "forced_open", "metrics_only")
+
+
+def _families(report: HealthReport, extra: Callable[[], Iterator[Any]] | None) -> Iterator[Any]:
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    status = GaugeMetricFamily(
+        "actorvisor_service_health",
+        "Service health: 0 healthy, 1 degraded, 2 unhealthy",
+        labels=["service"],
+    )
+    state = GaugeMetricFamily(
+        "actorvisor_service_status",
+        "1 for the service's current health status",
+        labels=["service", "status"],
+    )
+    latency = GaugeMetricFamily(
+        "actorvisor_probe_latency_seconds", "Latency of the last probe", labels=["service"]
+    )
+    probes = CounterMetricFamily("actorvisor_probes", "Probes run", labels=["service", "result"])
+    failures = GaugeMetricFamily(
+        "actorvisor_probe_consecutive_failures",
+        "Consecutive failed probes",
+        labels=["service"],
+    )
+    breaker = GaugeMetricFamily(
+        "actorvisor_breaker_state",
+        "1 for the breaker's current state",
+        labels=["service", "state"],
+    )
+    restarts = CounterMetricFamily(
+        "actorvisor_service_restarts", "Restarts of the service's actor", labels=["service"]
+    )
+    for svc in report.services:
+        name = svc.name
+        status.add_metric([name], _STATUS_LEVEL[svc.status.value])
+        for value in _STATUS_LEVEL:
+            state.add_metric([name, value], 1.0 if svc.status.value == value else 0.0)
+        if svc.last_latency is not None:
+            latency.add_metric([name], svc.last_latency)
+        probes.add_metric([name, "ok"], svc.probes - svc.failed_probes)
+        probes.add_metric([name, "failed"], svc.failed_probes)
+        failures.add_metric([name], svc.consecutive_failures)
+        if svc.breaker_state is not None:
+            for value in _BREAKER_STATES:
+                breaker.add_metric([name, value], 1.0 if svc.breaker_state == value else 0.0)
+        if svc.restarts is not None:
+            restarts.add_metric([name], svc.restarts)
+    overall = GaugeMetricFamily(
+        "actorvisor_health", "Overall health: 0 healthy, 1 degraded, 2 unhealthy"
+    )
+    overall.add_metric([], _STATUS_LEVEL[report.status.value])
+    ready = GaugeMetricFamily("actorvisor_ready", "1 when every required service is ready")
+    ready.add_metric([], 1.0 if report.ready else 0.0)
+    yield from (overall, ready, status, state, latency, probes, failures, breaker, restarts)
+    if extra is not None:
+        yield from extra()
+
+
+def make_prometheus_registry(
+    report: Callable[[], HealthReport], extra: Callable[[], Iterator[Any]] | None = None
+) -> Any:
+    """A fresh `CollectorRegistry` whose collector reads `report()` at every scrape.
+
+    Args:
+        report: Returns the current report (e.g. `monitor.report`).
+        extra: Yields further metric families (e.g. response cache counters).
+
+    Raises:
+        ImportError: prometheus-client is not installed.
+    """
+    from prometheus_client import CollectorRegistry
+
+    class _Collector:
+        def collect(self) -> Iterator[Any]:
+            return _families(report(), extra)
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Collector())
+    return registry
+
+
+def prometheus_exposition(registry: Any) -> tuple[bytes, str]:
+    """The text exposition of `registry` and its content type."""
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    return generate_latest(registry), CONTENT_TYPE_LATEST
