@@ -66,6 +66,7 @@ from actors._pool import (
     open_pool,
 )
 from actors._ref import ActorRef, ActorState
+from actors._serve import serve_asgi
 from actors.resilience import (
     GCRA,
     BreakerConfig,
@@ -198,6 +199,7 @@ __all__ = [
     "open_pool",
     "report_error",
     "resilient",
+    "serve_asgi",
 ]
 
 # Resolve attrs classes' string annotations while each still names its own module (so

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import json
 import random
-import socket
 import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
@@ -45,7 +44,6 @@ from typing import Any, Final, Literal, NamedTuple
 
 import anyio
 import attrs
-import sniffio
 
 __all__ = ["Behaviour", "MockLLM", "MockLLMServer", "Served", "serve_mock_llm"]
 
@@ -589,43 +587,10 @@ async def serve_mock_llm(
         ImportError: hypercorn is not installed (extra `http`).
         OSError: The port cannot be bound.
     """
-    from hypercorn.config import Config
+    from actors._serve import serve_asgi
 
     mock = MockLLM() if mock is None else mock
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", port))
-        sock.listen(128)
-        bound_port = sock.getsockname()[1]
-    except BaseException:
-        sock.close()
-        raise
-    config = Config()
-    config.bind = [f"fd://{sock.detach()}"]  # hypercorn owns (and closes) the socket
-    config.accesslog = None
-    config.errorlog = None
-    config.graceful_timeout = 1.0
-    config.keep_alive_timeout = 5.0
-    stop = anyio.Event()
-    backend = sniffio.current_async_library()
-    if backend == "trio":
-        from hypercorn.trio import serve as trio_serve
-
-        serve: Any = trio_serve
-    else:
-        from hypercorn.asyncio import serve as asyncio_serve
-
-        serve = asyncio_serve
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(_run_server, serve, mock, config, stop)
-        try:
-            yield MockLLMServer(f"http://127.0.0.1:{bound_port}", mock)
-        finally:
-            mock.release_hangs()
-            stop.set()
-            tg.cancel_scope.deadline = anyio.current_time() + shutdown_timeout
-
-
-async def _run_server(serve: Any, mock: MockLLM, config: Any, stop: anyio.Event) -> None:
-    await serve(mock, config, shutdown_trigger=stop.wait)
+    async with serve_asgi(
+        mock, port=port, shutdown_timeout=shutdown_timeout, on_stop=mock.release_hangs
+    ) as url:
+        yield MockLLMServer(url, mock)
