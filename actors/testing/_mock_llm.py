@@ -13,7 +13,7 @@ Endpoints:
 - `GET /v1/models`, `GET /health`;
 - `POST /_control` with a JSON object, so a test in another process can drive it:
   `{"script": [behaviour, ...], "default": behaviour, "latency": s, "jitter": s,
-  "reset": true}` (each behaviour is a dict of `Behaviour` fields); `GET /_control`
+  "down": true, "reset": true}` (each behaviour is a dict of `Behaviour` fields); `GET /_control`
   returns the counters.
 
 Each chat request takes the next scripted `Behaviour` (or the default one) and plays it:
@@ -238,6 +238,7 @@ class MockLLM:
         by_path: Requests per path.
         by_kind: Chat requests per behaviour kind served.
         hanging: Requests hanging right now.
+        down: An outage: every API path (models, health, chat) answers 503 until cleared.
         last_request: The last chat request's JSON body.
         served: One `Served` record per chat request answered with a completion or an
             error status (time on `anyio.current_time()`, status, tokens), for checking
@@ -254,6 +255,7 @@ class MockLLM:
     by_path: Counter[str] = attrs.field(factory=Counter)
     by_kind: Counter[str] = attrs.field(factory=Counter)
     hanging: int = 0
+    down: bool = False
     last_request: Any = None
     served: list[Served] = attrs.field(factory=list)
     _script: deque[Behaviour] = attrs.field(factory=deque)
@@ -287,6 +289,7 @@ class MockLLM:
         self.by_kind.clear()
         self.last_request = None
         self.served.clear()
+        self.down = False
 
     def counters(self) -> dict[str, Any]:
         """The counters as a JSON-ready dict (what `GET /_control` returns)."""
@@ -305,7 +308,7 @@ class MockLLM:
         Raises:
             ValueError: An unknown key or a bad behaviour.
         """
-        unknown = set(command) - {"reset", "script", "default", "latency", "jitter"}
+        unknown = set(command) - {"reset", "script", "default", "latency", "jitter", "down"}
         if unknown:
             raise ValueError(f"unknown control keys: {sorted(unknown)}")
         if command.get("reset"):
@@ -318,6 +321,8 @@ class MockLLM:
             self.jitter = float(command["jitter"])
         if "script" in command:
             self.script(*(Behaviour.from_dict(item) for item in command["script"]))
+        if "down" in command:
+            self.down = bool(command["down"])
 
     def release_hangs(self) -> None:
         """Ends every hanging request (their connections are dropped)."""
@@ -341,7 +346,10 @@ class MockLLM:
         self.requests += 1
         self.by_path[path] += 1
         body = await _read_body(receive)
-        if path == "/health" and method == "GET":
+        if self.down and path != "/_control":
+            error = _error_body("service_unavailable", None, "outage")
+            await _send_json(send, 503, error)
+        elif path == "/health" and method == "GET":
             await _send_json(send, 200, {"status": "ok"})
         elif path == "/v1/models" and method == "GET":
             data = [{"id": self.model, "object": "model", "created": 0, "owned_by": "mock"}]

@@ -305,3 +305,21 @@ async def test_app_works_in_process_without_a_server() -> None:
     assert limited.status_code == 429
     assert limited.headers["retry-after"] == "3"
     assert ok.json()["choices"][0]["message"]["content"] == "echo: hi"
+
+
+async def test_outage_answers_503_on_every_api_path() -> None:
+    """With `down` set, chat, models and health all answer 503; control still works."""
+    import httpx
+
+    from actors.testing import serve_mock_llm
+
+    async with serve_mock_llm() as server, httpx.AsyncClient(base_url=server.url) as http:
+        server.control.down = True
+        for method, path in (
+            ("GET", "/v1/models"),
+            ("GET", "/health"),
+            ("POST", "/v1/chat/completions"),
+        ):
+            assert (await http.request(method, path, json={})).status_code == 503
+        assert (await http.post("/_control", json={"down": False})).status_code == 200
+        assert (await http.get("/v1/models")).status_code == 200
