@@ -15,12 +15,16 @@ EXAMPLES = sorted(
 )
 
 
+# Extra arguments keeping a long-running example short in the test run.
+ARGS = {"demo_agent": ["--duration", "4", "--no-live"]}
+
+
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda path: path.stem)
 def test_example_runs(example: Path, backend: str) -> None:
     """The example exits 0 within a minute."""
     result = subprocess.run(
-        [sys.executable, str(example), "--backend", backend],
+        [sys.executable, str(example), "--backend", backend, *ARGS.get(example.stem, [])],
         capture_output=True,
         text=True,
         timeout=60,

@@ -91,6 +91,16 @@ class ServiceConfig:
             raise ConfigError("max_concurrency", value, "must be an integer >= 1")
 
     @classmethod
+    def from_resilience(cls, resilience: Any, **changes: Any) -> ServiceConfig:
+        """A service config from a loaded `ResilienceConfig` (its retry, breaker and limits;
+        a single `limiter` becomes the "requests" limit), with `changes` applied."""
+        limits: dict[str, LimitConfig] = dict(resilience.limits or {})
+        if resilience.limiter is not None:
+            limits["requests"] = resilience.limiter
+        base = cls(retry=resilience.retry, breaker=resilience.breaker, limits=limits)
+        return attrs.evolve(base, **changes)
+
+    @classmethod
     def for_llm(
         cls,
         *,

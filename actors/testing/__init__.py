@@ -19,6 +19,7 @@ from actors.testing._databases import (
 )
 from actors.testing._load import LatencyHistogram, LoadConfig, LoadReport, run_load
 from actors.testing._mock_llm import Behaviour, MockLLM, MockLLMServer, serve_mock_llm
+from actors.testing._tasks import count_tasks
 
 __all__ = [
     "Behaviour",
@@ -36,6 +37,7 @@ __all__ = [
     "PostgresUnavailable",
     "VirtualClockEventLoop",
     "capture_events",
+    "count_tasks",
     "create_sqlite_db",
     "local_postgres",
     "open_local_postgres",

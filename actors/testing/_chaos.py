@@ -99,6 +99,7 @@ class _Injector:
         self.stats = ChaosStats()
         self.start: float | None = None
         self.enabled = True
+        self.pending_crashes = 0
 
     def failing_period(self) -> bool:
         period = self.config.flap_period
@@ -116,6 +117,10 @@ class _Injector:
         config = self.config
         stats = self.stats
         stats.requests += 1
+        if self.pending_crashes:
+            self.pending_crashes -= 1
+            stats.crashes += 1
+            raise ChaosCrash(f"{self.name}: injected crash (on demand)")
         if config.crash_every is not None and stats.requests % config.crash_every == 0:
             stats.crashes += 1
             raise ChaosCrash(f"{self.name}: injected crash (request {stats.requests})")
@@ -164,6 +169,10 @@ class ChaosClient(ServiceClient[Conn, Req, Resp], Generic[Conn, Req, Resp]):
     def stats(self) -> ChaosStats:
         """What has been injected so far."""
         return self.injector.stats
+
+    def crash_next(self) -> None:
+        """Makes the next request raise `ChaosCrash` (crashing a service actor)."""
+        self.injector.pending_crashes += 1
 
     @contextlib.asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:

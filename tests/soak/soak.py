@@ -26,7 +26,14 @@ import structlog
 import supervisor as sv
 from actors import ActorConfig, PoolConfig, RetryPolicy
 from actors.services import Service, ServiceConfig
-from actors.testing import ChaosClient, ChaosConfig, LoadConfig, LoadReport, run_load
+from actors.testing import (
+    ChaosClient,
+    ChaosConfig,
+    LoadConfig,
+    LoadReport,
+    count_tasks,
+    run_load,
+)
 from tests.actors.services.fake import Backend, FakeClient
 
 SERVICES = ("llm", "db", "tools")
@@ -71,24 +78,6 @@ class SoakResult:
         if self.rss_quarters:
             lines.append(f"  RSS by quarter (KiB): {self.rss_quarters}")
         return "\n".join(lines)
-
-
-def count_tasks() -> int:
-    """Tasks alive in this event loop (both backends)."""
-    import sniffio
-
-    if sniffio.current_async_library() == "trio":
-        import trio
-
-        def walk(task: Any) -> int:
-            return 1 + sum(
-                walk(child) for nursery in task.child_nurseries for child in nursery.child_tasks
-            )
-
-        return walk(trio.lowlevel.current_root_task())
-    import asyncio
-
-    return len(asyncio.all_tasks())
 
 
 def rss_kib() -> int:

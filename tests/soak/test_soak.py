@@ -1,5 +1,9 @@
 """The soak suite's short mode: a few thousand requests with 20 % injected faults and
-periodic crashes, on each backend; every invariant must hold."""
+periodic crashes, on each backend; every invariant must hold.
+
+It runs on the virtual clock, so "resolved after its deadline" is judged exactly, not
+at the mercy of a loaded CI machine's scheduling (the long mode runs in real time).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import pytest
 
 from tests.soak.soak import soak
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
 REQUESTS = int(os.environ.get("SOAK_REQUESTS", "3000"))
 
