@@ -33,7 +33,7 @@ from actors.services.llm import ChatRequest, LLMClient
 from actors.testing._mock_llm import MockLLM, serve_mock_llm
 
 POOL = 8
-LATENCY = 0.05
+LATENCY = 0.2
 
 
 class EchoClient(ServiceClient[int, int, int]):
