@@ -244,15 +244,47 @@ class Pool(Generic[C]):
         return lifetime is not None and now - entry.created >= lifetime
 
     async def _acquire(self, deadline: float | None) -> _Entry[C]:
-        config = self.config
-        if self._idle and not config.validate_on_borrow:
+        entry = self.take_idle()
+        if entry is not None:
+            return entry
+        return await self._acquire_slow(deadline)
+
+    # -- the owner's fast path (no lease object, no coroutine) -----------------------
+
+    def take_idle(self) -> _Entry[C] | None:
+        """Lends an idle connection at once, or returns None (then use `connection()`).
+
+        For owners on a hot path: hand the entry back with `return_idle`, or
+        `await release(entry, discard=...)` when that returns False or the work failed.
+        Not a checkpoint.
+        """
+        if self._idle and not self.config.validate_on_borrow:
             entry = self._idle.pop()
-            lifetime = config.max_lifetime
+            lifetime = self.config.max_lifetime
             if lifetime is None or self._now() - entry.created < lifetime:
                 self._in_use += 1
                 return entry
             self._idle.append(entry)
-        return await self._acquire_slow(deadline)
+        return None
+
+    def return_idle(self, entry: _Entry[C]) -> bool:
+        """Hands a healthy connection back without awaiting; False if it needs
+        `await release(entry, discard=False)` (the pool is closing, or it is too old)."""
+        if self._closing:
+            return False
+        now = self._now()
+        if self._too_old(entry, now):
+            return False
+        self._put_back(entry, now)
+        return True
+
+    async def release(self, entry: _Entry[C], *, discard: bool) -> None:
+        """Returns (or, with `discard`, closes) a connection lent by `take_idle`."""
+        await self._release(entry, discard)
+
+    def breaks(self, exc: BaseException) -> bool:
+        """Whether the connection must be closed after its holder ended with `exc`."""
+        return self._breaks(exc)
 
     async def _acquire_slow(self, deadline: float | None) -> _Entry[C]:
         await anyio.lowlevel.checkpoint_if_cancelled()

@@ -366,8 +366,18 @@ class ServiceActor(Actor[Req, Resp]):
         pool = self.pool
         if pool is None:
             raise ServiceTimeout(self.service.name, "the actor is not serving")
-        async with pool.connection(deadline=deadline) as conn:
-            return await self.client.request(conn, request)
+        entry = pool.take_idle()
+        if entry is None:  # wait for (or open) a connection
+            async with pool.connection(deadline=deadline) as conn:
+                return await self.client.request(conn, request)
+        try:
+            result = await self.client.request(entry.conn, request)
+        except BaseException as exc:
+            await pool.release(entry, discard=pool.breaks(exc))
+            raise
+        if not pool.return_idle(entry):
+            await pool.release(entry, discard=False)
+        return result
 
     async def probe(self) -> None:
         """Borrows a connection and runs the client's probe (the breaker is bypassed, so
