@@ -111,6 +111,40 @@ class _DeadlineQueue:
     def _arm(self, deadline: float) -> None:
         raise NotImplementedError
 
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class _QueuedDeadlines:
+    """What both kernels share: FIFO deadline queues, one per timeout value."""
+
+    __slots__ = ()
+    _queues: dict[float, _DeadlineQueue]
+
+    def _new_queue(self) -> _DeadlineQueue:
+        raise NotImplementedError
+
+    def arm(self, slot: Any, deadline: float, timeout: float) -> bool:
+        """Registers `slot` to time out at `deadline` (exactly `now() + timeout`).
+
+        Returns:
+            True if armed: then `await park(slot)`; False if this kernel already serves
+            its maximum of timeout values: then use `wait`.
+        """
+        queue = self._queues.get(timeout)
+        if queue is None:
+            if len(self._queues) >= _MAX_QUEUES:
+                return False
+            queue = self._queues[timeout] = self._new_queue()
+        queue.add(deadline, slot)
+        return True
+
+    def close(self) -> None:
+        """Ends the deadline timers (every waiter has been resolved by then)."""
+        for queue in self._queues.values():
+            queue.close()
+        self._queues.clear()
+
 
 def _expire(fut: asyncio.Future[Any]) -> None:
     if not fut.done():
@@ -141,7 +175,7 @@ class _AsyncioDeadlineQueue(_DeadlineQueue):
             self._handle = None
 
 
-class _AsyncioKernel:
+class _AsyncioKernel(_QueuedDeadlines):
     """asyncio: a slot is a Future; deadlines are `call_at` timers."""
 
     __slots__ = ("_loop", "_queues", "name", "now")
@@ -149,33 +183,15 @@ class _AsyncioKernel:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.name = "asyncio"
         self._loop = loop
-        self._queues: dict[float, _AsyncioDeadlineQueue] = {}
+        self._queues: dict[float, _DeadlineQueue] = {}
         self.now = loop.time
 
-    def arm(self, slot: Any, deadline: float, timeout: float) -> bool:
-        """Registers `slot` to time out at `deadline` (exactly `now() + timeout`).
-
-        Returns:
-            True if armed: then `await park(slot)`; False if this kernel already serves
-            its maximum of timeout values: then use `wait`.
-        """
-        queue = self._queues.get(timeout)
-        if queue is None:
-            if len(self._queues) >= _MAX_QUEUES:
-                return False
-            queue = self._queues[timeout] = _AsyncioDeadlineQueue(self._loop)
-        queue.add(deadline, slot)
-        return True
+    def _new_queue(self) -> _DeadlineQueue:
+        return _AsyncioDeadlineQueue(self._loop)
 
     def park(self, slot: Any) -> Awaitable[Any]:
         """Waits for an armed slot: its value, or `TIMED_OUT`. Cancellation propagates."""
         return slot  # type: ignore[no-any-return]
-
-    def close(self) -> None:
-        """Drops the timers (every waiter has been resolved by then)."""
-        for queue in self._queues.values():
-            queue.close()
-        self._queues.clear()
 
     def new_slot(self) -> Slot:
         return self._loop.create_future()
@@ -331,7 +347,7 @@ class _TrioDeadlineQueue(_DeadlineQueue):
                     await _trio.wait_task_rescheduled(self._unpark)
 
 
-class _TrioKernel:
+class _TrioKernel(_QueuedDeadlines):
     """trio: a slot parks the task with `wait_task_rescheduled`; deadlines use cancel
     scopes, or a deadline queue's system task."""
 
@@ -341,7 +357,7 @@ class _TrioKernel:
         _bind_trio()
         self.name = "trio"
         self.now = _trio.current_time
-        self._queues: dict[float, _TrioDeadlineQueue] = {}
+        self._queues: dict[float, _DeadlineQueue] = {}
 
     def new_slot(self) -> Slot:
         return _TrioSlot()
@@ -361,20 +377,8 @@ class _TrioKernel:
             return await _trio.wait_task_rescheduled(slot.abort)
         return TIMED_OUT  # the scope caught its own deadline
 
-    def arm(self, slot: Any, deadline: float, timeout: float) -> bool:
-        """Registers `slot` to time out at `deadline` (exactly `now() + timeout`).
-
-        Returns:
-            True if armed: then `await park(slot)`; False if this kernel already serves
-            its maximum of timeout values: then use `wait`.
-        """
-        queue = self._queues.get(timeout)
-        if queue is None:
-            if len(self._queues) >= _MAX_QUEUES:
-                return False
-            queue = self._queues[timeout] = _TrioDeadlineQueue()
-        queue.add(deadline, slot)
-        return True
+    def _new_queue(self) -> _DeadlineQueue:
+        return _TrioDeadlineQueue()
 
     def park(self, slot: Any) -> Awaitable[Any]:
         """Waits for an armed slot: its value, or `TIMED_OUT`. Cancellation propagates."""
@@ -385,12 +389,6 @@ class _TrioKernel:
 
     async def checkpoint(self) -> None:
         await _trio.checkpoint()
-
-    def close(self) -> None:
-        """Lets the deadline tasks end once their waiters are resolved."""
-        for queue in self._queues.values():
-            queue.close()
-        self._queues.clear()
 
 
 async def _settled(slot: _TrioSlot) -> Any:
