@@ -19,6 +19,7 @@ from actors.testing._databases import (
 )
 from actors.testing._load import LatencyHistogram, LoadConfig, LoadReport, run_load
 from actors.testing._mock_llm import Behaviour, MockLLM, MockLLMServer, serve_mock_llm
+from actors.testing._redis import RedisServer, redis_server, redis_server_path
 from actors.testing._tasks import count_tasks
 
 __all__ = [
@@ -35,12 +36,15 @@ __all__ = [
     "MockLLMServer",
     "PostgresServer",
     "PostgresUnavailable",
+    "RedisServer",
     "VirtualClockEventLoop",
     "capture_events",
     "count_tasks",
     "create_sqlite_db",
     "local_postgres",
     "open_local_postgres",
+    "redis_server",
+    "redis_server_path",
     "retry_testing_mode",
     "run_load",
     "serve_mock_llm",

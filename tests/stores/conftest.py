@@ -1,0 +1,56 @@
+"""Fixtures for the Redis store tests: a real `redis-server` per test.
+
+When `redis-server` is missing the tests are skipped with a clear reason, except when
+the environment sets REQUIRE_SERVICES=1 (CI), where they fail. When the `redis` extra
+(coredis) is not installed, the test files are not collected (the summary says so),
+except under REQUIRE_SERVICES=1, where their import error fails the run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from actors.testing._redis import RedisServer, redis_server_path
+from actors.testing._redis import redis_server as start_redis_server
+
+PASSWORD = "hunter2-do-not-log-me"
+
+_NO_COREDIS = importlib.util.find_spec("coredis") is None
+if _NO_COREDIS and os.environ.get("REQUIRE_SERVICES") != "1":
+    collect_ignore_glob = ["test_*.py"]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _NO_COREDIS:
+        terminalreporter.write_line(
+            "tests/stores: Redis store tests NOT RUN, coredis is missing "
+            "(pip install -e '.[redis]'; REQUIRE_SERVICES=1 makes this an error)"
+        )
+
+
+def _require_redis() -> None:
+    if redis_server_path() is None:
+        reason = "redis-server is not installed (apt-get install redis-server)"
+        if os.environ.get("REQUIRE_SERVICES") == "1":
+            pytest.fail(f"REQUIRE_SERVICES=1 but {reason}")
+        pytest.skip(reason)
+
+
+@pytest.fixture(name="redis_server")
+def redis_server_fixture() -> Iterator[RedisServer]:
+    """A fresh redis-server without a password."""
+    _require_redis()
+    with start_redis_server() as server:
+        yield server
+
+
+@pytest.fixture
+def secured_redis() -> Iterator[RedisServer]:
+    """A fresh redis-server with `requirepass PASSWORD`."""
+    _require_redis()
+    with start_redis_server(password=PASSWORD) as server:
+        yield server
