@@ -815,6 +815,12 @@ class CircuitBreaker:
 
     # ----------------------------------------------------------------- async API
 
+    @property
+    def timed(self) -> bool:
+        """Whether results need a duration (slow-call rate or a time window); when False,
+        `on_success(permit)` / `on_exception(permit, exc)` need no clock reads."""
+        return self._timed
+
     async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Awaits `fn(*args, **kwargs)` under the breaker.
 
