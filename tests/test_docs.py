@@ -32,3 +32,23 @@ def test_relative_links_resolve(page: Path) -> None:
     """Every relative Markdown link points at a file that exists."""
     for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text()):
         assert (page.parent / target).exists(), f"{page.name}: broken link {target}"
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_readme_example_runs(tmp_path: Path, backend: str) -> None:
+    """The README's "Twenty lines" example runs as printed, on both backends."""
+    import subprocess
+    import sys
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Twenty lines", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "anyio.run(main)" in code
+    code = code.replace("anyio.run(main)", f"anyio.run(main, backend={backend!r})", 1)
+    script = tmp_path / "example.py"
+    script.write_text(code)
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "echo: Hello!" in result.stdout
