@@ -206,33 +206,24 @@ class Incarnation:
         try:
             with anyio.CancelScope() as scope:
                 self._scope = scope
-                async with contextlib.AsyncExitStack() as stack:
-                    try:
-                        with anyio.fail_after(cell.config.start_timeout):
-                            await actor.on_start()
-                        if type(actor).lifespan is not Actor.lifespan:
-                            await stack.enter_async_context(actor.lifespan())
-                    except Exception as exc:
-                        self.reason = exc
-                        emit(
-                            "actor.start_failed",
-                            level="error",
-                            actor=cell.name,
-                            error_type=type(exc).__name__,
-                            exc_info=exc,
-                        )
+                try:
+                    with anyio.fail_after(cell.config.start_timeout):
+                        await actor.on_start()
+                except Exception as exc:
+                    self._start_failed(exc)
+                else:
+                    if type(actor).lifespan is Actor.lifespan:
+                        await self._serve(task_status)
                     else:
-                        self.started = True
-                        if cell.state in (ActorState.STARTING, ActorState.RESTARTING):
-                            cell.state = ActorState.RUNNING
-                        emit("actor.started", actor=cell.name, max_concurrency=self.max_concurrency)
-                        task_status.started(None)
-                        if self.concurrent:
-                            async with anyio.create_task_group() as tg:
-                                self._tg = tg
-                                await self._dispatch()
-                        else:
-                            await self._serve_sequential()
+                        entered = False
+                        try:
+                            async with actor.lifespan():
+                                entered = True
+                                await self._serve(task_status)
+                        except Exception as exc:
+                            if entered:
+                                raise
+                            self._start_failed(exc)
         finally:
             self._settle_running()
             if self.reason is not None and self.started:
@@ -254,6 +245,31 @@ class Incarnation:
         if not self.started:
             task_status.started(self.reason)
         return self.reason
+
+    def _start_failed(self, exc: Exception) -> None:
+        self.reason = exc
+        emit(
+            "actor.start_failed",
+            level="error",
+            actor=self.cell.name,
+            error_type=type(exc).__name__,
+            exc_info=exc,
+        )
+
+    async def _serve(self, task_status: anyio.abc.TaskStatus[BaseException | None]) -> None:
+        """Marks the incarnation started, then handles messages until it stops."""
+        cell = self.cell
+        self.started = True
+        if cell.state in (ActorState.STARTING, ActorState.RESTARTING):
+            cell.state = ActorState.RUNNING
+        emit("actor.started", actor=cell.name, max_concurrency=self.max_concurrency)
+        task_status.started(None)
+        if self.concurrent:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                await self._dispatch()
+        else:
+            await self._serve_sequential()
 
     def request_stop(self) -> None:
         """Asks for an orderly stop: workers finish their current message and exit."""
