@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import abc
 import contextlib
-import math
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -177,7 +176,8 @@ class Incarnation:
         self.started = False
         self.restarting = False
         self._on_exit = on_exit
-        self._running: set[Envelope] = set()  # concurrent actors' messages in hand
+        # Messages in hand: a set for concurrent actors, one slot for sequential ones.
+        self._running: set[Envelope] | None = set() if self.concurrent else None
         self._current: Envelope | None = None  # a sequential actor's message in hand
         self._scope: anyio.CancelScope | None = None
         self._tg: anyio.abc.TaskGroup | None = None
@@ -213,7 +213,11 @@ class Incarnation:
                     self._start_failed(exc)
                 else:
                     if type(actor).lifespan is Actor.lifespan:
-                        await self._serve(task_status)
+                        self._mark_started(task_status)  # (no extra frame: idle actors are many)
+                        if self.concurrent:
+                            await self._serve_concurrent()
+                        else:
+                            await self._serve_sequential()
                     else:
                         entered = False
                         try:
@@ -256,20 +260,26 @@ class Incarnation:
             exc_info=exc,
         )
 
-    async def _serve(self, task_status: anyio.abc.TaskStatus[BaseException | None]) -> None:
-        """Marks the incarnation started, then handles messages until it stops."""
+    def _mark_started(self, task_status: anyio.abc.TaskStatus[BaseException | None]) -> None:
         cell = self.cell
         self.started = True
         if cell.state in (ActorState.STARTING, ActorState.RESTARTING):
             cell.state = ActorState.RUNNING
         emit("actor.started", actor=cell.name, max_concurrency=self.max_concurrency)
         task_status.started(None)
+
+    async def _serve(self, task_status: anyio.abc.TaskStatus[BaseException | None]) -> None:
+        """Marks the incarnation started, then handles messages until it stops."""
+        self._mark_started(task_status)
         if self.concurrent:
-            async with anyio.create_task_group() as tg:
-                self._tg = tg
-                await self._dispatch()
+            await self._serve_concurrent()
         else:
             await self._serve_sequential()
+
+    async def _serve_concurrent(self) -> None:
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            await self._dispatch()
 
     def request_stop(self) -> None:
         """Asks for an orderly stop: workers finish their current message and exit."""
@@ -331,7 +341,7 @@ class Incarnation:
                 burst = 0
                 slot = kernel.new_slot()
                 mailbox.idle.append(slot)
-                await kernel.wait(slot, math.inf)
+                await kernel.park(slot)
                 continue
             if env.deadline <= now():
                 self._expired(env)
@@ -407,7 +417,7 @@ class Incarnation:
                 tg.start_soon(self._worker)
             slot = kernel.new_slot()
             mailbox.dispatcher = slot
-            await kernel.wait(slot, math.inf)
+            await kernel.park(slot)
 
     async def _worker(self) -> None:
         """One of up to `max_concurrency` workers of a concurrent actor."""
@@ -423,7 +433,7 @@ class Incarnation:
                 burst = 0
                 slot = kernel.new_slot()
                 mailbox.idle.append(slot)
-                await kernel.wait(slot, math.inf)
+                await kernel.park(slot)
                 continue
             if env.deadline <= now():
                 self._expired(env)
@@ -437,6 +447,7 @@ class Incarnation:
     async def _handle(self, env: Envelope) -> None:
         actor = self.actor
         running = self._running
+        assert running is not None
         running.add(env)
         CID_VAR.set(env.cid)
         DEADLINE_VAR.set(env.deadline)
@@ -462,10 +473,11 @@ class Incarnation:
         """Resolves the callers of messages still being handled when the workers ended."""
         name = self.cell.name
         reason = self.reason
+        in_hand = list(self._running or ())
         if self._current is not None:
-            self._running.add(self._current)
+            in_hand.append(self._current)
             self._current = None
-        for env in self._running:
+        for env in in_hand:
             env.state = DONE
             reply = env.reply
             if reply is None:
@@ -477,7 +489,8 @@ class Incarnation:
                     reply.set_exception(ActorRestarting(name))
                 else:
                     reply.set_exception(ActorStopped(name))
-        self._running.clear()
+        if self._running is not None:
+            self._running.clear()
 
     async def _call_on_stop(self) -> None:
         cell = self.cell
