@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
 import anyio
@@ -126,6 +126,14 @@ def _max_concurrency(actor: Actor[Any, Any]) -> int:
     return value
 
 
+def _reply(env: Envelope, result: Any) -> None:
+    """Delivers a handler's result; a caller that gave up is gone and it is dropped."""
+    env.state = DONE
+    reply = env.reply
+    if reply is not None and not reply.done():
+        reply.set_result(result)
+
+
 class Incarnation:
     """One life of an actor behind a cell. Internal to the runtime and supervisors."""
 
@@ -213,11 +221,7 @@ class Incarnation:
                     self._start_failed(exc)
                 else:
                     if type(actor).lifespan is Actor.lifespan:
-                        self._mark_started(task_status)  # (no extra frame: idle actors are many)
-                        if self.concurrent:
-                            await self._serve_concurrent()
-                        else:
-                            await self._serve_sequential()
+                        await self._serve(task_status)
                     else:
                         entered = False
                         try:
@@ -268,13 +272,11 @@ class Incarnation:
         emit("actor.started", actor=cell.name, max_concurrency=self.max_concurrency)
         task_status.started(None)
 
-    async def _serve(self, task_status: anyio.abc.TaskStatus[BaseException | None]) -> None:
-        """Marks the incarnation started, then handles messages until it stops."""
+    def _serve(self, task_status: anyio.abc.TaskStatus[BaseException | None]) -> Awaitable[None]:
+        """Marks the incarnation started; await the result to handle messages until it
+        stops. (Returned, not awaited here: one coroutine frame less per idle actor.)"""
         self._mark_started(task_status)
-        if self.concurrent:
-            await self._serve_concurrent()
-        else:
-            await self._serve_sequential()
+        return self._serve_concurrent() if self.concurrent else self._serve_sequential()
 
     async def _serve_concurrent(self) -> None:
         async with anyio.create_task_group() as tg:
@@ -328,23 +330,14 @@ class Incarnation:
 
     async def _serve_sequential(self) -> None:
         """The gen_server loop: one message at a time, handled inline (no extra task)."""
-        cell = self.cell
-        mailbox = cell.mailbox
-        kernel = cell.kernel
-        now = kernel.now
-        actor = self.actor
-        handle = actor.handle
+        kernel = self.cell.kernel
+        handle = self.actor.handle
         burst = 0
         while not self.stopping:
-            env = mailbox.pop()
+            env = self._take()
             if env is None:
                 burst = 0
-                slot = kernel.new_slot()
-                mailbox.idle.append(slot)
-                await kernel.park(slot)
-                continue
-            if env.deadline <= now():
-                self._expired(env)
+                await self._idle()
                 continue
             self._current = env
             CID_VAR.set(env.cid)
@@ -357,14 +350,31 @@ class Incarnation:
                     return
                 continue
             self._current = None
-            env.state = DONE
-            reply = env.reply
-            if reply is not None and not reply.done():
-                reply.set_result(result)
+            _reply(env, result)
             burst += 1
             if burst >= _BURST:
                 burst = 0
                 await kernel.checkpoint()
+
+    def _take(self) -> Envelope | None:
+        """The next envelope whose caller still waits, or None when there is none.
+
+        Expired envelopes are dead letters: their callers have their `CallTimeout`.
+        """
+        mailbox = self.cell.mailbox
+        now = self.cell.kernel.now
+        while (env := mailbox.pop()) is not None:
+            if env.deadline > now():
+                return env
+            self._expired(env)
+        return None
+
+    def _idle(self) -> Awaitable[Any]:
+        """Parks a worker until a message arrives (or a stop wakes it); await the result."""
+        kernel = self.cell.kernel
+        slot = kernel.new_slot()
+        self.cell.mailbox.idle.append(slot)
+        return kernel.park(slot)
 
     def _expired(self, env: Envelope) -> None:
         env.state = DONE
@@ -417,26 +427,18 @@ class Incarnation:
                 tg.start_soon(self._worker)
             slot = kernel.new_slot()
             mailbox.dispatcher = slot
-            await kernel.park(slot)
+            await kernel.park(slot)  # woken by a push that found no idle worker
 
     async def _worker(self) -> None:
         """One of up to `max_concurrency` workers of a concurrent actor."""
         self._unstarted -= 1
-        cell = self.cell
-        mailbox = cell.mailbox
-        kernel = cell.kernel
-        now = kernel.now
+        kernel = self.cell.kernel
         burst = 0
         while not self.stopping:
-            env = mailbox.pop()
+            env = self._take()
             if env is None:
                 burst = 0
-                slot = kernel.new_slot()
-                mailbox.idle.append(slot)
-                await kernel.park(slot)
-                continue
-            if env.deadline <= now():
-                self._expired(env)
+                await self._idle()
                 continue
             await self._handle(env)
             burst += 1
@@ -464,10 +466,7 @@ class Incarnation:
             self._failed(env, exc)
             return
         running.discard(env)
-        env.state = DONE
-        reply = env.reply
-        if reply is not None and not reply.done():
-            reply.set_result(result)
+        _reply(env, result)
 
     def _settle_running(self) -> None:
         """Resolves the callers of messages still being handled when the workers ended."""

@@ -12,7 +12,7 @@ import contextvars
 import enum
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 import anyio
 
@@ -230,33 +230,30 @@ class ActorRef(Generic[Req, Resp]):
         """
         cell = self._cell
         kernel = cell.kernel
-        if timeout is None:
-            timeout = cell.call_timeout
-        elif not timeout > 0:
-            raise ConfigError("timeout", timeout, "must be > 0")
-        deadline = kernel.now() + timeout
+        timeout = _budget(cell, timeout)
+        now = kernel.now()
+        deadline = now + timeout
         inherited = DEADLINE_VAR.get()
-        queued = inherited >= deadline
-        if not queued:
+        # A call with its own fixed timeout shares its address's FIFO deadline queue; one
+        # bound by an inherited (earlier) deadline gets a timer of its own.
+        own_deadline = inherited >= deadline
+        if not own_deadline:
             deadline = inherited
-            timeout = max(0.0, deadline - kernel.now())
+            timeout = max(0.0, deadline - now)
         if cell.state is not _RUNNING:
             error = cell.refusal()
             if error is not None:
                 raise error
         if cell.sequential and CURRENT_CELL.get() is cell:
             raise CallCycle(cell.name)
-        cid = CID_VAR.get()
-        if cid is Ellipsis or cid is None:
-            cid = new_correlation_id()
         slot = kernel.new_slot()
-        env = Envelope(msg, deadline, cid, slot)
+        env = Envelope(msg, deadline, _correlation_id(), slot)
         mailbox = cell.mailbox
         if not mailbox.has_room():
             await self._wait_for_room(cell, cell.call_full, deadline)
         mailbox.push(env)
         try:
-            if queued and kernel.arm(slot, deadline, timeout):
+            if own_deadline and kernel.arm(slot, deadline, timeout):
                 result = await kernel.park(slot)
             else:
                 result = await kernel.wait(slot, deadline)
@@ -289,17 +286,12 @@ class ActorRef(Generic[Req, Resp]):
             ConfigError: `timeout` is not > 0.
         """
         cell = self._cell
-        if timeout is None:
-            timeout = cell.call_timeout
-        elif not timeout > 0:
-            raise ConfigError("timeout", timeout, "must be > 0")
+        timeout = _budget(cell, timeout)
         if cell.state is not _RUNNING:
             error = cell.refusal()
             if error is not None:
                 raise error
-        cid = CID_VAR.get()
-        if cid is Ellipsis or cid is None:
-            cid = new_correlation_id()
+        cid = _correlation_id()
         env = Envelope(msg, math.inf, cid, None)
         mailbox = cell.mailbox
         if not mailbox.has_room():
@@ -331,10 +323,7 @@ class ActorRef(Generic[Req, Resp]):
             Exception: Whatever the probe raised (the actor is unhealthy).
         """
         cell = self._cell
-        if timeout is None:
-            timeout = cell.call_timeout
-        elif not timeout > 0:
-            raise ConfigError("timeout", timeout, "must be > 0")
+        timeout = _budget(cell, timeout)
         incarnation = cell.incarnation
         if cell.state is not _RUNNING or incarnation is None:
             raise cell.refusal() or ActorRestarting(cell.name)
@@ -352,6 +341,23 @@ class ActorRef(Generic[Req, Resp]):
 
     def __repr__(self) -> str:
         return f"<ActorRef {self._cell.name!r} {self._cell.state.value}>"
+
+
+def _budget(cell: Cell, timeout: float | None) -> float:
+    """The seconds a call, cast or probe may take: `timeout`, or the address's default."""
+    if timeout is None:
+        return cell.call_timeout
+    if not timeout > 0:
+        raise ConfigError("timeout", timeout, "must be > 0")
+    return timeout
+
+
+def _correlation_id() -> Any:
+    """The caller's bound correlation id (as bound), or a new one."""
+    cid = CID_VAR.get()
+    if cid is Ellipsis or cid is None:
+        return new_correlation_id()
+    return cid
 
 
 def _withdraw(mailbox: Mailbox, env: Envelope) -> None:
