@@ -98,6 +98,7 @@ async def test_body_exception_propagates_and_actor_stops() -> None:
     assert actor.stopped == [None]
 
 
+@pytest.mark.virtual_time
 async def test_lifecycle_events() -> None:
     """started, crashed and dead_letter events are emitted with stable names."""
     with capture_events() as events:
@@ -269,3 +270,18 @@ async def test_probe_of_a_stopped_actor_is_refused() -> None:
         await ref.probe()
     with pytest.raises(actors.ActorStopped):
         await ref.probe()
+
+
+@pytest.mark.virtual_time
+async def test_hanging_on_stop_is_bounded_by_the_shutdown_timeout() -> None:
+    """on_stop runs shielded but time-limited: a hanging one ends at shutdown_timeout."""
+
+    class SlowStop(Scripted):
+        async def on_stop(self, reason: BaseException | None) -> None:
+            await anyio.sleep(math.inf)
+
+    with capture_events() as events:
+        async with open_actor(SlowStop(), config=ActorConfig(shutdown_timeout=4)):
+            start = anyio.current_time()
+    assert anyio.current_time() - start == pytest.approx(4, abs=1e-9)
+    assert any(e["event"] == "actor.on_stop_timeout" for e in events)

@@ -203,6 +203,7 @@ async def test_actor_can_stop_itself() -> None:
     assert actor.stopped == [None]
 
 
+@pytest.mark.virtual_time
 async def test_many_abandoned_calls_do_not_leak_places() -> None:
     """Thousands of timed-out queued calls leave the mailbox empty and usable."""
     async with open_actor(Scripted(), mailbox_size=10) as ref:

@@ -30,6 +30,19 @@ pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 FAST_RETRY = RetryPolicy(attempts=3, backoff_initial=0.0, backoff_max=0.0, budget_ratio=None)
 
 
+def count_breaker(calls: int, *, open_duration: float = 10.0) -> BreakerConfig:
+    """A breaker deciding over the last `calls` calls, opening at 50 % failures."""
+    return BreakerConfig(
+        window="count",
+        window_size=calls,
+        minimum_calls=calls,
+        failure_rate_threshold=0.5,
+        open_duration=open_duration,
+        open_jitter=0.0,
+        half_open_permits=1,
+    )
+
+
 def config(**changes: object) -> ServiceConfig:
     base = ServiceConfig(
         retry=FAST_RETRY,
@@ -107,15 +120,7 @@ async def test_breaker_opens_and_fails_fast_without_io() -> None:
     """Under a failing service the breaker opens; while open, calls fail fast with
     CircuitOpen and the service sees no request."""
     backend = Backend(default=unavailable())
-    breaker = BreakerConfig(
-        window="count",
-        window_size=4,
-        minimum_calls=4,
-        failure_rate_threshold=0.5,
-        open_duration=10.0,
-        open_jitter=0.0,
-        half_open_permits=1,
-    )
+    breaker = count_breaker(4, open_duration=10.0)
     service = Service("fake", client_factory(backend), config(retry=None, breaker=breaker))
     async with open_actor(service.actor()) as ref:
         for _ in range(4):
@@ -138,15 +143,7 @@ async def test_breaker_opens_and_fails_fast_without_io() -> None:
 async def test_open_breaker_stops_retries() -> None:
     """Retries stop as soon as the breaker opens (CircuitOpen is never retried)."""
     backend = Backend(default=unavailable())
-    breaker = BreakerConfig(
-        window="count",
-        window_size=2,
-        minimum_calls=2,
-        failure_rate_threshold=0.5,
-        open_duration=10.0,
-        open_jitter=0.0,
-        half_open_permits=1,
-    )
+    breaker = count_breaker(2, open_duration=10.0)
     retry = attrs.evolve(FAST_RETRY, attempts=10)
     service = Service("fake", client_factory(backend), config(retry=retry, breaker=breaker))
     async with open_actor(service.actor()) as ref:
@@ -158,13 +155,7 @@ async def test_open_breaker_stops_retries() -> None:
 async def test_permanent_errors_do_not_open_the_breaker() -> None:
     """Only transient failures count against the breaker; a 400 does not."""
     backend = Backend(default=status(400))
-    breaker = BreakerConfig(
-        window="count",
-        window_size=2,
-        minimum_calls=2,
-        failure_rate_threshold=0.5,
-        open_duration=10.0,
-    )
+    breaker = count_breaker(2, open_duration=10.0)
     service = Service("fake", client_factory(backend), config(breaker=breaker))
     async with open_actor(service.actor()) as ref:
         for _ in range(5):
@@ -201,14 +192,7 @@ async def test_rate_limit_paces_requests() -> None:
 async def test_breaker_and_limiter_survive_a_restart() -> None:
     """A crash restarts the actor with a new pool; its breaker and limit state stay."""
     backend = Backend(default=unavailable())
-    breaker = BreakerConfig(
-        window="count",
-        window_size=2,
-        minimum_calls=2,
-        failure_rate_threshold=0.5,
-        open_duration=60.0,
-        open_jitter=0.0,
-    )
+    breaker = count_breaker(2, open_duration=60.0)
     limits = {"requests": TokenBucket.per_minute(10, capacity=10)}
     service = Service(
         "fake", client_factory(backend), config(retry=None, breaker=breaker, limits=limits)
@@ -265,13 +249,7 @@ async def test_unexpected_error_crashes_and_the_supervisor_restarts() -> None:
 async def test_probe_bypasses_the_breaker() -> None:
     """probe() reaches the service even while the breaker is open."""
     backend = Backend(default=unavailable())
-    breaker = BreakerConfig(
-        window="count",
-        window_size=2,
-        minimum_calls=2,
-        failure_rate_threshold=0.5,
-        open_duration=60.0,
-    )
+    breaker = count_breaker(2, open_duration=60.0)
     service = Service("fake", client_factory(backend), config(retry=None, breaker=breaker))
     async with open_actor(service.actor()) as ref:
         for _ in range(2):
@@ -326,3 +304,21 @@ async def test_bad_service_arguments() -> None:
         ServiceConfig(max_concurrency=0)
     with pytest.raises(ConfigError, match=r"limits\.tokens"):
         ServiceConfig(limits={"tokens": 100})  # type: ignore[dict-item]
+
+
+async def test_abandoned_calls_are_not_breaker_failures() -> None:
+    """Callers that time out or are cancelled never count against the breaker."""
+    backend = Backend(default="hang")
+    service = Service("fake", client_factory(backend), config(retry=None, breaker=count_breaker(2)))
+    async with open_actor(service.actor()) as ref:
+        for _ in range(4):
+            with pytest.raises(CallTimeout):
+                await ref.call("x", timeout=1)
+            with anyio.move_on_after(0.5):
+                await ref.call("y")
+        await settle()
+        assert service.breaker is not None
+        metrics = service.breaker.metrics()
+        assert metrics.failures == 0
+        assert metrics.state.value == "closed"
+        assert backend.cancelled == 8
