@@ -29,7 +29,7 @@ import attrs
 from actors._actor import Actor
 from actors._classify import ErrorClass
 from actors._envelope import current_deadline
-from actors._errors import ActorError, CircuitOpen, ConfigError, ServiceError, ServiceTimeout
+from actors._errors import ActorError, ConfigError, ServiceError, ServiceTimeout
 from actors._options import ActorConfig
 from actors._pool import Pool, PoolConfig, open_pool
 from actors.resilience._breaker import (
@@ -283,7 +283,6 @@ class ServiceActor(Actor[Req, Resp]):
         config = service.config
         self.max_concurrency = config.max_concurrency or config.pool.max_size
         self.pool: Pool[Any] | None = None
-        self._clock: Callable[[], float] = anyio.current_time  # the loop's clock once started
 
     def crashes_on(self, exc: Exception) -> bool:
         """Documented failures (service errors, refusals, timeouts: every `ActorError`) go
@@ -296,8 +295,6 @@ class ServiceActor(Actor[Req, Resp]):
         """Holds the client's resources and the connection pool while the actor runs."""
         service = self.service
         service.stats.incarnations += 1
-        if self._actor_cell is not None:
-            self._clock = self._actor_cell.kernel.now  # same values, no backend lookup
         pool_config = service.config.pool
         if pool_config.broken_on is None:
             pool_config = attrs.evolve(pool_config, broken_on=self.client.connection_broken)
@@ -330,11 +327,7 @@ class ServiceActor(Actor[Req, Resp]):
         return result
 
     async def attempt(self, request: Req) -> Resp:
-        """One attempt: reserve rate limits, pass the breaker, borrow a connection, send.
-
-        The breaker's protocol (permit, then exactly one outcome) and the pool's fast
-        path are inlined: this runs once per attempt of every request.
-        """
+        """One attempt: reserve rate limits, pass the breaker, borrow a connection, send."""
         service = self.service
         service.stats.attempts += 1
         limits = service.limits
@@ -344,24 +337,13 @@ class ServiceActor(Actor[Req, Resp]):
             names = limits.limits
             costs = {key: cost for key, cost in self.client.costs(request).items() if key in names}
             reservation = await limits.reserve(deadline=deadline, **costs)
-        breaker = service.breaker
-        timed = breaker is not None and breaker.timed
-        clock = self._clock
-        permit = 0
-        start = 0.0
         try:
-            if breaker is not None:
-                permit = breaker.acquire()
-                if timed:
-                    start = clock()
-            result = await self._send(request, deadline)
+            breaker = service.breaker
+            if breaker is None:
+                result = await self._send(request, deadline)
+            else:
+                result = await breaker.call(self._send, request, deadline)
         except Exception as exc:
-            if breaker is not None and not isinstance(exc, CircuitOpen):
-                if timed:
-                    now = clock()
-                    breaker.on_exception(permit, exc, now - start, now=now)
-                else:
-                    breaker.on_exception(permit, exc)
             if limits is not None and reservation is not None:
                 headers = self.client.rate_headers(exc)
                 if headers:
@@ -369,16 +351,6 @@ class ServiceActor(Actor[Req, Resp]):
                 if not isinstance(exc, ServiceError):
                     await reservation.release()  # refused before reaching the service
             raise
-        except BaseException:
-            if breaker is not None:
-                breaker.on_cancel(permit)
-            raise
-        if breaker is not None:
-            if timed:
-                now = clock()
-                breaker.on_success(permit, now - start, now=now)
-            else:
-                breaker.on_success(permit)
         if limits is not None and reservation is not None:
             usage = {
                 key: used for key, used in self.client.usage(result).items() if key in limits.limits
