@@ -4,8 +4,6 @@ The public names live here; the code lives in private modules. See the exception
 `actors._errors` (every error derives from `ActorError`).
 """
 
-import attrs
-
 from actors._actor import Actor
 from actors._classify import (
     Classifier,
@@ -65,6 +63,7 @@ from actors._pool import (
     PoolTimeout,
     open_pool,
 )
+from actors._public import publish as _publish
 from actors._ref import ActorRef, ActorState
 from actors._serve import serve_asgi
 from actors.resilience import (
@@ -202,14 +201,4 @@ __all__ = [
     "serve_asgi",
 ]
 
-# Resolve attrs classes' string annotations while each still names its own module (so
-# cattrs and typing.get_type_hints work), then give every export its public module.
-for _name in __all__:
-    _obj = globals()[_name]
-    if isinstance(_obj, type) and attrs.has(_obj):
-        attrs.resolve_types(_obj)
-for _name in __all__:
-    _obj = globals()[_name]
-    if "._" in getattr(_obj, "__module__", ""):
-        _obj.__module__ = "actors"
-del _name, _obj
+_publish(globals(), "actors", resolve=True)

@@ -5,6 +5,7 @@ context manager) or `start_tree` (inside your own task group), and reach childre
 through stable refs: `sup.ref("db")`, `sup.ref("backends/llm")`.
 """
 
+from actors._public import publish as _publish
 from supervisor._errors import IntensityExceeded, UnknownChild
 from supervisor._load import spec_from_dict, spec_from_toml
 from supervisor._registry import (
@@ -55,8 +56,4 @@ __all__ = [
     "start_tree",
 ]
 
-for _name in __all__:
-    _obj = globals()[_name]
-    if getattr(_obj, "__module__", "").startswith("supervisor._"):
-        _obj.__module__ = "supervisor"
-del _name, _obj
+_publish(globals(), "supervisor")

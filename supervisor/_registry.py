@@ -20,6 +20,7 @@ application owns (no global state); it is not thread-safe.
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -110,19 +111,17 @@ class _Clause:
             prefix = _pad(version, len(self.parts))[: len(self.parts)] == self.parts
             return prefix if self.op == "==" else not prefix
         width = max(len(version), len(self.parts))
-        mine, theirs = _pad(version, width), _pad(self.parts, width)
-        op = self.op
-        if op == "==":
-            return mine == theirs
-        if op == "!=":
-            return mine != theirs
-        if op == ">=":
-            return mine >= theirs
-        if op == "<=":
-            return mine <= theirs
-        if op == ">":
-            return mine > theirs
-        return mine < theirs  # "<"
+        return _COMPARE[self.op](_pad(version, width), _pad(self.parts, width))
+
+
+_COMPARE: dict[str, Callable[[tuple[int, ...], tuple[int, ...]], bool]] = {
+    "==": operator.eq,
+    "!=": operator.ne,
+    ">=": operator.ge,
+    "<=": operator.le,
+    ">": operator.gt,
+    "<": operator.lt,
+}
 
 
 @attrs.frozen

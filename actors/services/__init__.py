@@ -4,11 +4,10 @@ The LLM (HTTP), SQL and MCP clients live in `actors.services.llm`, `.sql` and `.
 and are imported only when used (their libraries are optional extras).
 """
 
+from actors._public import publish as _publish
 from actors.services._actor import Service, ServiceActor, ServiceConfig, ServiceStats
 from actors.services._base import Secret, ServiceClient
 
 __all__ = ["Secret", "Service", "ServiceActor", "ServiceClient", "ServiceConfig", "ServiceStats"]
 
-for _name in __all__:
-    globals()[_name].__module__ = "actors.services"
-del _name
+_publish(globals(), "actors.services")

@@ -5,6 +5,7 @@ The mock services import their extras (hypercorn for `serve_mock_llm`) only when
 started; the MCP test server runs as `python -m actors.testing.mcp_server`.
 """
 
+from actors._public import publish as _publish
 from actors.resilience._retry import retry_testing_mode
 from actors.testing._capture import capture_events
 from actors.testing._chaos import ChaosActor, ChaosClient, ChaosConfig, ChaosCrash, ChaosStats
@@ -52,8 +53,4 @@ __all__ = [
     "virtual_time_backend",
 ]
 
-for _name in __all__:
-    _obj = globals()[_name]
-    if "._" in getattr(_obj, "__module__", ""):
-        _obj.__module__ = "actors.testing"
-del _name, _obj
+_publish(globals(), "actors.testing")

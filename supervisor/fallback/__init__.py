@@ -5,6 +5,7 @@ See docs/health-and-fallback.md. `route(primary, *fallbacks, ...)` builds a
 always knows whether the primary, a fallback (and which) or the cache answered.
 """
 
+from actors._public import publish as _publish
 from supervisor.fallback._cache import CacheConfig, CacheMetrics, ResponseCache
 from supervisor.fallback._handlers import (
     canned_answer,
@@ -41,8 +42,4 @@ __all__ = [
     "target",
 ]
 
-for _name in __all__:
-    _obj = globals()[_name]
-    if getattr(_obj, "__module__", "").startswith("supervisor.fallback._"):
-        _obj.__module__ = "supervisor.fallback"
-del _name, _obj
+_publish(globals(), "supervisor.fallback")

@@ -23,7 +23,7 @@ from typing import Any, Generic, TypeVar
 import attrs
 
 from actors._errors import ConfigError
-from actors._validate import positive, positive_int
+from actors._validate import non_negative, positive, positive_int
 from actors.resilience._breaker import _now as _current_time
 from supervisor.health._metrics import record_cache
 
@@ -35,11 +35,6 @@ Resp = TypeVar("Resp")
 
 def _identity(request: Any) -> Hashable:
     return request  # type: ignore[no-any-return]
-
-
-def _non_negative(_inst: Any, attr: attrs.Attribute[Any], value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise ConfigError(attr.name, value, "must be a number >= 0 (inf: keep stale forever)")
 
 
 @attrs.frozen(kw_only=True)
@@ -54,7 +49,7 @@ class CacheConfig:
     """
 
     ttl: float = attrs.field(default=60.0, validator=positive)
-    stale_ttl: float = attrs.field(default=math.inf, validator=_non_negative)
+    stale_ttl: float = attrs.field(default=math.inf, validator=non_negative)
     max_entries: int = attrs.field(default=1024, validator=positive_int)
 
 
@@ -63,11 +58,14 @@ class CacheMetrics:
     """Cumulative lookup counts of one cache.
 
     Attributes:
+        name: The cache's name.
+        size: Entries held now.
         hits: Fresh entries served.
         misses: Lookups that found nothing fresh (stale lookups count separately).
         stale_hits: Stale entries served after every route failed.
         stale_misses: Stale lookups that found nothing.
         evictions: Entries dropped by the size bound.
+        stores: Replies stored (`put` calls with a cacheable request).
     """
 
     name: str
@@ -157,8 +155,7 @@ class ResponseCache(Generic[Req, Resp]):
         key = self._key(request)
         entry = self._entries.get(key) if key is not None else None
         if entry is not None:
-            if now is None:
-                now = _current_time()
+            now = _current_time() if now is None else now
             if now - entry.stored_at < self.config.ttl:
                 self._entries.move_to_end(key)
                 self.hits += 1

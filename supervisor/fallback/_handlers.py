@@ -23,7 +23,7 @@ from typing import Any
 
 from actors.resilience._breaker import CircuitBreaker
 from supervisor.fallback._cache import ResponseCache
-from supervisor.fallback._router import FallbackRouter, HealthSource, Target, route, target
+from supervisor.fallback._router import FallbackRouter, HealthSource, Target, route
 from supervisor.health._state import HealthStatus
 
 __all__ = [
@@ -95,21 +95,16 @@ def llm_router(
     Raises:
         ConfigError: As `route`.
     """
-    fallbacks: list[Any] = []
-    if cheaper is not None:
-        fallbacks.append(target(cheaper))
-    if cache is not None:
-        fallbacks.append(cache)
-    if canned is not None:
-        fallbacks.append(canned_answer(canned))
-    return route(
+    return _typed_route(
+        "llm",
         primary,
-        *fallbacks,
+        cheaper,
+        cache,
+        None if canned is None else canned_answer(canned),
         name=name,
         health=health,
         avoid_at=avoid_at,
         breaker=breaker,
-        classifier="llm",
         cache=cache,
     )
 
@@ -129,17 +124,15 @@ def database_router(
     Raises:
         ConfigError: As `route`.
     """
-    fallbacks: list[Any] = [] if replica is None else [target(replica)]
-    if cache is not None:
-        fallbacks.append(cache)
-    return route(
+    return _typed_route(
+        "database",
         primary,
-        *fallbacks,
+        replica,
+        cache,
         name=name,
         health=health,
         avoid_at=avoid_at,
         breaker=breaker,
-        classifier="database",
         cache=cache,
     )
 
@@ -166,12 +159,15 @@ def mcp_router(
         fallback = degraded_tool_result(degraded) if degraded else degraded_tool_result()
     else:
         fallback = degraded
+    return _typed_route(
+        "mcp", primary, fallback, name=name, health=health, avoid_at=avoid_at, breaker=breaker
+    )
+
+
+def _typed_route(
+    service_type: str, primary: Any, *fallbacks: Any, **options: Any
+) -> FallbackRouter[Any, Any]:
+    """`route` with the service type's classifier and the fallbacks that are not `None`."""
     return route(
-        primary,
-        fallback,
-        name=name,
-        health=health,
-        avoid_at=avoid_at,
-        breaker=breaker,
-        classifier="mcp",
+        primary, *(fb for fb in fallbacks if fb is not None), classifier=service_type, **options
     )

@@ -286,15 +286,12 @@ class FallbackRouter(Generic[Req, Resp]):
                 until = self._skip_until.get(tgt.name)
                 if until is None or now >= until:
                     retry_after = breaker.metrics(now).retry_after
-                    if retry_after > 0:
-                        until = self._skip_until[tgt.name] = now + retry_after
-                    else:
-                        until = None
-                if until is not None and now < until:
-                    return "breaker open"
-                # Due to half-open: a trial call must reach the service even though
-                # the breaker keeps its health low, or the breaker could never close.
-                return None
+                    if retry_after <= 0:
+                        # Due to half-open: a trial call must reach the service even
+                        # though the breaker keeps its health low, or it never closes.
+                        return None
+                    self._skip_until[tgt.name] = now + retry_after
+                return "breaker open"
             if state is _HALF_OPEN:
                 return None  # trial calls (the breaker bounds them; extra ones fail fast)
             if state is _FORCED_OPEN:
@@ -444,7 +441,7 @@ def route(
             cycle (the primary reachable again through a nested router), a bad
             `avoid_at` or classifier.
     """
-    first = target(primary, breaker=breaker) if breaker is not None else target(primary)
+    first = target(primary, breaker=breaker)
     rest = [target(fb) for fb in fallbacks]
     if isinstance(health, HealthMonitor):
         monitor = health

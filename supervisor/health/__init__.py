@@ -6,6 +6,7 @@ fed also by breakers and dependencies); `HealthReport` aggregates them; `health_
 serves /healthz, /readyz and /metrics to any ASGI server.
 """
 
+from actors._public import publish as _publish
 from supervisor.health._asgi import health_app
 from supervisor.health._monitor import (
     HealthListener,
@@ -34,8 +35,4 @@ __all__ = [
     "watch_children",
 ]
 
-for _name in __all__:
-    _obj = globals()[_name]
-    if getattr(_obj, "__module__", "").startswith("supervisor.health._"):
-        _obj.__module__ = "supervisor.health"
-del _name, _obj
+_publish(globals(), "supervisor.health")

@@ -21,8 +21,11 @@ name                               kind       attributes
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
+
+from actors.resilience._breaker import BreakerState
+from supervisor.health._state import HealthStatus
 
 if TYPE_CHECKING:
     from supervisor.health._report import HealthReport
@@ -130,8 +133,14 @@ def prometheus_available() -> bool:
     return True
 
 
-_STATUS_LEVEL = {"healthy": 0, "degraded": 1, "unhealthy": 2}
-_BREAKER_STATES = ("closed", "open", "half_open", "disabled", "forced_open", "metrics_only")
+def _one_hot(family: Any, name: str, values: Iterable[str], current: str) -> None:
+    """Adds one sample per value of `values` to `family`: 1 for `current`, 0 otherwise."""
+    for value in values:
+        family.add_metric([name, value], 1.0 if value == current else 0.0)
+
+
+_STATUSES = tuple(status.value for status in HealthStatus)
+_BREAKER_STATES = tuple(state.value for state in BreakerState)
 
 
 def _families(report: HealthReport, extra: Callable[[], Iterator[Any]] | None) -> Iterator[Any]:
@@ -166,23 +175,21 @@ def _families(report: HealthReport, extra: Callable[[], Iterator[Any]] | None) -
     )
     for svc in report.services:
         name = svc.name
-        status.add_metric([name], _STATUS_LEVEL[svc.status.value])
-        for value in _STATUS_LEVEL:
-            state.add_metric([name, value], 1.0 if svc.status.value == value else 0.0)
+        status.add_metric([name], svc.status.severity)
+        _one_hot(state, name, _STATUSES, svc.status.value)
         if svc.last_latency is not None:
             latency.add_metric([name], svc.last_latency)
         probes.add_metric([name, "ok"], svc.probes - svc.failed_probes)
         probes.add_metric([name, "failed"], svc.failed_probes)
         failures.add_metric([name], svc.consecutive_failures)
         if svc.breaker_state is not None:
-            for value in _BREAKER_STATES:
-                breaker.add_metric([name, value], 1.0 if svc.breaker_state == value else 0.0)
+            _one_hot(breaker, name, _BREAKER_STATES, svc.breaker_state)
         if svc.restarts is not None:
             restarts.add_metric([name], svc.restarts)
     overall = GaugeMetricFamily(
         "actorvisor_health", "Overall health: 0 healthy, 1 degraded, 2 unhealthy"
     )
-    overall.add_metric([], _STATUS_LEVEL[report.status.value])
+    overall.add_metric([], report.status.severity)
     ready = GaugeMetricFamily("actorvisor_ready", "1 when every required service is ready")
     ready.add_metric([], 1.0 if report.ready else 0.0)
     yield from (overall, ready, status, state, latency, probes, failures, breaker, restarts)

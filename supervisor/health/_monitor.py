@@ -31,10 +31,21 @@ import attrs
 
 from actors._errors import ConfigError
 from actors._events import emit
-from actors.resilience._breaker import BreakerState, BreakerTransition, CircuitBreaker
+from actors.resilience._breaker import (
+    BreakerState,
+    BreakerTransition,
+    CircuitBreaker,
+    _now_or_none,
+)
 from supervisor.health._metrics import record_probe, record_transition
 from supervisor.health._report import HealthReport, ServiceHealth
-from supervisor.health._state import HealthConfig, HealthStatus, HealthTable, HealthTransition
+from supervisor.health._state import (
+    HealthConfig,
+    HealthStatus,
+    HealthTable,
+    HealthTransition,
+    ServiceState,
+)
 
 __all__ = [
     "HealthListener",
@@ -60,10 +71,8 @@ class HealthListener(Protocol):
 
 
 def _now() -> float:
-    try:
-        return anyio.current_time()
-    except RuntimeError:  # outside an event loop: configuration before `run`
-        return 0.0
+    """`anyio.current_time()`, or 0.0 outside an event loop (configuration before `run`)."""
+    return _now_or_none() or 0.0
 
 
 @attrs.define(eq=False)
@@ -206,22 +215,17 @@ class HealthMonitor:
         Raises:
             UnknownService: No such service.
         """
-        state = self._table.get(name)
-        return ServiceHealth.from_state(
-            state, reason=self._reasons.get(name, "initial"), restarts=self._restarts(name)
-        )
+        return self._snapshot(self._table.get(name))
 
     def report(self) -> HealthReport:
         """A snapshot of every service, aggregated (see `HealthReport`)."""
-        services = [
-            ServiceHealth.from_state(
-                state,
-                reason=self._reasons.get(state.name, "initial"),
-                restarts=self._restarts(state.name),
-            )
-            for state in self._table.states()
-        ]
-        return HealthReport.of(services, at=_now())
+        return HealthReport.of(map(self._snapshot, self._table.states()), at=_now())
+
+    def _snapshot(self, state: ServiceState) -> ServiceHealth:
+        name = state.name
+        return ServiceHealth.from_state(
+            state, reason=self._reasons.get(name, "initial"), restarts=self._restarts(name)
+        )
 
     def _restarts(self, name: str) -> int | None:
         if self.restarts is None:
@@ -303,10 +307,10 @@ class HealthMonitor:
         now = anyio.current_time()
         if error is None and scope.cancelled_caught:
             error = PROBE_TIMEOUT
-        if name not in self._entries:  # removed while probing
-            return error is None
-        latency = now - start
         ok = error is None
+        if name not in self._entries:  # removed while probing
+            return ok
+        latency = now - start
         emit(
             "health.probed",
             level="debug",

@@ -9,7 +9,7 @@ import pytest
 
 from actors import Actor, open_actor
 from actors.resilience._breaker import BreakerConfig, CircuitBreaker
-from supervisor.fallback._router import route
+from supervisor.fallback._router import FallbackRouter, route
 from supervisor.health._monitor import open_health_monitor
 from supervisor.health._state import HealthConfig, HealthStatus, HealthTransition
 
@@ -48,12 +48,43 @@ class MockService(Actor[Any, Any]):
             raise ConnectionError(f"{self.name} is down")
 
 
+async def drive(
+    router: FallbackRouter[Any, Any], main: Any, t0: float, count: int, outage: tuple[float, float]
+) -> tuple[list[tuple[float, str]], list[BaseException]]:
+    """Sends request i at t0 + 0.05 + 0.1 * i (offset from probe times) while `main` fails
+    from t0 + outage[0] to t0 + outage[1]; returns (sent, source) per reply and the errors.
+
+    Checks that each reply came from the service its source names.
+    """
+    results: list[tuple[float, str]] = []
+    errors: list[BaseException] = []
+
+    async def load() -> None:
+        for i in range(count):
+            await anyio.sleep_until(t0 + 0.05 + 0.1 * i)
+            sent = anyio.current_time() - t0
+            try:
+                routed = await router.call(i)
+            except Exception as exc:  # would be a lost request
+                errors.append(exc)
+            else:
+                who = "main" if routed.source == "primary" else "cheap"
+                assert routed.value == (who, i)
+                results.append((sent, routed.source))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(load)
+        await anyio.sleep_until(t0 + outage[0])
+        main.failing = True
+        await anyio.sleep_until(t0 + outage[1])
+        main.failing = False
+    return results, errors
+
+
 async def test_traffic_moves_to_the_fallback_and_back_without_losing_requests() -> None:
     """Degraded after N failed probes, fallback at once, primary again after M successes."""
     main, cheap = MockService("main"), MockService("cheap")
     transitions: list[HealthTransition] = []
-    results: list[tuple[float, str]] = []
-    errors: list[BaseException] = []
     async with (
         open_actor(main, name="llm") as primary,
         open_actor(cheap, name="llm-cheap") as fallback,
@@ -64,26 +95,7 @@ async def test_traffic_moves_to_the_fallback_and_back_without_losing_requests() 
         monitor.add("llm", main.probe, CFG)
         monitor.add("llm-cheap", cheap.probe, CFG)
         router = route(primary, fallback, health=monitor.status, classifier="llm")
-
-        async def load() -> None:
-            for i in range(120):  # one request every 0.1 s, offset from probe times
-                await anyio.sleep_until(t0 + 0.05 + 0.1 * i)
-                sent = anyio.current_time() - t0
-                try:
-                    routed = await router.call(i)
-                except Exception as exc:  # would be a lost request
-                    errors.append(exc)
-                else:
-                    who = "main" if routed.source == "primary" else "cheap"
-                    assert routed.value == (who, i)
-                    results.append((sent, routed.source))
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(load)
-            await anyio.sleep_until(t0 + 3.02)
-            main.failing = True
-            await anyio.sleep_until(t0 + 8.02)
-            main.failing = False
+        results, errors = await drive(router, main, t0, 120, outage=(3.02, 8.02))
 
     assert errors == []
     assert len(results) == 120  # every request answered
@@ -154,7 +166,6 @@ async def test_open_breaker_routes_away_at_once_and_a_trial_call_brings_it_back(
     )
     main, cheap = BreakerService(breaker), MockService("cheap")
     transitions: list[HealthTransition] = []
-    results: list[tuple[float, str]] = []
     async with (
         open_actor(main, name="llm") as primary,
         open_actor(cheap, name="llm-cheap") as fallback,
@@ -165,20 +176,9 @@ async def test_open_breaker_routes_away_at_once_and_a_trial_call_brings_it_back(
         monitor.add("llm", main.probe, CFG, breaker=breaker)
         router = route(primary, fallback, health=monitor)  # picks up the breaker
         assert router.primary.breaker is breaker
+        results, errors = await drive(router, main, t0, 100, outage=(2.02, 6.02))
 
-        async def load() -> None:
-            for i in range(100):
-                await anyio.sleep_until(t0 + 0.05 + 0.1 * i)
-                sent = anyio.current_time() - t0
-                results.append((sent, (await router.call(i)).source))
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(load)
-            await anyio.sleep_until(t0 + 2.02)
-            main.failing = True
-            await anyio.sleep_until(t0 + 6.02)
-            main.failing = False
-
+    assert errors == []
     assert len(results) == 100
     opened = next(tr.at - t0 for tr in transitions if tr.reason == "breaker_open")
     assert opened == pytest.approx(2.25, abs=1e-6)  # the third failed request

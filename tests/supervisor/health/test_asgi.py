@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import partial
 from typing import Any
 
 import anyio
@@ -17,6 +15,7 @@ import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
+from actors._serve import serve_asgi
 from actors.resilience._breaker import CircuitBreaker
 from supervisor.fallback._cache import ResponseCache
 from supervisor.health import _asgi
@@ -39,53 +38,17 @@ class Switch:
             raise ConnectionError("down")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @asynccontextmanager
-async def serve(app: Any, backend: str) -> AsyncIterator[httpx.AsyncClient]:
-    """Serves `app` with hypercorn on a free loopback port; yields a client for it."""
-    from hypercorn.config import Config
-
-    port = free_port()
-    config = Config()
-    config.bind = [f"127.0.0.1:{port}"]
-    config.accesslog = None
-    config.errorlog = None
-    stop = anyio.Event()
-    async with anyio.create_task_group() as tg:
-        if backend == "trio":
-            from hypercorn.trio import serve as trio_serve
-
-            await tg.start(partial(trio_serve, app, config, shutdown_trigger=stop.wait))
-        else:
-            from hypercorn.asyncio import serve as asyncio_serve
-
-            tg.start_soon(partial(asyncio_serve, app, config, shutdown_trigger=stop.wait))
-            with anyio.fail_after(5):
-                while True:
-                    try:
-                        stream = await anyio.connect_tcp("127.0.0.1", port)
-                    except OSError:
-                        await anyio.sleep(0.01)
-                    else:
-                        await stream.aclose()
-                        break
-        try:
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-                yield client
-        finally:
-            stop.set()
+async def serve(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """Serves `app` with hypercorn (`serve_asgi`) on loopback; yields a client for it."""
+    async with serve_asgi(app) as url, httpx.AsyncClient(base_url=url) as client:
+        yield client
 
 
-async def test_healthz_is_200_while_the_monitor_runs(anyio_backend: str) -> None:
+async def test_healthz_is_200_while_the_monitor_runs() -> None:
     """/healthz answers 200 alive while the monitor runs, 503 stopped otherwise."""
     monitor = HealthMonitor()
-    async with serve(health_app(monitor), anyio_backend) as client:
+    async with serve(health_app(monitor)) as client:
         stopped = await client.get("/healthz")
         async with anyio.create_task_group() as tg:
             await tg.start(monitor.run)
@@ -95,13 +58,13 @@ async def test_healthz_is_200_while_the_monitor_runs(anyio_backend: str) -> None
     assert (alive.status_code, alive.json()) == (200, {"status": "alive"})
 
 
-async def test_readyz_flips_when_a_required_service_is_unhealthy(anyio_backend: str) -> None:
+async def test_readyz_flips_when_a_required_service_is_unhealthy() -> None:
     """/readyz is 200 with the report, then 503 once a required service is unhealthy."""
     db, cache = Switch(), Switch()
     async with open_health_monitor() as monitor:
         monitor.add("db", db.probe, STRICT)
         monitor.add("cache", cache.probe, HealthConfig(interval=600, required=False))
-        async with serve(health_app(monitor), anyio_backend) as client:
+        async with serve(health_app(monitor)) as client:
             ready = await client.get("/readyz")
             db.ok = False
             await monitor.probe_now("db")
@@ -121,7 +84,7 @@ async def test_readyz_flips_when_a_required_service_is_unhealthy(anyio_backend: 
     assert again.status_code == 200
 
 
-async def test_unhealthy_optional_service_keeps_readyz_200(anyio_backend: str) -> None:
+async def test_unhealthy_optional_service_keeps_readyz_200() -> None:
     """An unhealthy optional service shows in the body but readiness stays 200."""
     opt = Switch()
     opt.ok = False
@@ -134,14 +97,14 @@ async def test_unhealthy_optional_service_keeps_readyz_200(anyio_backend: str) -
             ),
         )
         await monitor.probe_now("opt")
-        async with serve(health_app(monitor), anyio_backend) as client:
+        async with serve(health_app(monitor)) as client:
             resp = await client.get("/readyz")
     assert resp.status_code == 200
     assert resp.json()["status"] == "degraded"
     assert resp.json()["services"]["opt"]["status"] == "unhealthy"
 
 
-async def test_metrics_expose_health_latency_and_breaker_state(anyio_backend: str) -> None:
+async def test_metrics_expose_health_latency_and_breaker_state() -> None:
     """/metrics is Prometheus text with health, probe latency and breaker state series."""
     svc = Switch()
     breaker = CircuitBreaker.create("llm")
@@ -154,7 +117,7 @@ async def test_metrics_expose_health_latency_and_breaker_state(anyio_backend: st
     svc.ok = False
     await monitor.probe_now("llm")
     app = health_app(monitor, extra_metrics=cache.prometheus_families)
-    async with serve(app, anyio_backend) as client:
+    async with serve(app) as client:
         resp = await client.get("/metrics")
     assert resp.status_code == 200
     assert resp.headers["content-type"] == CONTENT_TYPE_LATEST
@@ -174,10 +137,10 @@ async def test_metrics_expose_health_latency_and_breaker_state(anyio_backend: st
     assert samples[hits] == 1
 
 
-async def test_unknown_paths_and_methods_are_refused(anyio_backend: str) -> None:
+async def test_unknown_paths_and_methods_are_refused() -> None:
     """Unknown paths answer 404, other methods than GET/HEAD 405, HEAD has no body."""
     async with open_health_monitor() as monitor:
-        async with serve(health_app(monitor, metrics=False), anyio_backend) as client:
+        async with serve(health_app(monitor, metrics=False)) as client:
             missing = await client.get("/nope")
             post = await client.post("/readyz")
             metrics = await client.get("/metrics")
