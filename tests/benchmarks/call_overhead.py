@@ -13,11 +13,8 @@ Targets: sequential <= 1.5x the floor; 100 concurrent callers <= 1.0x the floor'
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
-import json
-import logging
 import statistics
 import sys
 import time
@@ -25,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
-import structlog
+from _cli import parse_args, write_json
 
 from actors import Actor, open_actor
 
@@ -136,11 +133,7 @@ async def measure(backend: str, n: int, repeats: int) -> dict[str, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a few thousand calls, seconds")
-    parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
-    args = parser.parse_args()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    args = parse_args(__doc__, quick_help="a few thousand calls, seconds")
     n, repeats = (2_000, 3) if args.quick else (50_000, 7)
     report: dict[str, Any] = {"calls_per_run": n, "repeats": repeats, "backends": {}}
     print(f"{'backend':8} {'case':12} {'floor us':>9} {'call us':>9} {'ratio':>6}  target")
@@ -153,9 +146,7 @@ def main() -> int:
             rows[case] = {"floor_us": floor, "call_us": ours, "ratio": ratio, "target": target}
             print(f"{backend:8} {case:12} {floor:9.2f} {ours:9.2f} {ratio:6.2f}  <= {target}")
         report["backends"][backend] = rows
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(report, fh, indent=2)
+    write_json(args.json, report)
     return 0
 
 

@@ -14,11 +14,8 @@ Run: python tests/benchmarks/restart.py [--quick] [--json PATH]
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import gc
-import json
-import logging
 import statistics
 import sys
 import time
@@ -26,7 +23,7 @@ import tracemalloc
 from typing import Any
 
 import anyio
-import structlog
+from _cli import parse_args, write_json
 
 import supervisor as sv
 from actors import Actor
@@ -103,11 +100,7 @@ async def measure(restarts: int, children: int) -> dict[str, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer restarts and children")
-    parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
-    args = parser.parse_args()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
+    args = parse_args(__doc__, quick_help="fewer restarts and children")
     restarts, children = (200, 1_000) if args.quick else (2_000, 10_000)
     report: dict[str, Any] = {"restarts": restarts, "children": children, "backends": {}}
     print(f"{'backend':8} {'restart median':>15} {'p99':>8} {'per actor':>10} {'per task':>9}")
@@ -121,9 +114,7 @@ def main() -> int:
             f" {actor_kib:7.2f} KiB {task_kib:6.2f} KiB"
         )
     print("targets: restart median <= 1 ms; <= 4 KiB per idle supervised actor")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(report, fh, indent=2)
+    write_json(args.json, report)
     return 0
 
 

@@ -14,10 +14,7 @@ Both per backend.
 
 from __future__ import annotations
 
-import argparse
 import gc
-import json
-import logging
 import statistics
 import sys
 import time
@@ -25,7 +22,7 @@ from typing import Any
 
 import anyio
 import attrs
-import structlog
+from _cli import parse_args, write_json
 
 from actors import Actor, ActorConfig, PoolConfig, RetryPolicy, open_actor
 from actors.services import Service, ServiceClient, ServiceConfig
@@ -122,11 +119,7 @@ async def measure(seconds: float, calls: int, repeats: int) -> dict[str, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a second of load, few calls")
-    parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
-    args = parser.parse_args()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    args = parse_args(__doc__, quick_help="a second of load, few calls")
     seconds, calls, repeats = (1.0, 4_000, 3) if args.quick else (5.0, 40_000, 5)
     report: dict[str, Any] = {"pool": POOL, "latency_s": LATENCY, "backends": {}}
     print(f"{'backend':8} {'throughput/bound':>17} {'bare us':>8} {'service us':>11} {'ratio':>6}")
@@ -138,9 +131,7 @@ def main() -> int:
             f" {m['service_call_us']:11.2f} {m['overhead_ratio']:6.2f}"
         )
     print("targets: throughput >= 0.95 of P/L; service call <= 1.25x a bare call")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(report, fh, indent=2)
+    write_json(args.json, report)
     return 0
 
 
