@@ -297,6 +297,17 @@ def _http_status_class(status: int) -> ErrorClass | None:
     return ErrorClass.PERMANENT
 
 
+def _should_retry(headers: Mapping[str, str] | None) -> ErrorClass | None:
+    """What an ``x-should-retry: true|false`` header (lower-case names) decides, if any."""
+    if headers:
+        should_retry = headers.get("x-should-retry", "").strip().lower()
+        if should_retry == "true":
+            return ErrorClass.RETRYABLE
+        if should_retry == "false":
+            return ErrorClass.PERMANENT
+    return None
+
+
 def _lower_codes(codes: Iterable[str]) -> frozenset[str]:
     return frozenset(str(code).lower() for code in codes)
 
@@ -345,12 +356,9 @@ class LLMClassifier(ErrorClassifier):
     def _status_rule(
         self, status: int, headers: Mapping[str, str] | None, codes: frozenset[str]
     ) -> ErrorClass | None:
-        if headers:
-            should_retry = headers.get("x-should-retry", "").strip().lower()
-            if should_retry == "true":
-                return ErrorClass.RETRYABLE
-            if should_retry == "false":
-                return ErrorClass.PERMANENT
+        decided = _should_retry(headers)
+        if decided is not None:
+            return decided
         if status == 429 and codes & self.quota_codes:
             return ErrorClass.PERMANENT
         return _http_status_class(status)
@@ -359,13 +367,10 @@ class LLMClassifier(ErrorClassifier):
         status = status_of(exc)
         if status is not None:
             decided = self._status_rule(status, headers_of(exc), error_codes_of(exc))
-            if decided is not None:
-                return decided
         else:
-            headers = headers_of(exc)
-            should_retry = (headers or {}).get("x-should-retry", "").strip().lower()
-            if should_retry in ("true", "false"):
-                return ErrorClass.RETRYABLE if should_retry == "true" else ErrorClass.PERMANENT
+            decided = _should_retry(headers_of(exc))
+        if decided is not None:
+            return decided
         if _is_timeout(exc) or _is_http_transport(exc):
             return ErrorClass.RETRYABLE
         return ErrorClass.PERMANENT

@@ -109,8 +109,13 @@ def _limits(inst: ResilienceConfig, attr: attrs.Attribute[Any], value: object) -
         raise ConfigError(attr.name, value, "give either limiter or limits, not both")
 
 
+def _is_units(value: object) -> bool:
+    """Whether `value` is a finite number >= 0 (not a bool)."""
+    return not isinstance(value, bool) and isinstance(value, int | float) and 0 <= value < math.inf
+
+
 def _cost(_inst: Any, attr: attrs.Attribute[Any], value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
+    if not _is_units(value):
         raise ConfigError(attr.name, value, "must be a finite number >= 0")
 
 
@@ -120,11 +125,7 @@ def _costs(inst: ResilienceConfig, attr: attrs.Attribute[Any], value: object) ->
     if not isinstance(value, Mapping):
         raise ConfigError(attr.name, value, "must be a mapping of limit name to units")
     for key, units in value.items():
-        if (
-            isinstance(units, bool)
-            or not isinstance(units, int | float)
-            or not 0 <= units < math.inf
-        ):
+        if not _is_units(units):
             raise ConfigError(f"costs.{key}", units, "must be a finite number >= 0")
         if inst.limits is None or key not in inst.limits:
             raise ConfigError(f"costs.{key}", units, "names no limit of `limits`")

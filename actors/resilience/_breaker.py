@@ -33,7 +33,7 @@ from asyncio import _get_running_loop
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import Any, Literal, ParamSpec, Protocol, TypeVar
+from typing import Any, Final, Literal, ParamSpec, Protocol, TypeVar
 
 import anyio
 import attrs
@@ -149,6 +149,49 @@ def _callable(_inst: Any, attr: attrs.Attribute[Any], value: object) -> None:
         raise ConfigError(attr.name, value, "must be callable")
 
 
+_PRESET_COMMON: Final[dict[str, Any]] = {
+    "failure_rate_threshold": 0.5,
+    "minimum_calls": 20,
+    "open_backoff_multiplier": 2.0,
+    "open_jitter": 0.1,
+}
+_PRESETS: Final[dict[str, dict[str, Any]]] = {
+    "llm": _PRESET_COMMON
+    | {
+        "window": "time",
+        "window_size": 60,
+        "slow_call_rate_threshold": 0.8,
+        "slow_call_duration": 60.0,
+        "open_duration": 30.0,
+        "max_open_duration": 300.0,
+        "half_open_permits": 3,
+        "half_open_max_wait": 180.0,
+    },
+    "database": _PRESET_COMMON
+    | {
+        "window": "count",
+        "window_size": 20,
+        "slow_call_duration": math.inf,
+        "consecutive_failures": 5,
+        "open_duration": 5.0,
+        "max_open_duration": 60.0,
+        "half_open_permits": 1,
+        "half_open_max_wait": 30.0,
+    },
+    "mcp": _PRESET_COMMON
+    | {
+        "window": "count",
+        "window_size": 20,
+        "slow_call_duration": math.inf,
+        "open_duration": 10.0,
+        "max_open_duration": 120.0,
+        "half_open_permits": 1,
+        "half_open_max_wait": 60.0,
+    },
+}
+"""The per-service presets (DESIGN.md section 3); every other field is the default."""
+
+
 @attrs.frozen(kw_only=True)
 class BreakerConfig:
     """How a circuit breaker decides (every duration in seconds).
@@ -200,58 +243,17 @@ class BreakerConfig:
     @classmethod
     def for_llm(cls, **overrides: Any) -> BreakerConfig:
         """LLM HTTP APIs: 50 % failures over 60 s (min 20 calls), slow > 60 s, open 30 s."""
-        values: dict[str, Any] = {
-            "window": "time",
-            "window_size": 60,
-            "failure_rate_threshold": 0.5,
-            "slow_call_rate_threshold": 0.8,
-            "slow_call_duration": 60.0,
-            "minimum_calls": 20,
-            "open_duration": 30.0,
-            "open_backoff_multiplier": 2.0,
-            "max_open_duration": 300.0,
-            "open_jitter": 0.1,
-            "half_open_permits": 3,
-            "half_open_max_wait": 180.0,
-        }
-        return cls(**(values | overrides))
+        return cls(**(_PRESETS["llm"] | overrides))
 
     @classmethod
     def for_database(cls, **overrides: Any) -> BreakerConfig:
         """Databases: 5 failures in a row or 50 % over 20 calls, open 5 s."""
-        values: dict[str, Any] = {
-            "window": "count",
-            "window_size": 20,
-            "failure_rate_threshold": 0.5,
-            "slow_call_duration": math.inf,
-            "minimum_calls": 20,
-            "consecutive_failures": 5,
-            "open_duration": 5.0,
-            "open_backoff_multiplier": 2.0,
-            "max_open_duration": 60.0,
-            "open_jitter": 0.1,
-            "half_open_permits": 1,
-            "half_open_max_wait": 30.0,
-        }
-        return cls(**(values | overrides))
+        return cls(**(_PRESETS["database"] | overrides))
 
     @classmethod
     def for_mcp(cls, **overrides: Any) -> BreakerConfig:
         """MCP tool servers: 50 % failures over 20 calls, open 10 s."""
-        values: dict[str, Any] = {
-            "window": "count",
-            "window_size": 20,
-            "failure_rate_threshold": 0.5,
-            "slow_call_duration": math.inf,
-            "minimum_calls": 20,
-            "open_duration": 10.0,
-            "open_backoff_multiplier": 2.0,
-            "max_open_duration": 120.0,
-            "open_jitter": 0.1,
-            "half_open_permits": 1,
-            "half_open_max_wait": 60.0,
-        }
-        return cls(**(values | overrides))
+        return cls(**(_PRESETS["mcp"] | overrides))
 
 
 # --------------------------------------------------------------------------- records
@@ -887,11 +889,11 @@ class _Guard(AbstractAsyncContextManager[None]):
         tb: TracebackType | None,
     ) -> None:
         breaker = self._breaker
+        now: float | None = None
+        duration = 0.0
         if breaker._timed:
-            now: float | None = _now()
-            duration = now - self._start  # type: ignore[operator]
-        else:
-            now, duration = None, 0.0
+            end = now = _now()
+            duration = end - self._start
         if exc is None:
             breaker.on_success(self._permit, duration, now=now)
         else:

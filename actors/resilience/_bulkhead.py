@@ -148,21 +148,28 @@ class Bulkhead:
             BulkheadFull: Every slot and queue place is taken, or the deadline passed
                 while waiting (also at once when the deadline has already passed).
         """
-        if self._active < self.config.max_concurrent and not self._waiters:
-            self._active += 1
-            self._admitted += 1
-            self._max_active = max(self._max_active, self._active)
-            return
-        await self._wait(deadline)
+        if not self._enter():
+            await self._wait(deadline)
 
     def try_acquire(self) -> bool:
         """Takes a slot if one is free and nobody waits; never a checkpoint."""
-        if self._active < self.config.max_concurrent and not self._waiters:
-            self._active += 1
-            self._admitted += 1
-            self._max_active = max(self._max_active, self._active)
+        if self._enter():
             return True
         self._rejected += 1
+        return False
+
+    def _enter(self) -> bool:
+        """Takes a free slot if nobody waits (counting no refusal); the success path.
+
+        Shared by `acquire`, `try_acquire` and `@resilient`, which calls it to avoid
+        creating `acquire`'s coroutine when a slot is free.
+        """
+        active = self._active
+        if active < self.config.max_concurrent and not self._waiters:
+            self._active = active = active + 1
+            self._admitted += 1
+            self._max_active = max(self._max_active, active)
+            return True
         return False
 
     def release(self) -> None:

@@ -43,10 +43,10 @@ an increment, the first attempt runs outside tenacity, the breaker permit is a d
 lookup, and a single in-memory limiter with a fixed cost is admitted inline with one
 clock read (shared with the breaker's start time). No task, lock, event or cancel scope
 is created (except one cancel scope per attempt when `attempt_timeout` is set). To get
-there this module repeats, in one place, the fast paths of `Bulkhead.acquire`,
-`Retrier.call` and `Limiter.acquire` (reading their private state; the tests check
-that the primitives' metrics stay exact) and falls back to their public methods
-whenever the fast path does not apply.
+there this module calls the primitives' synchronous success paths (`Bulkhead._enter`,
+`Retrier._begin` / `_first_failed`, `Limiter._admit_now`, the single copy of that
+logic, which their public methods use too) instead of awaiting their coroutines, and
+falls back to the public methods whenever the fast path does not apply.
 """
 
 from __future__ import annotations
@@ -57,12 +57,15 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import (
     TYPE_CHECKING,
     Any,
+    Final,
     Generic,
     ParamSpec,
     Protocol,
     Self,
     TypeAlias,
+    TypedDict,
     TypeVar,
+    Unpack,
     overload,
 )
 
@@ -82,7 +85,7 @@ from actors.resilience._limiter import (
     TokenBucket,
     create_limiter,
 )
-from actors.resilience._limiter_store import LimiterStore
+from actors.resilience._limiter_store import LimiterStore, SyncLimiterStore
 from actors.resilience._multilimit import MultiLimit, create_multi_limit
 from actors.resilience._retry import Retrier, RetryPolicy, create_retrier
 
@@ -225,8 +228,9 @@ def _layers(
     """
     take = None if limiter is None else _limiter_take(limiter, cost)
     # Fast path of a single in-process limit with a fixed cost: admitted inline when
-    # nobody is queued (what `Limiter.acquire` does first), without a coroutine.
-    gate: Any = None
+    # nobody is queued (`Limiter._admit_now`), without a coroutine, at the clock
+    # reading shared with the breaker.
+    fast: Limiter | None = None
     units = 0.0
     if isinstance(limiter, Limiter) and not callable(cost) and not isinstance(cost, Mapping):
         units = _check_cost(cost, "cost")
@@ -234,19 +238,12 @@ def _layers(
             raise ConfigError(
                 "cost", cost, f"exceeds the limit's capacity {limiter.config.max_cost:g}"
             )
-        if limiter._gate.sync is not None:
-            gate = limiter._gate
-    sync: Any = None if gate is None else gate.sync
-    key = None if limiter is None else getattr(limiter, "key", None)
-    limit_config = None if limiter is None else getattr(limiter, "config", None)
-    timed = False
-    if breaker is not None:
-        config = breaker.config
-        timed = config.window == "time" or not math.isinf(config.slow_call_duration)
+        if isinstance(limiter.store, SyncLimiterStore):
+            fast = limiter
+    timed = breaker is not None and breaker.timed
     classify = classifier.classify
     fail_after = anyio.fail_after
     clock = _now
-    max_concurrent = 0 if bulkhead is None else bulkhead.config.max_concurrent
     retry: Any = retrier  # narrowed by `with_retry` below
 
     async def admit(permit: int, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -269,31 +266,17 @@ def _layers(
         async def run(*args: Any, **kwargs: Any) -> T:
             if with_bulkhead:
                 assert bulkhead is not None
-                # `Bulkhead.acquire`'s fast path, without its coroutine.
-                if bulkhead._active < max_concurrent and not bulkhead._waiters:
-                    active = bulkhead._active = bulkhead._active + 1
-                    bulkhead._admitted += 1
-                    bulkhead._max_active = max(bulkhead._max_active, active)
-                else:
+                if not bulkhead._enter():  # `acquire`'s success path, without its coroutine
                     await bulkhead.acquire()
             try:
                 # `Retrier.call`'s bookkeeping: the first attempt runs outside tenacity.
                 started = retry._begin() if with_retry else None
                 try:
                     permit = 0 if breaker is None else breaker.acquire()
-                    start = clock() if timed or gate is not None else 0.0
-                    if take is not None:
-                        if gate is not None and not gate.waiters:
-                            admitted, _ = sync.decide_one_nowait(key, limit_config, units, start)
-                            if admitted:
-                                gate.admitted += 1
-                                gate.admitted_cost[0] += units
-                            else:
-                                await admit(permit, args, kwargs)
-                                start = clock() if timed else 0.0
-                        else:
-                            await admit(permit, args, kwargs)
-                            start = clock() if timed else 0.0
+                    start = clock() if timed or fast is not None else 0.0
+                    if take is not None and (fast is None or not fast._admit_now(units, start)):
+                        await admit(permit, args, kwargs)
+                        start = clock() if timed else 0.0
                     try:
                         if timeout is None:
                             result = await fn(*args, **kwargs)
@@ -454,6 +437,32 @@ def _decorate(
     return inner  # type: ignore[return-value]
 
 
+class PresetLayers(TypedDict, total=False):
+    """The keyword arguments of `resilient.llm` / `database` / `mcp` (all optional).
+
+    As for `resilient`: ``retry`` and ``breaker`` default to the service's presets,
+    the other layers to `None` and ``cost`` to 1.
+    """
+
+    retry: RetryArg
+    breaker: BreakerArg
+    limiter: LimiterArg
+    bulkhead: BulkheadArg
+    cost: Cost
+    name: str | None
+    registry: BreakerRegistry | None
+    limiter_store: LimiterStore | None
+
+
+# Frozen, so shared safely by every decorated function.
+_LLM_RETRY: Final = RetryPolicy.for_llm()
+_LLM_BREAKER: Final = BreakerConfig.for_llm()
+_DATABASE_RETRY: Final = RetryPolicy.for_database()
+_DATABASE_BREAKER: Final = BreakerConfig.for_database()
+_MCP_RETRY: Final = RetryPolicy.for_mcp()
+_MCP_BREAKER: Final = BreakerConfig.for_mcp()
+
+
 class _Resilient:
     """The `resilient` decorator factory; see the module docstring for the layer order."""
 
@@ -528,92 +537,47 @@ class _Resilient:
         return decorate
 
     def llm(
-        self,
-        *,
-        retry: RetryArg = RetryPolicy.for_llm(),  # noqa: B008  (frozen, shared safely)
-        breaker: BreakerArg = BreakerConfig.for_llm(),  # noqa: B008
-        limiter: LimiterArg = None,
-        bulkhead: BulkheadArg = None,
-        cost: Cost = 1,
-        name: str | None = None,
-        registry: BreakerRegistry | None = None,
-        limiter_store: LimiterStore | None = None,
+        self, **layers: Unpack[PresetLayers]
     ) -> Callable[[Callable[P, Awaitable[T]]], ResilientFunction[P, T]]:
         """`resilient` with the LLM presets: `RetryPolicy.for_llm()`, `BreakerConfig.for_llm()`.
 
         No limiter by default: an API key's limits are per account, so pass them, e.g.
         ``limiter={"requests": TokenBucket.per_minute(500), "tokens":
         TokenBucket.per_minute(30_000)}`` with ``cost=lambda prompt, **_: {"requests":
-        1, "tokens": estimate(prompt)}``. Any argument replaces its preset (`None`
-        turns the layer off).
+        1, "tokens": estimate(prompt)}``. Takes the keyword arguments of `resilient`
+        except `classifier` (see `PresetLayers`); any of them replaces its preset
+        (`None` turns the layer off).
         """
-        return self(
-            retry=retry,
-            breaker=breaker,
-            limiter=limiter,
-            bulkhead=bulkhead,
-            cost=cost,
-            name=name,
-            registry=registry,
-            limiter_store=limiter_store,
-        )
+        return self._preset(_LLM_RETRY, _LLM_BREAKER, layers)
 
     def database(
-        self,
-        *,
-        retry: RetryArg = RetryPolicy.for_database(),  # noqa: B008
-        breaker: BreakerArg = BreakerConfig.for_database(),  # noqa: B008
-        limiter: LimiterArg = None,
-        bulkhead: BulkheadArg = None,
-        cost: Cost = 1,
-        name: str | None = None,
-        registry: BreakerRegistry | None = None,
-        limiter_store: LimiterStore | None = None,
+        self, **layers: Unpack[PresetLayers]
     ) -> Callable[[Callable[P, Awaitable[T]]], ResilientFunction[P, T]]:
         """`resilient` with `RetryPolicy.for_database()` and `BreakerConfig.for_database()`.
 
         A database's limit is concurrency: pass ``bulkhead=BulkheadConfig(max_concurrent=
-        <pool size>)`` (none by default). Any argument replaces its preset.
+        <pool size>)`` (none by default). Arguments as for `llm`.
         """
-        return self(
-            retry=retry,
-            breaker=breaker,
-            limiter=limiter,
-            bulkhead=bulkhead,
-            cost=cost,
-            name=name,
-            registry=registry,
-            limiter_store=limiter_store,
-        )
+        return self._preset(_DATABASE_RETRY, _DATABASE_BREAKER, layers)
 
     def mcp(
-        self,
-        *,
-        retry: RetryArg = RetryPolicy.for_mcp(),  # noqa: B008
-        breaker: BreakerArg = BreakerConfig.for_mcp(),  # noqa: B008
-        limiter: LimiterArg = None,
-        bulkhead: BulkheadArg = None,
-        cost: Cost = 1,
-        name: str | None = None,
-        registry: BreakerRegistry | None = None,
-        limiter_store: LimiterStore | None = None,
+        self, **layers: Unpack[PresetLayers]
     ) -> Callable[[Callable[P, Awaitable[T]]], ResilientFunction[P, T]]:
         """`resilient` with `RetryPolicy.for_mcp()` and `BreakerConfig.for_mcp()`.
 
         An MCP server's limit is requests per second: pass e.g.
-        ``limiter=TokenBucket.per_second(20)`` (none by default). Any argument
-        replaces its preset.
+        ``limiter=TokenBucket.per_second(20)`` (none by default). Arguments as for `llm`.
         """
-        return self(
-            retry=retry,
-            breaker=breaker,
-            limiter=limiter,
-            bulkhead=bulkhead,
-            cost=cost,
-            name=name,
-            registry=registry,
-            limiter_store=limiter_store,
-        )
+        return self._preset(_MCP_RETRY, _MCP_BREAKER, layers)
+
+    def _preset(
+        self, retry: RetryPolicy, breaker: BreakerConfig, layers: PresetLayers
+    ) -> Callable[[Callable[P, Awaitable[T]]], ResilientFunction[P, T]]:
+        unknown = layers.keys() - PresetLayers.__optional_keys__
+        if unknown:
+            raise TypeError(f"unexpected keyword argument {min(unknown)!r}")
+        merged: PresetLayers = {"retry": retry, "breaker": breaker, **layers}
+        return self(**merged)
 
     def from_config(
         self,

@@ -615,19 +615,8 @@ class Limiter:
         """
         if not 0 <= cost <= self._max_cost:
             _check_cost(self.name, cost, self._max_cost)
-        gate = self._gate
-        sync = gate.sync
-        if sync is not None and not gate.waiters:
-            admitted, retry_after = sync.decide_one_nowait(
-                self.key, self.config, cost, anyio.current_time()
-            )
-            if admitted:
-                gate.admitted += 1
-                gate.admitted_cost[0] += cost
-                return
-            await gate.wait((cost,), deadline, retry_after)
-            return
-        await gate.wait((cost,), deadline, None)
+        if not self._admit_now(cost, anyio.current_time()):
+            await self._gate.wait((cost,), deadline, None)
 
     def try_acquire(self, cost: float = 1) -> bool:
         """Admits `cost` units now if possible, without waiting; never a checkpoint.
@@ -642,18 +631,27 @@ class Limiter:
         """
         if not 0 <= cost <= self._max_cost:
             _check_cost(self.name, cost, self._max_cost)
+        if self._gate.sync is None:
+            raise TypeError(f"limiter {self.name!r}: try_acquire needs a local store")
+        if self._admit_now(cost, anyio.current_time()):
+            return True
+        self._gate.rejected += 1
+        return False
+
+    def _admit_now(self, cost: float, now: float) -> bool:
+        """Admits `cost` (already checked) at `now` if nobody waits and a local store has
+        the units; counts no refusal. The success path of `acquire`, `try_acquire` and
+        `@resilient` (which passes the clock reading it shares with the breaker).
+        """
         gate = self._gate
         sync = gate.sync
-        if sync is None:
-            raise TypeError(f"limiter {self.name!r}: try_acquire needs a local store")
-        if not gate.waiters:
-            admitted, _ = sync.decide_one_nowait(self.key, self.config, cost, anyio.current_time())
-            if admitted:
-                gate.admitted += 1
-                gate.admitted_cost[0] += cost
-                return True
-        gate.rejected += 1
-        return False
+        if sync is None or gate.waiters:
+            return False
+        admitted, _ = sync.decide_one_nowait(self.key, self.config, cost, now)
+        if admitted:
+            gate.admitted += 1
+            gate.admitted_cost[0] += cost
+        return admitted
 
     async def refund(self, cost: float) -> None:
         """Returns `cost` units that were acquired but not used (never above capacity).

@@ -105,6 +105,30 @@ def _is_classifier(_inst: Any, attr: attrs.Attribute[Any], value: object) -> Non
         raise ConfigError(attr.name, value, "must have a classify(exc) -> ErrorClass method")
 
 
+_PRESETS: Final[dict[str, dict[str, Any]]] = {
+    "llm": {
+        "attempts": 4,
+        "backoff_initial": 0.5,
+        "backoff_max": 30.0,
+        "max_server_delay": 60.0,
+        "classifier": LLMClassifier(),
+    },
+    "database": {
+        "attempts": 3,
+        "backoff_initial": 0.05,
+        "backoff_max": 2.0,
+        "classifier": DatabaseClassifier(),
+    },
+    "mcp": {
+        "attempts": 3,
+        "backoff_initial": 0.2,
+        "backoff_max": 5.0,
+        "classifier": MCPClassifier(),
+    },
+}
+"""The per-service presets (DESIGN.md section 3); every other field is the default."""
+
+
 @attrs.frozen(kw_only=True)
 class RetryPolicy:
     """How to retry one service's calls. All durations are in seconds.
@@ -148,36 +172,17 @@ class RetryPolicy:
     @classmethod
     def for_llm(cls, **changes: Any) -> RetryPolicy:
         """LLM HTTP APIs: 4 attempts, 0.5 s -> 30 s, server delays up to 60 s, `LLMClassifier`."""
-        preset: dict[str, Any] = {
-            "attempts": 4,
-            "backoff_initial": 0.5,
-            "backoff_max": 30.0,
-            "max_server_delay": 60.0,
-            "classifier": LLMClassifier(),
-        }
-        return cls(**(preset | changes))
+        return cls(**(_PRESETS["llm"] | changes))
 
     @classmethod
     def for_database(cls, **changes: Any) -> RetryPolicy:
         """SQL databases: 3 attempts, 50 ms -> 2 s, `DatabaseClassifier`."""
-        preset: dict[str, Any] = {
-            "attempts": 3,
-            "backoff_initial": 0.05,
-            "backoff_max": 2.0,
-            "classifier": DatabaseClassifier(),
-        }
-        return cls(**(preset | changes))
+        return cls(**(_PRESETS["database"] | changes))
 
     @classmethod
     def for_mcp(cls, **changes: Any) -> RetryPolicy:
         """MCP tool servers: 3 attempts, 0.2 s -> 5 s, `MCPClassifier`."""
-        preset: dict[str, Any] = {
-            "attempts": 3,
-            "backoff_initial": 0.2,
-            "backoff_max": 5.0,
-            "classifier": MCPClassifier(),
-        }
-        return cls(**(preset | changes))
+        return cls(**(_PRESETS["mcp"] | changes))
 
     def backoff_cap(self, retry: int) -> float:
         """Returns the jitter cap before retry number `retry` (0 for the first retry)."""

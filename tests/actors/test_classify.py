@@ -36,6 +36,14 @@ I = ErrorClass.IGNORED  # noqa: E741
 # --- neutral error shapes, shaped like the libraries' own exceptions -----------------
 
 
+class HeadersOnly(TimeoutError):
+    """A timeout carrying response headers but no status (a transport error with headers)."""
+
+    def __init__(self, headers: dict[str, str]) -> None:
+        super().__init__("read timeout")
+        self.headers = headers
+
+
 class HTTPError(Exception):
     """An HTTP failure carrying status, headers and a body, like openai's APIStatusError."""
 
@@ -189,6 +197,9 @@ LLM_TABLE = [
         R,
         id="should-retry-beats-quota",
     ),
+    pytest.param(HeadersOnly({"x-should-retry": "false"}), P, id="should-retry-false-no-status"),
+    pytest.param(HeadersOnly({"X-Should-Retry": "true"}), R, id="should-retry-true-no-status"),
+    pytest.param(HeadersOnly({"retry-after": "1"}), R, id="timeout-with-headers-no-status"),
     pytest.param(HTTPStatusError(Response(503)), R, id="status-on-response-503"),
     pytest.param(HTTPStatusError(Response(401)), P, id="status-on-response-401"),
     pytest.param(ValueError("bad"), P, id="unknown-exception"),

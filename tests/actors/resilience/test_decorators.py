@@ -446,6 +446,24 @@ async def test_every_attempt_takes_limiter_capacity() -> None:
 
 
 @virtual_time
+async def test_a_call_waiting_for_the_limiter_is_counted_once() -> None:
+    """A call the inline fast path cannot admit waits and counts one waited admission."""
+    limiter = create_limiter(TokenBucket(rate=1, period=1.0, capacity=1), name="svc")
+    fn = resilient(limiter=limiter, cost=1)(Script(["ok", "ok"]))
+    start = anyio.current_time()
+    await fn(1)
+    await fn(2)
+    assert anyio.current_time() - start == pytest.approx(1.0, abs=1e-9)
+    metrics = limiter.metrics()
+    assert (metrics.admitted, metrics.admitted_cost, metrics.waited, metrics.rejected) == (
+        2,
+        2.0,
+        1,
+        0,
+    )
+
+
+@virtual_time
 async def test_rate_limited_is_not_retried_and_returns_the_breaker_permit() -> None:
     """RateLimited (wait beyond the caller's deadline) ends the call; the breaker counts nothing."""
     script = Script([])
@@ -720,6 +738,13 @@ def test_preset_layers_can_be_replaced_or_turned_off() -> None:
     assert fn.resilience.breaker is None
     assert isinstance(fn.resilience.limiter, Limiter)
     assert fn.resilience.retrier is not None
+
+
+@pytest.mark.parametrize("keyword", ["classifier", "retries"])
+def test_presets_reject_other_keywords(keyword: str) -> None:
+    """A preset takes the layers of `resilient` except `classifier`; others are a TypeError."""
+    with pytest.raises(TypeError, match=keyword):
+        resilient.llm(**{keyword: None})  # type: ignore[misc]
 
 
 async def test_from_config_builds_the_layers_of_a_dict() -> None:
