@@ -21,7 +21,7 @@ import anyio.abc
 
 from actors._envelope import CID_VAR, DEADLINE_VAR, DONE, Envelope
 from actors._errors import ActorDown, ActorRestarting, ActorStopped, ConfigError
-from actors._events import emit
+from actors._events import emit, emit_failure
 from actors._ref import CURRENT_CELL, ActorRef, ActorState, Cell
 
 __all__ = ["Actor", "Incarnation"]
@@ -235,13 +235,7 @@ class Incarnation:
         finally:
             self._settle_running()
             if self.reason is not None and self.started:
-                emit(
-                    "actor.crashed",
-                    level="error",
-                    actor=cell.name,
-                    error_type=type(self.reason).__name__,
-                    exc_info=self.reason,
-                )
+                emit_failure("actor.crashed", self.reason, actor=cell.name)
             self._on_exit(self.reason)
             if self.started:
                 await self._call_on_stop()
@@ -256,13 +250,7 @@ class Incarnation:
 
     def _start_failed(self, exc: Exception) -> None:
         self.reason = exc
-        emit(
-            "actor.start_failed",
-            level="error",
-            actor=self.cell.name,
-            error_type=type(exc).__name__,
-            exc_info=exc,
-        )
+        emit_failure("actor.start_failed", exc, actor=self.cell.name)
 
     def _mark_started(self, task_status: anyio.abc.TaskStatus[BaseException | None]) -> None:
         cell = self.cell
@@ -395,13 +383,7 @@ class Incarnation:
             if not reply.done():
                 reply.set_exception(exc)
         elif not crashes:
-            emit(
-                "actor.cast_failed",
-                level="warning",
-                actor=self.cell.name,
-                error_type=type(exc).__name__,
-                exc_info=exc,
-            )
+            emit_failure("actor.cast_failed", exc, level="warning", actor=self.cell.name)
         if crashes:
             self.crash(exc)
         return crashes
@@ -498,12 +480,6 @@ class Incarnation:
             try:
                 await self.actor.on_stop(self.reason)
             except Exception as exc:
-                emit(
-                    "actor.on_stop_failed",
-                    level="error",
-                    actor=cell.name,
-                    error_type=type(exc).__name__,
-                    exc_info=exc,
-                )
+                emit_failure("actor.on_stop_failed", exc, actor=cell.name)
         if scope.cancelled_caught:
             emit("actor.on_stop_timeout", level="warning", actor=cell.name)

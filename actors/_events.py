@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import structlog
 
-__all__ = ["emit", "logger"]
+__all__ = ["emit", "emit_failure", "logger"]
 
 logger: Final = structlog.get_logger("actors")
 
@@ -51,3 +51,9 @@ def emit(event: str, *, level: str = "info", **fields: Any) -> None:
     counter = _events_counter()
     if counter is not None:
         counter.add(1, {"event": event})
+
+
+def emit_failure(event: str, exc: BaseException, *, level: str = "error", **fields: Any) -> None:
+    """Emits an event about a failure: its type as `error_type`, its traceback as
+    `exc_info` (the message itself is left to the renderer; never put secrets in it)."""
+    emit(event, level=level, error_type=type(exc).__name__, exc_info=exc, **fields)

@@ -35,7 +35,7 @@ from actors import (
     ConfigError,
 )
 from actors._actor import Incarnation
-from actors._events import emit
+from actors._events import emit, emit_failure
 from actors._kernel import current_kernel
 from actors._ref import Cell
 from supervisor._errors import IntensityExceeded, UnknownChild
@@ -473,14 +473,7 @@ class Supervisor:
         if reason is None:
             emit("supervisor.child_exited", supervisor=self.path, child=slot.id)
         else:
-            emit(
-                "supervisor.child_crashed",
-                level="error",
-                supervisor=self.path,
-                child=slot.id,
-                error_type=type(reason).__name__,
-                exc_info=reason,
-            )
+            emit_failure("supervisor.child_crashed", reason, supervisor=self.path, child=slot.id)
         restart = spec.restart
         if restart is RestartType.TEMPORARY or (
             restart is RestartType.TRANSIENT and reason is None
@@ -580,13 +573,8 @@ class Supervisor:
         else:
             failure = await self._start_worker(slot)
         if failure is not None:
-            emit(
-                "supervisor.child_start_failed",
-                level="error",
-                supervisor=self.path,
-                child=slot.id,
-                error_type=type(failure).__name__,
-                exc_info=failure,
+            emit_failure(
+                "supervisor.child_start_failed", failure, supervisor=self.path, child=slot.id
             )
         return failure
 
