@@ -33,11 +33,11 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 import attrs
-import sniffio
 
 from actors._envelope import DEADLINE_VAR
 from actors._errors import ConfigError, PoolClosed, PoolTimeout
 from actors._events import emit
+from actors._kernel import current_kernel
 from actors._pool_config import PoolConfig, PoolStats
 
 __all__ = [
@@ -88,7 +88,6 @@ class _Waiter(Generic[C]):
     event: anyio.Event = attrs.field(factory=anyio.Event)
     entry: _Entry[C] | None = None
     may_open: bool = False
-    closed: bool = False
 
 
 class Lease(Generic[C]):
@@ -123,8 +122,12 @@ class Lease(Generic[C]):
         self._discard = True
 
     async def __aenter__(self) -> C:
-        self._entry = await self._pool._acquire(self._deadline)
-        return self._entry.conn
+        pool = self._pool
+        entry = pool.take_idle()
+        if entry is None:
+            entry = await pool._acquire_slow(self._deadline)
+        self._entry = entry
+        return entry.conn
 
     async def __aexit__(
         self,
@@ -136,8 +139,10 @@ class Lease(Generic[C]):
         if entry is None:  # pragma: no cover - only if __aenter__ failed
             return
         self._entry = None
-        discard = self._discard or (exc is not None and self._pool._breaks(exc))
-        await self._pool._release(entry, discard)
+        pool = self._pool
+        discard = self._discard or (exc is not None and pool.breaks(exc))
+        if discard or not pool.return_idle(entry):  # no coroutine on the healthy path
+            await pool._close_returned(entry, discard)
 
 
 @attrs.define(eq=False)
@@ -222,9 +227,7 @@ class Pool(Generic[C]):
                 return
             self._closing = True
             while self._waiters:
-                waiter = self._waiters.popleft()
-                waiter.closed = True
-                waiter.event.set()
+                self._waiters.popleft().event.set()
             self._poke()
             idle = list(self._idle)
             self._idle.clear()
@@ -242,12 +245,6 @@ class Pool(Generic[C]):
     def _too_old(self, entry: _Entry[C], now: float) -> bool:
         lifetime = self.config.max_lifetime
         return lifetime is not None and now - entry.created >= lifetime
-
-    async def _acquire(self, deadline: float | None) -> _Entry[C]:
-        entry = self.take_idle()
-        if entry is not None:
-            return entry
-        return await self._acquire_slow(deadline)
 
     # -- the owner's fast path (no lease object, no coroutine) -----------------------
 
@@ -273,18 +270,25 @@ class Pool(Generic[C]):
         if self._closing:
             return False
         now = self._now()
-        if self._too_old(entry, now):
+        lifetime = self.config.max_lifetime
+        if lifetime is not None and now - entry.created >= lifetime:  # _too_old, inlined
             return False
         self._put_back(entry, now)
         return True
 
     async def release(self, entry: _Entry[C], *, discard: bool) -> None:
         """Returns (or, with `discard`, closes) a connection lent by `take_idle`."""
-        await self._release(entry, discard)
+        if discard or not self.return_idle(entry):
+            await self._close_returned(entry, discard)
 
     def breaks(self, exc: BaseException) -> bool:
         """Whether the connection must be closed after its holder ended with `exc`."""
-        return self._breaks(exc)
+        if isinstance(exc, Exception):
+            predicate = self.config.broken_on
+            return predicate is not None and bool(predicate(exc))
+        if isinstance(exc, anyio.get_cancelled_exc_class()):
+            return self.config.close_on_cancel
+        return True  # KeyboardInterrupt, SystemExit...: the connection's state is unknown
 
     async def _acquire_slow(self, deadline: float | None) -> _Entry[C]:
         await anyio.lowlevel.checkpoint_if_cancelled()
@@ -319,7 +323,7 @@ class Pool(Generic[C]):
             if self.closed:  # closed while we waited or opened
                 await self._close_in_use(entry, "pool_closed")
                 raise PoolClosed(self.name)
-            if self._too_old(entry, self._now()):
+            if not fresh and self._too_old(entry, self._now()):
                 await self._close_in_use(entry, "max_lifetime", keep_room=True)
                 entry, reserved = None, True
                 continue
@@ -349,7 +353,7 @@ class Pool(Generic[C]):
             return waiter.entry
         if waiter.may_open:
             return None
-        if waiter.closed:
+        if self._closing:  # aclose() emptied the queue
             raise PoolClosed(self.name)
         self._waiters.remove(waiter)
         raise self._timeout(budget)
@@ -370,7 +374,7 @@ class Pool(Generic[C]):
         elif waiter.may_open:
             self._busy -= 1
             self._room_freed()
-        elif not waiter.closed:
+        elif not self._closing:  # else aclose() emptied the queue
             self._waiters.remove(waiter)
 
     async def _open_reserved(self, limit: float, budget: float) -> _Entry[C]:
@@ -413,17 +417,25 @@ class Pool(Generic[C]):
             detail=str(exc),
         )
 
+    async def _validates(self, entry: _Entry[C], limit: float) -> bool:
+        """Runs the factory's `validate` until `limit`; raising or timing out is False.
+
+        Cancellation propagates (the caller closes the connection).
+        """
+        with anyio.move_on_at(limit):
+            try:
+                return bool(await self.factory.validate(entry.conn))
+            except Exception as exc:
+                emit("pool.validate_error", level="debug", pool=self.name, error=type(exc).__name__)
+        return False
+
     async def _check_in_use(self, entry: _Entry[C], limit: float) -> bool:
         """Validates a connection counted in use.
 
         Returns False after closing a bad one; the caller then holds its room (`_busy`).
         """
-        ok = False
         try:
-            with anyio.move_on_at(limit):
-                ok = bool(await self.factory.validate(entry.conn))
-        except Exception as exc:
-            emit("pool.validate_error", level="debug", pool=self.name, error=type(exc).__name__)
+            ok = await self._validates(entry, limit)
         except BaseException:
             await self._close_in_use(entry, "cancelled")
             raise
@@ -436,23 +448,10 @@ class Pool(Generic[C]):
 
     # -- returning -------------------------------------------------------------------
 
-    def _breaks(self, exc: BaseException) -> bool:
-        if isinstance(exc, Exception):
-            predicate = self.config.broken_on
-            return predicate is not None and bool(predicate(exc))
-        if isinstance(exc, anyio.get_cancelled_exc_class()):
-            return self.config.close_on_cancel
-        return True  # KeyboardInterrupt, SystemExit...: the connection's state is unknown
-
-    async def _release(self, entry: _Entry[C], discard: bool) -> None:
-        if discard or self._closing:
-            await self._close_in_use(entry, "pool_closed" if self._closing else "discarded")
-            return
-        now = self._now()
-        if self._too_old(entry, now):
-            await self._close_in_use(entry, "max_lifetime")
-        else:
-            self._put_back(entry, now)
+    async def _close_returned(self, entry: _Entry[C], discard: bool) -> None:
+        """Closes a returned connection: discarded, or refused by `return_idle`."""
+        reason = "pool_closed" if self._closing else "discarded" if discard else "max_lifetime"
+        await self._close_in_use(entry, reason)
 
     def _put_back(self, entry: _Entry[C], now: float | None = None) -> None:
         """Hands a healthy in-use connection to the first waiter, or makes it idle."""
@@ -462,7 +461,7 @@ class Pool(Generic[C]):
             waiter.event.set()
             return
         self._in_use -= 1
-        if self._closing:  # pragma: no cover - _release closes instead
+        if self._closing:  # pragma: no cover - callers close instead
             self._busy += 1
             raise RuntimeError("put back into a closed pool")
         entry.returned = self._now() if now is None else now
@@ -580,12 +579,8 @@ class Pool(Generic[C]):
                 continue
             self._idle.remove(entry)
             self._busy += 1  # not lent: being checked
-            ok = False
             try:
-                with anyio.move_on_after(self.config.acquire_timeout):
-                    ok = bool(await self.factory.validate(entry.conn))
-            except Exception as exc:
-                emit("pool.validate_error", level="debug", pool=self.name, error=type(exc).__name__)
+                ok = await self._validates(entry, self._now() + self.config.acquire_timeout)
             except BaseException:
                 await self._close_busy(entry, "cancelled")
                 raise
@@ -613,17 +608,6 @@ class Pool(Generic[C]):
         return True
 
 
-def _backend_clock() -> Callable[[], float]:
-    """The running backend's own clock: what `anyio.current_time()` reads, minus dispatch."""
-    if sniffio.current_async_library() == "trio":
-        import trio
-
-        return trio.current_time
-    import asyncio
-
-    return asyncio.get_running_loop().time
-
-
 @asynccontextmanager
 async def open_pool(
     factory: ConnectionFactory[C], config: PoolConfig | None = None, *, name: str
@@ -649,7 +633,7 @@ async def open_pool(
     if not isinstance(config, PoolConfig):
         raise ConfigError("config", config, "must be a PoolConfig")
     pool: Pool[C] = Pool(name=name, config=config, factory=factory)
-    pool._now = _backend_clock()
+    pool._now = current_kernel().now  # the backend's clock, without anyio's dispatch
     async with anyio.create_task_group() as tg:
         await tg.start(pool._maintain)
         try:

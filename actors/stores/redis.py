@@ -426,7 +426,7 @@ class RedisStores:
                 url=self.options.safe_url,
                 downtime=anyio.current_time() - self._down_since,
             )
-            self.breaker_store._wake_up(reseed=True)
+            self.breaker_store._reseed()
         return True
 
     async def _probe_loop(self) -> None:
@@ -749,9 +749,9 @@ class RedisBreakerStore:
                 self._records[name] = remote
                 self.adoptions += 1
 
-    def _wake_up(self, *, reseed: bool) -> None:
-        if reseed:
-            self._dirty.update(self._records)
+    def _reseed(self) -> None:
+        """Schedules a push of every local record (after an outage: the server may be new)."""
+        self._dirty.update(self._records)
         self._wake.set()
 
     async def _sync_loop(self) -> None:

@@ -169,6 +169,7 @@ def find_postgres_bin() -> Path:
 
 
 def _free_port() -> int:
+    """A loopback TCP port free right now (another process may take it before use)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]

@@ -40,14 +40,13 @@ import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from contextlib import asynccontextmanager
-from typing import Any, Final, Literal, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import anyio
 import attrs
 
 __all__ = ["Behaviour", "MockLLM", "MockLLMServer", "Served", "serve_mock_llm"]
 
-Kind = Literal["ok", "status", "malformed", "truncated", "hang", "stall", "drop"]
 KINDS: Final = ("ok", "status", "malformed", "truncated", "hang", "stall", "drop")
 
 Scope = MutableMapping[str, Any]

@@ -27,6 +27,8 @@ from contextlib import contextmanager
 
 import attrs
 
+from actors.testing._databases import _free_port
+
 __all__ = ["RedisServer", "redis_server", "redis_server_path"]
 
 _START_TIMEOUT = 10.0
@@ -37,13 +39,6 @@ def redis_server_path() -> str | None:
     return shutil.which("redis-server") or shutil.which(
         "redis-server", path="/usr/bin:/usr/sbin:/usr/local/bin"
     )
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _ping(port: int, password: str | None, timeout: float) -> bool:

@@ -5,8 +5,9 @@ Run it as a subprocess::
     python -m actors.testing.mcp_server                      # stdio (the default)
     python -m actors.testing.mcp_server --transport http     # streamable HTTP on 127.0.0.1
 
-Over HTTP it binds 127.0.0.1 only (on `--port`, or a free port when 0) and, once it
-listens, prints one line `MCP_URL http://127.0.0.1:<port>/mcp` on stdout.
+Over HTTP it is served by `actors.serve_asgi` (hypercorn, extra `http`), binds 127.0.0.1
+only (on `--port`, or a free port when 0) and, once it listens, prints one line
+`MCP_URL http://127.0.0.1:<port>/mcp` on stdout.
 
 For "bad server" tests: `--exit-at-start CODE` exits at once with that status (after a
 message on stderr), and `--start-delay SECONDS` waits before serving (slow startup).
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -85,18 +85,12 @@ def build_server(name: str = "actors-test-tools") -> MCPServer[Any]:
 
 
 async def _serve_http(server: MCPServer[Any], port: int) -> None:
-    import uvicorn
+    from actors._serve import serve_asgi
 
     app = server.streamable_http_app(host="127.0.0.1")
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    sock.listen(128)
-    bound = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="on")
-    http = uvicorn.Server(config)
-    print(f"{URL_PREFIX}http://127.0.0.1:{bound}/mcp", flush=True)
-    await http.serve(sockets=[sock])
+    async with serve_asgi(app, port=port) as url:
+        print(f"{URL_PREFIX}{url}/mcp", flush=True)
+        await anyio.sleep_forever()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -97,6 +99,16 @@ async def hold(pool: Pool[Conn], seconds: float, got: list[Conn] | None = None) 
         await anyio.sleep(seconds)
 
 
+@asynccontextmanager
+async def only_connection_held(pool: Pool[Conn]) -> AsyncIterator[None]:
+    """Runs the block while another task holds the pool's only connection."""
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(hold, pool, 100.0)
+        await until(lambda: pool.stats().in_use == 1)
+        yield
+        tg.cancel_scope.cancel()
+
+
 # -- configuration -----------------------------------------------------------------------
 
 
@@ -187,9 +199,7 @@ async def test_waiters_are_served_fifo() -> None:
 async def test_acquire_times_out_after_acquire_timeout() -> None:
     """A caller waits exactly acquire_timeout, then gets PoolTimeout."""
     async with open_pool(FakeFactory(), config(max_size=1, acquire_timeout=3.0), name="db") as pool:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(hold, pool, 100.0)
-            await until(lambda: pool.stats().in_use == 1)
+        async with only_connection_held(pool):
             start = anyio.current_time()
             with pytest.raises(PoolTimeout) as info:
                 async with pool.connection():
@@ -199,29 +209,23 @@ async def test_acquire_times_out_after_acquire_timeout() -> None:
             assert isinstance(info.value, TimeoutError)
             assert pool.stats().timeouts == 1
             assert pool.stats().waiting == 0
-            tg.cancel_scope.cancel()
 
 
 async def test_earlier_deadline_wins() -> None:
     """A deadline before acquire_timeout ends the wait at the deadline."""
     async with open_pool(FakeFactory(), config(max_size=1), name="db") as pool:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(hold, pool, 100.0)
-            await until(lambda: pool.stats().in_use == 1)
+        async with only_connection_held(pool):
             start = anyio.current_time()
             with pytest.raises(PoolTimeout):
                 async with pool.connection(deadline=start + 1.5):
                     pass
             assert anyio.current_time() - start == pytest.approx(1.5, abs=1e-9)
-            tg.cancel_scope.cancel()
 
 
 async def test_handler_deadline_bounds_the_wait() -> None:
     """Inside an actor handler, the message's deadline bounds the wait by default."""
     async with open_pool(FakeFactory(), config(max_size=1), name="db") as pool:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(hold, pool, 100.0)
-            await until(lambda: pool.stats().in_use == 1)
+        async with only_connection_held(pool):
             start = anyio.current_time()
             token = DEADLINE_VAR.set(start + 2.0)
             try:
@@ -231,7 +235,6 @@ async def test_handler_deadline_bounds_the_wait() -> None:
             finally:
                 DEADLINE_VAR.reset(token)
             assert anyio.current_time() - start == pytest.approx(2.0, abs=1e-9)
-            tg.cancel_scope.cancel()
 
 
 async def test_actor_handler_wait_ends_with_the_call() -> None:
@@ -280,15 +283,12 @@ async def test_actor_handler_wait_ends_with_the_call() -> None:
 async def test_past_deadline_fails_at_once() -> None:
     """A caller whose deadline already passed gets PoolTimeout without waiting."""
     async with open_pool(FakeFactory(), config(max_size=1), name="db") as pool:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(hold, pool, 100.0)
-            await until(lambda: pool.stats().in_use == 1)
+        async with only_connection_held(pool):
             start = anyio.current_time()
             with pytest.raises(PoolTimeout):
                 async with pool.connection(deadline=start - 1):
                     pass
             assert anyio.current_time() == start
-            tg.cancel_scope.cancel()
 
 
 async def test_open_failure_reaches_the_borrower() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -18,6 +19,12 @@ from actors.testing._redis import RedisServer, redis_server_path
 from actors.testing._redis import redis_server as start_redis_server
 
 PASSWORD = "hunter2-do-not-log-me"
+
+
+def new_app() -> str:
+    """A fresh key namespace, so tests sharing a server never see each other's keys."""
+    return f"test-{uuid.uuid4().hex[:8]}"
+
 
 _NO_COREDIS = importlib.util.find_spec("coredis") is None
 if _NO_COREDIS and os.environ.get("REQUIRE_SERVICES") != "1":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,6 +17,7 @@ from actors.resilience._breaker import BreakerConfig, BreakerState, CircuitBreak
 from actors.stores.redis import RedisStores, open_redis_stores
 from actors.testing import capture_events
 from actors.testing._redis import RedisServer
+from tests.stores.conftest import new_app
 
 pytestmark = pytest.mark.anyio
 
@@ -52,10 +52,6 @@ async def seen_open_after(breaker: CircuitBreaker, limit: float) -> float:
             except CircuitOpen:
                 return anyio.current_time() - start
             await anyio.sleep(0.001)
-
-
-def new_app() -> str:
-    return f"test-{uuid.uuid4().hex[:8]}"
 
 
 async def test_opened_in_one_replica_is_open_in_another_within_the_bound(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -21,15 +20,11 @@ from actors.stores.redis import (
 )
 from actors.testing import capture_events
 from actors.testing._redis import RedisServer
-from tests.stores.conftest import PASSWORD
+from tests.stores.conftest import PASSWORD, new_app
 
 pytestmark = pytest.mark.anyio
 
 FAST = {"op_timeout": 0.2, "reconnect_min": 0.02, "reconnect_max": 0.1, "sync_interval": 0.05}
-
-
-def new_app() -> str:
-    return f"test-{uuid.uuid4().hex[:8]}"
 
 
 def named(events: list[MutableMapping[str, Any]], name: str) -> list[MutableMapping[str, Any]]:

@@ -8,7 +8,6 @@ import random
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -25,6 +24,7 @@ from actors.resilience._multilimit import create_multi_limit
 from actors.stores._redis_lua import LIMITER_SCRIPT
 from actors.stores.redis import FailurePolicy, RedisStores, _params, open_redis_stores
 from actors.testing._redis import RedisServer
+from tests.stores.conftest import new_app
 
 pytestmark = pytest.mark.anyio
 
@@ -42,10 +42,6 @@ async def stores_for(server: RedisServer, app: str) -> AsyncIterator[RedisStores
 async def raw_client(server: RedisServer) -> AsyncIterator[coredis.Redis[bytes]]:
     async with coredis.Redis(host="127.0.0.1", port=server.port) as client:
         yield client
-
-
-def new_app() -> str:
-    return f"test-{uuid.uuid4().hex[:8]}"
 
 
 async def test_admits_up_to_the_burst_then_refuses(redis_server: RedisServer) -> None:

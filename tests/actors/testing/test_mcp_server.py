@@ -53,6 +53,7 @@ async def test_fail_is_a_tool_error_not_a_crash() -> None:
         assert text(await client.call_tool("echo", {"text": "still here"})) == "still here"
 
 
+@pytest.mark.virtual_time
 async def test_slow_sleeps_then_answers() -> None:
     """slow answers after sleeping the given seconds."""
     async with Client(build_server()) as client:

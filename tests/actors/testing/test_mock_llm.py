@@ -25,6 +25,21 @@ def client(url: str, timeout: float = 5.0) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=url, timeout=timeout)
 
 
+def in_process(mock: MockLLM) -> httpx.AsyncClient:
+    """A client calling the app directly (no socket): usable on virtual time."""
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=mock), base_url="http://mock")
+
+
+async def stream_lines_until(http: httpx.AsyncClient, error: type[Exception]) -> list[str]:
+    """Streams a chat answer until it fails with `error`; returns the lines read before."""
+    lines: list[str] = []
+    with pytest.raises(error):
+        async with http.stream("POST", CHAT, json={**REQUEST, "stream": True}) as response:
+            async for line in response.aiter_lines():
+                lines.append(line)  # noqa: PERF401 - keep the lines read before the failure
+    return lines
+
+
 async def test_chat_completion_has_content_and_usage() -> None:
     """A chat request gets an OpenAI-shaped completion with token usage."""
     async with serve_mock_llm() as (url, mock), client(url) as http:
@@ -132,11 +147,7 @@ async def test_truncated_stream_is_cut_off() -> None:
     """A truncated stream sends some chunks, then the connection drops before [DONE]."""
     async with serve_mock_llm() as (url, mock), client(url) as http:
         mock.script(Behaviour.truncated(content="a b c d e f"))
-        lines: list[str] = []
-        with pytest.raises(httpx.RemoteProtocolError):
-            async with http.stream("POST", CHAT, json={**REQUEST, "stream": True}) as response:
-                async for line in response.aiter_lines():
-                    lines.append(line)  # noqa: PERF401 - keep the lines read before the drop
+        lines = await stream_lines_until(http, httpx.RemoteProtocolError)
     assert any(line.startswith("data: {") for line in lines)
     assert "data: [DONE]" not in lines
 
@@ -183,21 +194,22 @@ async def test_hang_released_when_server_stops() -> None:
     assert mock.hanging == 0
 
 
+@pytest.mark.virtual_time
 async def test_latency_delays_the_answer() -> None:
     """A fixed latency delays each answer by at least that long."""
-    async with serve_mock_llm(MockLLM(latency=0.2)) as (url, _mock), client(url) as http:
+    async with in_process(MockLLM(latency=0.2)) as http:
         start = anyio.current_time()
         await http.post(CHAT, json=REQUEST)
         assert anyio.current_time() - start >= 0.2
 
 
+@pytest.mark.virtual_time
 async def test_jitter_is_seeded_and_bounded() -> None:
     """Random latency stays within [latency, latency + jitter]."""
-    mock = MockLLM(latency=0.05, jitter=0.1, seed=1)
-    async with serve_mock_llm(mock) as (url, _mock), client(url) as http:
+    async with in_process(MockLLM(latency=0.05, jitter=0.1, seed=1)) as http:
         for _ in range(3):
             start = anyio.current_time()
-            await http.post(CHAT, json=REQUEST, headers={"connection": "keep-alive"})
+            await http.post(CHAT, json=REQUEST)
             elapsed = anyio.current_time() - start
             assert 0.05 <= elapsed < 1.0
 
@@ -274,11 +286,7 @@ async def test_stalled_stream_sends_some_chunks_then_hangs() -> None:
     """A stalled stream sends part of the deltas, then nothing more."""
     async with serve_mock_llm() as (url, mock), client(url, timeout=0.3) as http:
         mock.script(Behaviour.stall(content="a b c d e f"))
-        lines: list[str] = []
-        with pytest.raises(httpx.ReadTimeout):
-            async with http.stream("POST", CHAT, json={**REQUEST, "stream": True}) as response:
-                async for line in response.aiter_lines():
-                    lines.append(line)  # noqa: PERF401 - keep the lines read before the stall
+        lines = await stream_lines_until(http, httpx.ReadTimeout)
     assert any(line.startswith("data: {") for line in lines)
     assert "data: [DONE]" not in lines
 
@@ -298,8 +306,7 @@ async def test_app_works_in_process_without_a_server() -> None:
     """The app also runs in-process through httpx's ASGI transport (no socket)."""
     mock = MockLLM()
     mock.script(Behaviour.rate_limited(retry_after=3))
-    transport = httpx.ASGITransport(app=mock)
-    async with httpx.AsyncClient(transport=transport, base_url="http://mock") as http:
+    async with in_process(mock) as http:
         limited = await http.post(CHAT, json=REQUEST)
         ok = await http.post(CHAT, json=REQUEST)
     assert limited.status_code == 429
@@ -309,11 +316,7 @@ async def test_app_works_in_process_without_a_server() -> None:
 
 async def test_outage_answers_503_on_every_api_path() -> None:
     """With `down` set, chat, models and health all answer 503; control still works."""
-    import httpx
-
-    from actors.testing import serve_mock_llm
-
-    async with serve_mock_llm() as server, httpx.AsyncClient(base_url=server.url) as http:
+    async with serve_mock_llm() as server, client(server.url) as http:
         server.control.down = True
         for method, path in (
             ("GET", "/v1/models"),
