@@ -4,6 +4,7 @@
 
     ActorError
     ├── ConfigError                 invalid configuration (also a ValueError), raised before start
+    ├── InvalidRequest              a caller's request is malformed or can never be admitted
     ├── CallError                   a call ended without the actor's reply
     │   ├── CallTimeout             the call's deadline passed (also a TimeoutError)
     │   ├── MailboxFull             the mailbox stayed full until the deadline, or policy fails fast
@@ -23,6 +24,7 @@
         ├── ServiceResponseError    it answered with an error status (`status_code`, `code`)
         ├── MalformedResponse       its answer did not parse (truncated or not the documented shape)
         ├── QueryError              the database rejected a statement (`sqlstate`)
+        ├── ProtocolError           the peer answered with a protocol-level error (JSON-RPC `code`)
         └── ToolError               an MCP tool ran and reported an error (`is_tool_error`)
 
 `ActorStopped` is "you closed it" (an orderly stop); `ActorDown` is "it broke under
@@ -45,10 +47,12 @@ __all__ = [
     "CallTimeout",
     "CircuitOpen",
     "ConfigError",
+    "InvalidRequest",
     "MailboxFull",
     "MalformedResponse",
     "PoolClosed",
     "PoolTimeout",
+    "ProtocolError",
     "QueryError",
     "RateLimited",
     "ResilienceError",
@@ -77,6 +81,25 @@ class ConfigError(ActorError, ValueError):
         self.value = value
         self.reason = reason
         super().__init__(f"{field}={value!r}: {reason}")
+
+
+class InvalidRequest(ActorError, ValueError):
+    """A caller's request is malformed, or its cost could never be admitted.
+
+    Raised to that one caller before the request reaches the actor's handler; the actor
+    is never affected. Never carries the request's content (it may hold secrets).
+
+    Attributes:
+        service: The service (or actor) the request was addressed to.
+        field: The offending field of the request (dotted for nested fields).
+        reason: Why it was refused.
+    """
+
+    def __init__(self, service: str, field: str, reason: str) -> None:
+        self.service = service
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{service}: invalid request: {field} {reason}")
 
 
 class CallError(ActorError):
@@ -292,6 +315,27 @@ class QueryError(ServiceError):
         self.sqlstate = sqlstate
         self.sqlite_errorname = sqlite_errorname
         super().__init__(service, message, correlation_id=correlation_id)
+
+
+class ProtocolError(ServiceError):
+    """The peer answered with a protocol-level error (a JSON-RPC error object).
+
+    Attributes:
+        code: The protocol's error code (JSON-RPC: -32602 invalid params, -32601
+            method not found, -32000 connection closed, ...).
+    """
+
+    def __init__(
+        self,
+        service: str,
+        code: int,
+        message: str = "",
+        *,
+        correlation_id: str | None = None,
+    ) -> None:
+        self.code = code
+        detail = f"protocol error {code}" + (f": {message}" if message else "")
+        super().__init__(service, detail, correlation_id=correlation_id)
 
 
 class ToolError(ServiceError):

@@ -28,19 +28,18 @@ from __future__ import annotations
 import enum
 import math
 import random as _random_module
-import sys
-from asyncio import _get_running_loop
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, Final, Literal, ParamSpec, Protocol, TypeVar
 
-import anyio
 import attrs
 
+from actors._clock import now as _now
+from actors._clock import now_or_none as _now_or_none
 from actors._errors import CircuitOpen, ConfigError
 from actors._events import emit
-from actors._validate import fraction, optional, positive, positive_int
+from actors._validate import finite_positive, fraction, optional, positive, positive_int
 from actors.resilience._breaker_window import FAILED, SLOW, CountWindow, TimeWindow, Window
 
 __all__ = [
@@ -78,37 +77,12 @@ _FORCED_OPEN = BreakerState.FORCED_OPEN
 _METRICS_ONLY = BreakerState.METRICS_ONLY
 
 
-def _now() -> float:
-    """`anyio.current_time()`, minus anyio's backend lookup (the hot path reads it twice).
-
-    Under asyncio anyio returns the running loop's `time()` and under trio
-    `trio.current_time()`; this returns the same values (virtual clocks included)
-    directly, and falls back to anyio for anything else (or to raise its error).
-    """
-    loop = _get_running_loop()
-    if loop is not None:
-        return loop.time()
-    trio = sys.modules.get("trio")
-    if trio is not None:
-        try:
-            return float(trio.current_time())
-        except RuntimeError:  # trio is imported but not running here
-            pass
-    return anyio.current_time()
-
-
 # --------------------------------------------------------------------------- config
 
 
 def _every_exception(exc: BaseException) -> bool:
     """Default `record_exception`: every `Exception` is a failure."""
     return True
-
-
-def _finite_positive(_inst: Any, attr: attrs.Attribute[Any], value: object) -> None:
-    positive(_inst, attr, value)
-    if math.isinf(value):  # type: ignore[arg-type]  # positive() checked it is a number
-        raise ConfigError(attr.name, value, "must be finite")
 
 
 def _window_kind(_inst: Any, attr: attrs.Attribute[Any], value: object) -> None:
@@ -227,7 +201,7 @@ class BreakerConfig:
     slow_call_duration: float = attrs.field(default=60.0, validator=positive)
     minimum_calls: int = attrs.field(default=20, validator=_minimum_calls)
     consecutive_failures: int | None = attrs.field(default=None, validator=optional(positive_int))
-    open_duration: float = attrs.field(default=30.0, validator=_finite_positive)
+    open_duration: float = attrs.field(default=30.0, validator=finite_positive)
     open_backoff_multiplier: float = attrs.field(default=2.0, validator=_multiplier)
     max_open_duration: float = attrs.field(default=300.0, validator=_max_open)
     open_jitter: float = attrs.field(default=0.1, validator=_jitter)
@@ -389,13 +363,6 @@ _EVENTS = {
 
 
 # --------------------------------------------------------------------------- breaker
-
-
-def _now_or_none() -> float | None:
-    try:
-        return _now()
-    except RuntimeError:  # created outside an event loop
-        return None
 
 
 @attrs.define(eq=False)

@@ -73,8 +73,9 @@ import anyio
 import attrs
 
 from actors._classify import Classifier, ErrorClass, ErrorClassifier
+from actors._clock import now as _now
 from actors._errors import ConfigError
-from actors.resilience._breaker import BreakerConfig, CircuitBreaker, _now
+from actors.resilience._breaker import BreakerConfig, CircuitBreaker
 from actors.resilience._breaker_registry import BreakerRegistry
 from actors.resilience._bulkhead import Bulkhead, BulkheadConfig, create_bulkhead
 from actors.resilience._limiter import (

@@ -47,11 +47,11 @@ from typing import Any, Generic, TypeVar
 import attrs
 
 from actors._classify import Classifier, ErrorClass, classifier_for
+from actors._clock import now as _current_time
 from actors._errors import CallCycle, CallError, ConfigError, ResilienceError
 from actors._events import emit
 from actors._ref import ActorRef
 from actors.resilience._breaker import BreakerState, CircuitBreaker
-from actors.resilience._breaker import _now as _current_time
 from supervisor._registry import UnknownService
 from supervisor.fallback._cache import ResponseCache
 from supervisor.health._metrics import record_routed

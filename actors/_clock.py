@@ -1,0 +1,51 @@
+"""The one clock: the running event loop's time, as `anyio.current_time()` returns it.
+
+Everything time-based in the library reads `now()` (or a kernel's `now`, which is the
+same function bound to its loop). It is the loop's monotonic clock, so virtual clocks
+in tests (trio's `MockClock`, `actors.testing.VirtualClockEventLoop`) drive it; wall
+time (`time.time()`) is never used in logic.
+
+`now()` returns what `anyio.current_time()` returns without anyio's per-call backend
+lookup: the hot paths (breaker timing, limiter admission) read it twice per call.
+`asyncio._get_running_loop` is part of `asyncio.events.__all__`: the documented
+low-level accessor that returns None instead of raising.
+"""
+
+from __future__ import annotations
+
+import sys
+from asyncio import _get_running_loop
+from collections.abc import Callable
+
+import anyio
+
+__all__ = ["Clock", "now", "now_or_none"]
+
+Clock = Callable[[], float]
+"""A clock: a function returning the current loop time in seconds."""
+
+
+def now() -> float:
+    """The running event loop's time (asyncio's `loop.time()`, `trio.current_time()`).
+
+    Raises:
+        RuntimeError: No event loop runs in this thread (anyio's error).
+    """
+    loop = _get_running_loop()
+    if loop is not None:
+        return loop.time()
+    trio = sys.modules.get("trio")
+    if trio is not None:
+        try:
+            return float(trio.current_time())
+        except RuntimeError:  # trio is imported but not running here
+            pass
+    return anyio.current_time()
+
+
+def now_or_none() -> float | None:
+    """`now()`, or None outside an event loop (objects may be built before one runs)."""
+    try:
+        return now()
+    except Exception:  # no loop: anyio raises its own error types here
+        return None
