@@ -17,7 +17,7 @@ import logging
 
 import anyio
 import attrs
-import httpx
+import httpx2
 import structlog
 
 import supervisor as sv
@@ -74,7 +74,7 @@ async def main() -> None:
             )
             async with (
                 serve_asgi(health_app(monitor)) as url,
-                httpx.AsyncClient(base_url=url) as http,
+                httpx2.AsyncClient(base_url=url) as http,
             ):
                 print(f"health endpoint: {url}/readyz  (and /healthz, /metrics)")
 

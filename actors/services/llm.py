@@ -1,6 +1,6 @@
-"""An OpenAI-compatible chat-completions client on httpx (extra `http`).
+"""An OpenAI-compatible chat-completions client on httpx2 (extra `http`).
 
-One `httpx.AsyncClient` per actor incarnation, its connection limits matching the
+One `httpx2.AsyncClient` per actor incarnation, its connection limits matching the
 actor's pool, so the pool's size is the number of requests in flight. Plain JSON and
 streamed (server-sent events) responses; token usage is read to reconcile the
 tokens-per-minute limit, and `x-ratelimit-*` / `retry-after(-ms)` headers are handed to
@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
-import httpx
+import httpx2
 
 from actors._envelope import current_correlation_id
 from actors._errors import (
@@ -107,7 +107,7 @@ class ChatResponse:
     chunks: int = 0
 
 
-def _kept(headers: httpx.Headers) -> dict[str, str]:
+def _kept(headers: httpx2.Headers) -> dict[str, str]:
     return {
         key.lower(): value
         for key, value in headers.items()
@@ -124,7 +124,7 @@ def _usage(data: object) -> Usage:
     return Usage(prompt, completion, total)
 
 
-class LLMClient(ServiceClient[httpx.AsyncClient, ChatRequest, ChatResponse]):
+class LLMClient(ServiceClient[httpx2.AsyncClient, ChatRequest, ChatResponse]):
     """Talks to an OpenAI-compatible `/chat/completions` endpoint."""
 
     service_type = "llm"
@@ -148,7 +148,7 @@ class LLMClient(ServiceClient[httpx.AsyncClient, ChatRequest, ChatResponse]):
             base_url: The API root, e.g. "https://api.example.com/v1".
             model: The default model.
             api_key: Sent as a bearer token; never logged.
-            max_connections: httpx connection limit (match the actor's pool size).
+            max_connections: httpx2 connection limit (match the actor's pool size).
             connect_timeout: Seconds to establish a connection.
             read_timeout: Seconds between bytes of the answer (the caller's deadline
                 bounds the whole call anyway).
@@ -168,19 +168,19 @@ class LLMClient(ServiceClient[httpx.AsyncClient, ChatRequest, ChatResponse]):
         self.model = model
         self._api_key = api_key
         self._max_connections = max_connections
-        self._timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
+        self._timeout = httpx2.Timeout(read_timeout, connect=connect_timeout)
         self._headers = dict(default_headers or {})
-        self._http: httpx.AsyncClient | None = None
+        self._http: httpx2.AsyncClient | None = None
 
     @contextlib.asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:
         headers = dict(self._headers)
         if self._api_key is not None:
             headers["authorization"] = f"Bearer {self._api_key.reveal()}"
-        limits = httpx.Limits(
+        limits = httpx2.Limits(
             max_connections=self._max_connections, max_keepalive_connections=self._max_connections
         )
-        async with httpx.AsyncClient(
+        async with httpx2.AsyncClient(
             base_url=self.base_url, headers=headers, limits=limits, timeout=self._timeout
         ) as http:
             self._http = http
@@ -189,7 +189,7 @@ class LLMClient(ServiceClient[httpx.AsyncClient, ChatRequest, ChatResponse]):
             finally:
                 self._http = None
 
-    async def connect(self) -> httpx.AsyncClient:
+    async def connect(self) -> httpx2.AsyncClient:
         """The shared HTTP client: a pool "connection" is a permit for one request."""
         if self._http is None:
             raise ServiceUnavailable(self.name, "client is not open")
@@ -206,16 +206,16 @@ class LLMClient(ServiceClient[httpx.AsyncClient, ChatRequest, ChatResponse]):
         headers = getattr(response_or_error, "headers", None)
         return headers if isinstance(headers, Mapping) and headers else None
 
-    async def probe(self, conn: httpx.AsyncClient) -> None:
+    async def probe(self, conn: httpx2.AsyncClient) -> None:
         """GET /models must answer 200."""
         try:
             response = await conn.get("models")
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             raise self._transport_error(exc) from exc
         if response.status_code != 200:
             raise self._status_error(response, response.content)
 
-    async def request(self, conn: httpx.AsyncClient, request: ChatRequest) -> ChatResponse:
+    async def request(self, conn: httpx2.AsyncClient, request: ChatRequest) -> ChatResponse:
         body: dict[str, Any] = {
             "model": request.model or self.model,
             "messages": [dict(message) for message in request.messages],
@@ -233,7 +233,7 @@ class LLMClient(ServiceClient[httpx.AsyncClient, ChatRequest, ChatResponse]):
                 return await self._stream(conn, body, headers, request.on_chunk)
             response = await conn.post("chat/completions", json=body, headers=headers)
             content = response.content
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             raise self._transport_error(exc) from exc
         if response.status_code >= 400:
             raise self._status_error(response, content)
@@ -241,7 +241,7 @@ class LLMClient(ServiceClient[httpx.AsyncClient, ChatRequest, ChatResponse]):
 
     async def _stream(
         self,
-        conn: httpx.AsyncClient,
+        conn: httpx2.AsyncClient,
         body: dict[str, Any],
         headers: dict[str, str] | None,
         on_chunk: Callable[[str], None] | None,
@@ -311,13 +311,13 @@ class LLMClient(ServiceClient[httpx.AsyncClient, ChatRequest, ChatResponse]):
     def _malformed(self, why: str) -> MalformedResponse:
         return MalformedResponse(self.name, why, correlation_id=current_correlation_id())
 
-    def _transport_error(self, exc: httpx.HTTPError) -> ServiceTimeout | ServiceUnavailable:
+    def _transport_error(self, exc: httpx2.HTTPError) -> ServiceTimeout | ServiceUnavailable:
         cid = current_correlation_id()
-        if isinstance(exc, httpx.TimeoutException):
+        if isinstance(exc, httpx2.TimeoutException):
             return ServiceTimeout(self.name, f"{type(exc).__name__}", correlation_id=cid)
         return ServiceUnavailable(self.name, f"{type(exc).__name__}", correlation_id=cid)
 
-    def _status_error(self, response: httpx.Response, content: bytes) -> ServiceResponseError:
+    def _status_error(self, response: httpx2.Response, content: bytes) -> ServiceResponseError:
         code: str | None = None
         message = ""
         try:

@@ -23,12 +23,12 @@ a completion, an HTTP error status with OpenAI-style error body and headers (429
 away or the server stops), a stall (headers, or half a stream, then nothing), or a
 dropped connection. ASGI cannot close a connection before the status line, so a drop
 sends the status line and headers, then closes before the body: clients see the peer
-close the connection (httpx: `RemoteProtocolError`). `served` logs every answer with
+close the connection (httpx2: `RemoteProtocolError`). `served` logs every answer with
 its time, status and token usage.
 
 `serve_mock_llm` serves the app with hypercorn on 127.0.0.1 only, on asyncio or trio
 (whichever is running). For in-process tests without a socket, hand the app to
-`httpx.ASGITransport(app=mock)` (hangs and drops then surface differently: use the
+`httpx2.ASGITransport(app=mock)` (hangs and drops then surface differently: use the
 real server for those).
 """
 

@@ -69,7 +69,7 @@ class Response:
 
 
 class HTTPStatusError(Exception):
-    """Shaped like httpx.HTTPStatusError: the status lives on `.response`."""
+    """Shaped like httpx2.HTTPStatusError: the status lives on `.response`."""
 
     def __init__(self, response: Response) -> None:
         super().__init__("status error")
@@ -566,11 +566,11 @@ def test_logged_message_is_truncated() -> None:
 
 
 def _httpx_status_error(status: int, headers: dict[str, str] | None = None) -> Exception:
-    import httpx
+    import httpx2
 
-    request = httpx.Request("POST", "https://api.example.com/v1/chat/completions")
-    response = httpx.Response(status, headers=headers, request=request)
-    return httpx.HTTPStatusError("failed", request=request, response=response)
+    request = httpx2.Request("POST", "https://api.example.com/v1/chat/completions")
+    response = httpx2.Response(status, headers=headers, request=request)
+    return httpx2.HTTPStatusError("failed", request=request, response=response)
 
 
 @pytest.mark.parametrize(
@@ -590,23 +590,23 @@ def test_real_httpx_status_errors(
 
 def test_real_httpx_transport_errors() -> None:
     """httpx's timeouts and network errors are retryable, its local protocol errors not."""
-    import httpx
+    import httpx2
 
-    for exc in (httpx.ReadTimeout("t"), httpx.ConnectTimeout("t"), httpx.PoolTimeout("t")):
+    for exc in (httpx2.ReadTimeout("t"), httpx2.ConnectTimeout("t"), httpx2.PoolTimeout("t")):
         assert LLMClassifier().classify(exc) is R
         assert MCPClassifier().classify(exc) is R
-    assert LLMClassifier().classify(httpx.ConnectError("refused")) is R
-    assert LLMClassifier().classify(httpx.RemoteProtocolError("eof")) is R
-    assert LLMClassifier().classify(httpx.LocalProtocolError("bad")) is P
+    assert LLMClassifier().classify(httpx2.ConnectError("refused")) is R
+    assert LLMClassifier().classify(httpx2.RemoteProtocolError("eof")) is R
+    assert LLMClassifier().classify(httpx2.LocalProtocolError("bad")) is P
 
 
 @pytest.mark.anyio
 async def test_real_connection_refused_is_retryable() -> None:
     """A real refused connection through httpx is a retryable LLM failure."""
-    import httpx
+    import httpx2
 
     with anyio.fail_after(10):
-        async with httpx.AsyncClient() as client:
-            with pytest.raises(httpx.TransportError) as info:
+        async with httpx2.AsyncClient() as client:
+            with pytest.raises(httpx2.TransportError) as info:
                 await client.get("http://127.0.0.1:1/")
     assert LLMClassifier().classify(info.value) is R

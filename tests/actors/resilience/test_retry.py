@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
+import httpx2
 import pytest
 import structlog
 from hypothesis import given, settings
@@ -441,9 +441,9 @@ def test_server_delay_reads_retry_after_attribute() -> None:
 
 def test_server_delay_reads_real_httpx_response_headers() -> None:
     """The delay is read from an httpx HTTPStatusError's response headers."""
-    request = httpx.Request("GET", "https://api.example.com/")
-    response = httpx.Response(429, headers={"Retry-After-Ms": "2500"}, request=request)
-    exc = httpx.HTTPStatusError("429", request=request, response=response)
+    request = httpx2.Request("GET", "https://api.example.com/")
+    response = httpx2.Response(429, headers={"Retry-After-Ms": "2500"}, request=request)
+    exc = httpx2.HTTPStatusError("429", request=request, response=response)
     assert server_delay(exc) == 2.5
 
 

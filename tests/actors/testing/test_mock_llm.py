@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import anyio
-import httpx
+import httpx2
 import pytest
 
 from actors.testing._mock_llm import Behaviour, MockLLM, serve_mock_llm
@@ -21,16 +21,16 @@ REQUEST: dict[str, Any] = {
 }
 
 
-def client(url: str, timeout: float = 5.0) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=url, timeout=timeout)
+def client(url: str, timeout: float = 5.0) -> httpx2.AsyncClient:
+    return httpx2.AsyncClient(base_url=url, timeout=timeout)
 
 
-def in_process(mock: MockLLM) -> httpx.AsyncClient:
+def in_process(mock: MockLLM) -> httpx2.AsyncClient:
     """A client calling the app directly (no socket): usable on virtual time."""
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=mock), base_url="http://mock")
+    return httpx2.AsyncClient(transport=httpx2.ASGITransport(app=mock), base_url="http://mock")
 
 
-async def stream_lines_until(http: httpx.AsyncClient, error: type[Exception]) -> list[str]:
+async def stream_lines_until(http: httpx2.AsyncClient, error: type[Exception]) -> list[str]:
     """Streams a chat answer until it fails with `error`; returns the lines read before."""
     lines: list[str] = []
     with pytest.raises(error):
@@ -147,7 +147,7 @@ async def test_truncated_stream_is_cut_off() -> None:
     """A truncated stream sends some chunks, then the connection drops before [DONE]."""
     async with serve_mock_llm() as (url, mock), client(url) as http:
         mock.script(Behaviour.truncated(content="a b c d e f"))
-        lines = await stream_lines_until(http, httpx.RemoteProtocolError)
+        lines = await stream_lines_until(http, httpx2.RemoteProtocolError)
     assert any(line.startswith("data: {") for line in lines)
     assert "data: [DONE]" not in lines
 
@@ -156,7 +156,7 @@ async def test_drop_closes_connection() -> None:
     """A dropped request ends in a protocol error at the client, and the server lives on."""
     async with serve_mock_llm() as (url, mock), client(url) as http:
         mock.script(Behaviour.drop())
-        with pytest.raises(httpx.RemoteProtocolError):
+        with pytest.raises(httpx2.RemoteProtocolError):
             await http.post(CHAT, json=REQUEST)
         assert (await http.post(CHAT, json=REQUEST)).status_code == 200
 
@@ -166,7 +166,7 @@ async def test_hang_never_answers_until_released() -> None:
     async with serve_mock_llm() as (url, mock), client(url, timeout=0.3) as http:
         mock.script(Behaviour.hang())
         start = anyio.current_time()
-        with pytest.raises(httpx.ReadTimeout):
+        with pytest.raises(httpx2.ReadTimeout):
             await http.post(CHAT, json=REQUEST)
         assert anyio.current_time() - start >= 0.3
     assert mock.hanging == 0
@@ -181,7 +181,7 @@ async def test_hang_released_when_server_stops() -> None:
         async def caller() -> None:
             try:
                 await http.post(CHAT, json=REQUEST)
-            except httpx.HTTPError as exc:
+            except httpx2.HTTPError as exc:
                 errors.append(exc)
 
         async with anyio.create_task_group() as tg:
@@ -278,7 +278,7 @@ async def test_stall_sends_headers_then_hangs() -> None:
         mock.script(Behaviour.stall())
         async with http.stream("POST", CHAT, json=REQUEST) as response:
             assert response.status_code == 200
-            with pytest.raises(httpx.ReadTimeout):
+            with pytest.raises(httpx2.ReadTimeout):
                 await response.aread()
 
 
@@ -286,7 +286,7 @@ async def test_stalled_stream_sends_some_chunks_then_hangs() -> None:
     """A stalled stream sends part of the deltas, then nothing more."""
     async with serve_mock_llm() as (url, mock), client(url, timeout=0.3) as http:
         mock.script(Behaviour.stall(content="a b c d e f"))
-        lines = await stream_lines_until(http, httpx.ReadTimeout)
+        lines = await stream_lines_until(http, httpx2.ReadTimeout)
     assert any(line.startswith("data: {") for line in lines)
     assert "data: [DONE]" not in lines
 

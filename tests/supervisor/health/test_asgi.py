@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-import httpx
+import httpx2
 import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
@@ -39,9 +39,9 @@ class Switch:
 
 
 @asynccontextmanager
-async def serve(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+async def serve(app: Any) -> AsyncIterator[httpx2.AsyncClient]:
     """Serves `app` with hypercorn (`serve_asgi`) on loopback; yields a client for it."""
-    async with serve_asgi(app) as url, httpx.AsyncClient(base_url=url) as client:
+    async with serve_asgi(app) as url, httpx2.AsyncClient(base_url=url) as client:
         yield client
 
 
