@@ -53,6 +53,7 @@ from actors._errors import (
     ServiceUnavailable,
     ToolError,
 )
+from actors._latency import LatencyRecorder
 from actors._open import open_actor
 from actors._options import ActorConfig, FullPolicy
 from actors._pool import (
@@ -148,6 +149,7 @@ __all__ = [
     "InMemoryBreakerStore",
     "InvalidRequest",
     "LLMClassifier",
+    "LatencyRecorder",
     "Lease",
     "LimitAlgorithm",
     "Limiter",
