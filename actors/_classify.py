@@ -1,124 +1,168 @@
-"""Error classification: is a failure worth retrying, final, or not the service's fault?
+"""Classification: what kind of outcome a failure (or a returned value) is.
 
-Every resilience primitive asks one question about a failed call: *what kind of
-failure was it?* A `Classifier` answers with an `ErrorClass`:
+Every resilience layer acts on one verdict per attempt, made here, once. A
+`Classifier` maps a failure to an `ErrorClass`; the table below is what each class
+means to every layer, and it is the only such table (docs/resilience/classification.md
+renders it)::
 
-- `RETRYABLE`: a transient failure of the service (timeout, dropped connection, 429,
-  5xx, deadlock). A retry may succeed; a breaker counts it.
-- `PERMANENT`: the service failed in a way a retry will not fix (401, syntax error,
-  tool error). Not retried; a breaker counts it.
-- `IGNORED`: not a failure of the service at all (the caller's cancellation, our own
-  `CircuitOpen` / `RateLimited` / `BulkheadFull` refusals, a `ConfigError`). Not
-  retried and never counted by a breaker.
+    class       what it is                                retried   breaker   fallback
+    ----------  ----------------------------------------  --------  --------  --------
+    RETRYABLE   transient service trouble: timeouts,      yes       failure   yes
+                dropped connections, 5xx, 529, 408, 409,
+                deadlocks, serialization failures
+    THROTTLED   a rate-limit answer (429 that is not a    yes (1)   ignored   yes
+                quota or spend limit)
+    PERMANENT   a service failure a retry will not fix:   no        failure   yes
+                401, 403, quota exhausted, ...
+    REJECTED    the caller's mistake, answered correctly  no        success   no
+                by a healthy service: 400, 404, 422, a
+                tool error, a constraint violation, a
+                syntax error, invalid JSON-RPC params
+    IGNORED     not an outcome of the service: our own    no        ignored   (2)
+                refusals (CircuitOpen, RateLimited,
+                BulkheadFull), a ConfigError, a bug's
+                InvalidRequest
 
-Anything that is not an `Exception` (cancellation, `KeyboardInterrupt`, `SystemExit`)
-is always `IGNORED`: cancellation is never a failure and never retried.
+(1) after the server's requested delay (``retry-after``), which also holds the
+rate limits for every caller and resyncs them from the answer's headers; a delay
+beyond the policy's cap fails fast instead. (2) our refusals pass the request on to
+the next route; other ignored failures do not. A caller's cancellation is never a
+failure: it is not classified at all.
 
-The optional client libraries (httpx, openai, psycopg, mcp) are never imported here.
-The classifiers read *duck-typed attributes* that those libraries, and our own
-service clients, put on their exceptions:
+Classifiers match on **types** and **structured fields**, never on class names:
 
 ========================  ==========================================================
-attribute                 meaning
+field                     meaning
 ========================  ==========================================================
 ``status_code``           HTTP status (also ``status``, or ``response.status_code``)
 ``headers``               response headers (or ``response.headers``); used for
                           ``x-should-retry`` and server-requested delays
 ``code`` / ``type``       provider error code, e.g. ``"insufficient_quota"``
-                          (also ``body["error"]["code"]``)
-``is_timeout``            ``True`` marks a timeout that is not a `TimeoutError`
-``sqlstate`` / ``pgcode`` the SQLSTATE of a database error (psycopg 3 / psycopg2)
+                          (also ``body["error"]["code"]``); a JSON-RPC ``code``
+``sqlstate`` / ``pgcode`` the SQLSTATE of a database error
 ``sqlite_errorname``      set by `sqlite3` (``"SQLITE_BUSY"``, ``"SQLITE_LOCKED"``)
-``is_tool_error``         ``True`` marks an MCP tool's own error (never retried)
-``error.code``            a JSON-RPC error code (``mcp.McpError``)
+``is_tool_error``         ``True`` marks an MCP tool's own error
 ========================  ==========================================================
 
-Classifiers are frozen attrs records, composable with user rules: ``custom`` (a
+Types of optional libraries (httpx2's transport errors, the openai and anthropic
+SDKs' connection errors, psycopg's ``OperationalError``, mcp's ``MCPError``) are
+matched with `isinstance` once their module is imported by the application: nothing
+here imports them.
+
+A classifier is a frozen attrs record, composable with user rules: ``custom`` (a
 function consulted first; returning ``None`` falls through), then ``overrides`` (a
 mapping of exception types to classes, the most specific type in the MRO wins), then
-the service defaults.
+the kind's defaults. ``results`` judges returned values (Polly's ``HandleResult``): a
+value it classifies is treated as that failure, and once retries are exhausted the
+caller gets the last value.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
-import re
+import sqlite3
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Final, Protocol, runtime_checkable
 
 import anyio
 import attrs
-import structlog
 
-from actors._errors import ConfigError, ResilienceError
-from actors._events import emit
+from actors._errors import (
+    CallCycle,
+    CallError,
+    ConfigError,
+    InvalidRequest,
+    MalformedResponse,
+    PoolTimeout,
+    ProtocolError,
+    QueryError,
+    ResilienceError,
+    ServiceResponseError,
+    ServiceTimeout,
+    ServiceUnavailable,
+    ToolError,
+)
 
 __all__ = [
     "Classifier",
     "DatabaseClassifier",
     "ErrorClass",
     "ErrorClassifier",
-    "ErrorMetrics",
+    "HTTPClassifier",
     "LLMClassifier",
     "MCPClassifier",
-    "classifier_for",
-    "correlation_fields",
     "error_codes_of",
     "headers_of",
-    "report_error",
-    "short_message",
+    "mark",
     "status_of",
+    "verdict_of",
 ]
 
 
 class ErrorClass(enum.Enum):
-    """What kind of failure an exception (or a failed response) is."""
+    """What kind of failure an outcome is (see the module's table)."""
 
     RETRYABLE = "retryable"
-    """A transient failure of the service; a retry may succeed. Counted by breakers."""
+    """Transient service trouble; retried, counted as a breaker failure."""
+    THROTTLED = "throttled"
+    """A rate-limit answer; retried after the server's delay, never a breaker failure."""
     PERMANENT = "permanent"
-    """A failure of the service that a retry will not fix. Counted by breakers."""
+    """A service failure a retry will not fix; not retried, counted as a breaker failure."""
+    REJECTED = "rejected"
+    """The caller's mistake, answered by a healthy service; a breaker success."""
     IGNORED = "ignored"
-    """Not a failure of the service (cancellation, a local refusal). Never retried or counted."""
+    """Not an outcome of the service (a local refusal, configuration); never counted."""
 
     @property
-    def is_failure(self) -> bool:
-        """Whether a breaker counts it: `RETRYABLE` and `PERMANENT` do, `IGNORED` does not."""
-        return self is not ErrorClass.IGNORED
+    def retried(self) -> bool:
+        """Whether a retry policy retries it (RETRYABLE, THROTTLED)."""
+        return self is ErrorClass.RETRYABLE or self is ErrorClass.THROTTLED
+
+    @property
+    def breaker_failure(self) -> bool:
+        """Whether a breaker counts it as a failure (RETRYABLE, PERMANENT)."""
+        return self is ErrorClass.RETRYABLE or self is ErrorClass.PERMANENT
+
+    @property
+    def routable(self) -> bool:
+        """Whether a fallback router passes the request on (RETRYABLE, THROTTLED, PERMANENT)."""
+        return self.retried or self is ErrorClass.PERMANENT
 
 
 @runtime_checkable
 class Classifier(Protocol):
     """Maps a failure to an `ErrorClass`.
 
-    Implementations must be cheap, pure and must not raise. They must return
-    `ErrorClass.IGNORED` for every `BaseException` that is not an `Exception`.
+    Implementations must be cheap and pure and must not raise. They are only ever
+    given `Exception` instances (cancellation is never classified).
     """
 
-    def classify(self, exc: BaseException) -> ErrorClass:
+    def classify(self, exc: Exception) -> ErrorClass:
         """Returns the class of `exc`."""
         ...
 
 
-# ---------------------------------------------------------------------------
-# Duck-typed readers for the neutral error shapes.
+# ---------------------------------------------------------------------------------------
+# Reading structured fields (duck-typed: any library's exception may carry them).
 
 
 def _attr(holder: object, name: str) -> Any:
     """`getattr(holder, name, None)` that also survives properties raising anything."""
     try:
         return getattr(holder, name, None)
-    except Exception:  # e.g. httpx raises RuntimeError for an unset `.request`
+    except Exception:  # e.g. httpx2 raises RuntimeError for an unset `.request`
         return None
 
 
-def status_of(exc: BaseException) -> int | None:
-    """Returns the HTTP status an exception carries, if any.
+def status_of(outcome: object) -> int | None:
+    """The HTTP status an exception or response carries, if any.
 
-    Reads ``exc.status_code``, ``exc.status``, then ``exc.response.status_code``
-    (httpx's `HTTPStatusError`, openai's `APIStatusError`).
+    Reads ``.status_code``, ``.status``, then ``.response.status_code``
+    (httpx2's `HTTPStatusError`, the SDKs' `APIStatusError`).
     """
-    for holder in (exc, _attr(exc, "response")):
+    for holder in (outcome, _attr(outcome, "response")):
         if holder is None:
             continue
         for name in ("status_code", "status"):
@@ -128,17 +172,16 @@ def status_of(exc: BaseException) -> int | None:
     return None
 
 
-def headers_of(exc: BaseException) -> dict[str, str] | None:
-    """Returns the response headers an exception carries, with lower-case names.
+def headers_of(outcome: object) -> dict[str, str] | None:
+    """The response headers an exception or response carries, with lower-case names.
 
-    Reads ``exc.headers`` then ``exc.response.headers``; any mapping (or object with
-    ``items()``) of strings works, e.g. `httpx.Headers`.
+    Reads ``.headers`` then ``.response.headers``; any mapping (or object with
+    ``items()``) of strings works, e.g. `httpx2.Headers`.
     """
-    for holder in (exc, _attr(exc, "response")):
+    for holder in (outcome, _attr(outcome, "response")):
         if holder is None:
             continue
-        headers = _attr(holder, "headers")
-        items = _attr(headers, "items")
+        items = _attr(_attr(holder, "headers"), "items")
         if callable(items):
             try:
                 return {str(k).lower(): str(v) for k, v in items()}
@@ -147,11 +190,11 @@ def headers_of(exc: BaseException) -> dict[str, str] | None:
     return None
 
 
-def error_codes_of(exc: BaseException) -> frozenset[str]:
-    """Returns the provider error codes an exception carries, lower-cased.
+def error_codes_of(exc: object) -> frozenset[str]:
+    """The provider error codes an exception carries, lower-cased.
 
-    Collects the strings in ``exc.code``, ``exc.type`` and, when ``exc.body`` is a
-    dict, ``body["code"]``, ``body["type"]``, ``body["error"]["code"]`` and
+    Collects the strings in ``.code``, ``.type`` and, when ``.body`` is a mapping,
+    ``body["code"]``, ``body["type"]``, ``body["error"]["code"]`` and
     ``body["error"]["type"]`` (the OpenAI and Anthropic error bodies).
     """
     found: set[str] = set()
@@ -172,111 +215,90 @@ def error_codes_of(exc: BaseException) -> frozenset[str]:
     return frozenset(found)
 
 
-def _mro_names(exc: BaseException) -> Iterable[str]:
-    return (cls.__name__ for cls in type(exc).__mro__)
+def _sqlstate_of(exc: object) -> str | None:
+    for name in ("sqlstate", "pgcode"):
+        value = _attr(exc, name)
+        if isinstance(value, str) and value:
+            return value.upper()
+    return None
 
 
-_TIMEOUT_SUFFIXES: Final = ("Timeout", "TimeoutError", "TimeoutException")
+def _int_code(exc: object) -> int | None:
+    """A JSON-RPC error code: ``.code`` (ours, mcp's `MCPError`) or ``.error.code``."""
+    for holder in (exc, _attr(exc, "error")):
+        value = _attr(holder, "code")
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
 
 
-def _is_timeout(exc: BaseException) -> bool:
-    if isinstance(exc, TimeoutError) or _attr(exc, "is_timeout") is True:
-        return True
-    return any(name.endswith(_TIMEOUT_SUFFIXES) for name in _mro_names(exc))
+# ---------------------------------------------------------------------------------------
+# Types of optional libraries, matched once the application has imported them.
 
 
-# httpx's NetworkError covers ConnectError/ReadError/WriteError/CloseError; openai's
-# APIConnectionError wraps them. Matched by name so neither library is imported.
-_HTTP_TRANSPORT_NAMES: Final = frozenset(
-    {"NetworkError", "RemoteProtocolError", "APIConnectionError"}
+class _OptionalTypes:
+    """Exception types of libraries we never import, resolved from `sys.modules`."""
+
+    __slots__ = ("_names", "_resolved")
+
+    def __init__(self, *names: tuple[str, str]) -> None:
+        self._names = names
+        self._resolved: dict[tuple[str, str], type[BaseException]] = {}
+
+    def matches(self, exc: BaseException) -> bool:
+        if len(self._resolved) < len(self._names):
+            for module_name, type_name in self._names:
+                if (module_name, type_name) not in self._resolved:
+                    module = sys.modules.get(module_name)
+                    kind = getattr(module, type_name, None) if module is not None else None
+                    if isinstance(kind, type) and issubclass(kind, BaseException):
+                        self._resolved[module_name, type_name] = kind
+        return any(isinstance(exc, kind) for kind in self._resolved.values())
+
+
+_TIMEOUT_TYPES: Final = _OptionalTypes(
+    ("httpx2", "TimeoutException"),
+    ("openai", "APITimeoutError"),
+    ("anthropic", "APITimeoutError"),
+)
+_TRANSPORT_TYPES: Final = _OptionalTypes(
+    ("httpx2", "NetworkError"),
+    ("httpx2", "RemoteProtocolError"),
+    ("openai", "APIConnectionError"),
+    ("anthropic", "APIConnectionError"),
+)
+_DB_CONNECTION_TYPES: Final = _OptionalTypes(
+    ("psycopg", "OperationalError"),  # psycopg-pool's PoolTimeout is one too
+)
+_MCP_ERROR_TYPES: Final = _OptionalTypes(("mcp.shared.exceptions", "MCPError"))
+
+_STREAM_TRANSPORT: Final = (
+    ConnectionError,  # BrokenPipeError, ConnectionResetError, ...
+    EOFError,
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+    anyio.EndOfStream,
 )
 
 
-def _is_http_transport(exc: BaseException) -> bool:
-    if isinstance(exc, ConnectionError):
-        return True
-    return any(name in _HTTP_TRANSPORT_NAMES for name in _mro_names(exc))
+def _is_timeout(exc: BaseException) -> bool:
+    return isinstance(exc, TimeoutError) or _TIMEOUT_TYPES.matches(exc)
 
 
-# ---------------------------------------------------------------------------
-# Classifiers.
+def _is_transport(exc: BaseException) -> bool:
+    return isinstance(exc, _STREAM_TRANSPORT) or _TRANSPORT_TYPES.matches(exc)
 
 
-def _convert_overrides(
-    value: Mapping[type[Any], ErrorClass] | Iterable[tuple[type[BaseException], ErrorClass]],
-) -> tuple[tuple[type[BaseException], ErrorClass], ...]:
-    items = value.items() if isinstance(value, Mapping) else value
-    return tuple(items)
+# ---------------------------------------------------------------------------------------
+# The shared rules, by structured field.
 
+_RETRYABLE = ErrorClass.RETRYABLE
+_THROTTLED = ErrorClass.THROTTLED
+_PERMANENT = ErrorClass.PERMANENT
+_REJECTED = ErrorClass.REJECTED
+_IGNORED = ErrorClass.IGNORED
 
-def _check_overrides(
-    _inst: object,
-    _attr: attrs.Attribute[Any],
-    value: tuple[tuple[type[BaseException], ErrorClass], ...],
-) -> None:
-    for key, cls in value:
-        if not (isinstance(key, type) and issubclass(key, BaseException)):
-            raise ConfigError("overrides", key, "keys must be exception classes")
-        if not isinstance(cls, ErrorClass):
-            raise ConfigError("overrides", cls, "values must be ErrorClass members")
-
-
-def _check_custom(_inst: object, _attr: attrs.Attribute[Any], value: object) -> None:
-    if value is not None and not callable(value):
-        raise ConfigError("custom", value, "must be a callable or None")
-
-
-@attrs.frozen(kw_only=True)
-class ErrorClassifier:
-    """The generic classifier, and the base of the per-service ones.
-
-    Defaults: `TimeoutError` (or anything flagged ``is_timeout``) and `ConnectionError`
-    are retryable; our own refusals (`ResilienceError`) and `ConfigError` are ignored;
-    every other `Exception` is permanent (retries are opt-in, like stamina's ``on=``).
-
-    Attributes:
-        overrides: Exception type -> class; the most specific type in the exception's
-            MRO wins. Consulted after `custom`, before the defaults.
-        custom: A function consulted first; it returns a class, or ``None`` to fall
-            through. It only ever sees `Exception` instances.
-    """
-
-    service: ClassVar[str] = "generic"
-
-    overrides: tuple[tuple[type[BaseException], ErrorClass], ...] = attrs.field(
-        default=(), converter=_convert_overrides, validator=_check_overrides
-    )
-    custom: Callable[[Exception], ErrorClass | None] | None = attrs.field(
-        default=None, validator=_check_custom
-    )
-
-    def classify(self, exc: BaseException) -> ErrorClass:
-        """Returns the class of `exc`; never raises.
-
-        Non-`Exception` exceptions (cancellation included) are always `IGNORED`.
-        """
-        if not isinstance(exc, Exception):
-            return ErrorClass.IGNORED
-        if self.custom is not None:
-            decided = self.custom(exc)
-            if decided is not None:
-                return decided
-        if self.overrides:
-            for cls in type(exc).__mro__:
-                for key, value in self.overrides:
-                    if key is cls:
-                        return value
-        if isinstance(exc, ResilienceError | ConfigError):
-            return ErrorClass.IGNORED
-        return self._default(exc)
-
-    def _default(self, exc: Exception) -> ErrorClass:
-        if _is_timeout(exc) or isinstance(exc, ConnectionError):
-            return ErrorClass.RETRYABLE
-        return ErrorClass.PERMANENT
-
-
-_DEFAULT_QUOTA_CODES: Final = frozenset(
+DEFAULT_QUOTA_CODES: Final = frozenset(
     {
         "insufficient_quota",
         "quota_exceeded",
@@ -288,95 +310,33 @@ _DEFAULT_QUOTA_CODES: Final = frozenset(
 )
 
 
-def _http_status_class(status: int) -> ErrorClass | None:
-    """The shared HTTP rule: 408, 409, 429 and 5xx are retryable, other 4xx permanent."""
-    if status < 400:
-        return None
-    if status in (408, 409, 429) or status >= 500:
-        return ErrorClass.RETRYABLE
-    return ErrorClass.PERMANENT
-
-
-def _should_retry(headers: Mapping[str, str] | None) -> ErrorClass | None:
-    """What an ``x-should-retry: true|false`` header (lower-case names) decides, if any."""
+def _http_rule(
+    status: int,
+    headers: Mapping[str, str] | None,
+    codes: frozenset[str],
+    quota_codes: frozenset[str],
+) -> ErrorClass | None:
+    """The HTTP rule; None when the status is not an error and nothing says to retry."""
     if headers:
         should_retry = headers.get("x-should-retry", "").strip().lower()
         if should_retry == "true":
-            return ErrorClass.RETRYABLE
-        if should_retry == "false":
-            return ErrorClass.PERMANENT
-    return None
+            return _THROTTLED if status == 429 else _RETRYABLE
+        if should_retry == "false" and status >= 400:
+            return _REJECTED if 400 <= status < 500 and status not in (401, 403) else _PERMANENT
+    if status < 400:
+        return None
+    if status == 429:
+        return _PERMANENT if codes & quota_codes else _THROTTLED
+    if status in (408, 409) or status >= 500:
+        return _RETRYABLE
+    if status in (401, 403):
+        return _PERMANENT  # credentials or permissions: ours to fix, not the caller's
+    return _REJECTED
 
 
-def _lower_codes(codes: Iterable[str]) -> frozenset[str]:
-    return frozenset(str(code).lower() for code in codes)
-
-
-@attrs.frozen(kw_only=True)
-class LLMClassifier(ErrorClassifier):
-    """Defaults for LLM HTTP APIs (OpenAI-compatible, Anthropic).
-
-    In order: an ``x-should-retry: true|false`` header decides; a 429 whose error
-    code is in `quota_codes` is permanent (quota and spend limits do not reset in
-    seconds); statuses 408, 409, 429, 5xx (including 529 "overloaded") are
-    retryable; other 4xx (400, 401, 403, 404, 422, ...) are permanent; connect and
-    read timeouts and dropped connections (`TimeoutError`, ``is_timeout``, httpx's
-    ``NetworkError``/``RemoteProtocolError``, openai's ``APIConnectionError``,
-    `ConnectionError`) are retryable; everything else is permanent.
-
-    Attributes:
-        quota_codes: Lower-case provider error codes that mark a 429 as a quota or
-            spend limit rather than a rate limit.
-    """
-
-    service: ClassVar[str] = "llm"
-
-    quota_codes: frozenset[str] = attrs.field(default=_DEFAULT_QUOTA_CODES, converter=_lower_codes)
-
-    def classify_status(
-        self,
-        status: int,
-        headers: Mapping[str, str] | None = None,
-        codes: Iterable[str] = (),
-    ) -> ErrorClass | None:
-        """Classifies a response by status, for clients that inspect results.
-
-        Args:
-            status: The HTTP status.
-            headers: The response headers (any case).
-            codes: Provider error codes from the body (e.g. ``"insufficient_quota"``).
-
-        Returns:
-            The class, or ``None`` when the response is not a failure (status < 400
-            and no ``x-should-retry: true``).
-        """
-        lowered = {k.lower(): v for k, v in headers.items()} if headers else None
-        return self._status_rule(status, lowered, frozenset(c.lower() for c in codes))
-
-    def _status_rule(
-        self, status: int, headers: Mapping[str, str] | None, codes: frozenset[str]
-    ) -> ErrorClass | None:
-        decided = _should_retry(headers)
-        if decided is not None:
-            return decided
-        if status == 429 and codes & self.quota_codes:
-            return ErrorClass.PERMANENT
-        return _http_status_class(status)
-
-    def _default(self, exc: Exception) -> ErrorClass:
-        status = status_of(exc)
-        if status is not None:
-            decided = self._status_rule(status, headers_of(exc), error_codes_of(exc))
-        else:
-            decided = _should_retry(headers_of(exc))
-        if decided is not None:
-            return decided
-        if _is_timeout(exc) or _is_http_transport(exc):
-            return ErrorClass.RETRYABLE
-        return ErrorClass.PERMANENT
-
-
-# SQLSTATEs worth retrying: the whole 08 class (connection exceptions), plus these.
+# SQLSTATEs: the whole 08 class (connection exceptions) plus these are retryable;
+# classes 22 (data), 23 (integrity), 42 (syntax, access), 2B/2D/3D/3F (caller's
+# transaction/schema mistakes) are the caller's; everything else is permanent.
 _RETRYABLE_SQLSTATES: Final = frozenset(
     {
         "40001",  # serialization_failure
@@ -388,221 +348,300 @@ _RETRYABLE_SQLSTATES: Final = frozenset(
         "57P03",  # cannot_connect_now
     }
 )
-_SQLITE_LOCKED_MESSAGES: Final = ("database is locked", "database table is locked")
+_CALLER_SQLSTATE_CLASSES: Final = ("22", "23", "42", "2B", "2D", "3D", "3F", "0A")
 
 
-def _sqlstate_of(exc: BaseException) -> str | None:
-    for name in ("sqlstate", "pgcode"):
-        value = _attr(exc, name)
-        if isinstance(value, str) and value:
-            return value.upper()
+def _sqlstate_rule(sqlstate: str) -> ErrorClass:
+    if sqlstate.startswith("08") or sqlstate in _RETRYABLE_SQLSTATES:
+        return _RETRYABLE
+    if sqlstate.startswith(_CALLER_SQLSTATE_CLASSES):
+        return _REJECTED
+    return _PERMANENT
+
+
+_SQLITE_CALLER: Final = ("SQLITE_CONSTRAINT", "SQLITE_MISMATCH", "SQLITE_RANGE", "SQLITE_ERROR")
+
+
+def _sqlite_rule(exc: BaseException) -> ErrorClass | None:
+    name = _attr(exc, "sqlite_errorname")
+    if isinstance(name, str):
+        if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+            return _RETRYABLE
+        if name.startswith(
+            ("SQLITE_CONSTRAINT", "SQLITE_MISMATCH", "SQLITE_RANGE", "SQLITE_ERROR")
+        ):
+            return _REJECTED
+        return _PERMANENT
     return None
+
+
+# JSON-RPC codes: -32700 parse error, -32600 invalid request, -32601 method not found,
+# -32602 invalid params are the caller's; -32000 (connection closed) and -32001 /
+# 408 (request timeout) are transport trouble; the rest (-32603 internal...) permanent.
+_JSONRPC_CALLER: Final = frozenset({-32700, -32600, -32601, -32602})
+_JSONRPC_RETRYABLE: Final = frozenset({-32000, -32001, 408})
+
+
+def _jsonrpc_rule(code: int) -> ErrorClass:
+    if code in _JSONRPC_RETRYABLE:
+        return _RETRYABLE
+    if code in _JSONRPC_CALLER:
+        return _REJECTED
+    return _PERMANENT
+
+
+def _convert_overrides(
+    value: Mapping[type[Any], ErrorClass] | Iterable[tuple[type[BaseException], ErrorClass]],
+) -> tuple[tuple[type[BaseException], ErrorClass], ...]:
+    items = value.items() if isinstance(value, Mapping) else value
+    return tuple(items)
+
+
+def _check_overrides(
+    _inst: object,
+    _attribute: attrs.Attribute[Any],
+    value: tuple[tuple[type[BaseException], ErrorClass], ...],
+) -> None:
+    for key, cls in value:
+        if not (isinstance(key, type) and issubclass(key, BaseException)):
+            raise ConfigError("overrides", key, "keys must be exception classes")
+        if not isinstance(cls, ErrorClass):
+            raise ConfigError("overrides", cls, "values must be ErrorClass members")
+
+
+def _check_callable(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not callable(value):
+        raise ConfigError(attribute.name, value, "must be a callable or None")
+
+
+def _lower_codes(codes: Iterable[str]) -> frozenset[str]:
+    if isinstance(codes, str):
+        raise ConfigError("quota_codes", codes, "must be a collection of strings, not a string")
+    return frozenset(str(code).lower() for code in codes)
+
+
+@attrs.frozen(kw_only=True)
+class ErrorClassifier:
+    """The classifier of a custom service, and the base of the per-kind ones.
+
+    Its defaults judge the library's own errors by their type and fields, whatever
+    the kind: a `ServiceResponseError` by its HTTP status (see `HTTPClassifier`), a
+    `QueryError` by its SQLSTATE or SQLite error name, a `ProtocolError` by its
+    JSON-RPC code, a `ToolError` and an `InvalidRequest` as the caller's mistakes,
+    `ServiceTimeout`, `ServiceUnavailable`, `MalformedResponse`, `PoolTimeout`,
+    timeouts and broken transports as retryable, our refusals (`ResilienceError`) and
+    `ConfigError` as ignored. A failed nested call (`CallError`, e.g. the other actor
+    is restarting) is retryable, except `CallCycle` (a bug: permanent). Every other
+    exception is permanent (retries are opt-in, like stamina's ``on=``).
+
+    Attributes:
+        overrides: Exception type -> class; the most specific type in the exception's
+            MRO wins. Consulted after `custom`, before the defaults.
+        custom: A function consulted first; it returns a class, or None to fall
+            through.
+        results: A function judging returned values: a class makes the value a
+            failure of that class, None a success. None (the default): every
+            returned value is a success.
+    """
+
+    kind: ClassVar[str] = "custom"
+
+    overrides: tuple[tuple[type[BaseException], ErrorClass], ...] = attrs.field(
+        default=(), converter=_convert_overrides, validator=_check_overrides
+    )
+    custom: Callable[[Exception], ErrorClass | None] | None = attrs.field(
+        default=None, validator=_check_callable
+    )
+    results: Callable[[Any], ErrorClass | None] | None = attrs.field(
+        default=None, validator=_check_callable
+    )
+
+    def classify(self, exc: Exception) -> ErrorClass:
+        """Returns the class of `exc`; never raises."""
+        if self.custom is not None:
+            try:
+                decided = self.custom(exc)
+            except Exception:  # a broken user rule must not break the pipeline
+                decided = None
+            if decided is not None:
+                return decided
+        if self.overrides:
+            for cls in type(exc).__mro__:
+                for key, value in self.overrides:
+                    if key is cls:
+                        return value
+        return self._default(exc)
+
+    @property
+    def judges_results(self) -> bool:
+        """Whether `classify_result` can ever call a value a failure (else: skip it)."""
+        return self.results is not None
+
+    def classify_result(self, value: object) -> ErrorClass | None:
+        """The class of a returned value that is a failure, or None for a success."""
+        if self.results is None:
+            return None
+        try:
+            return self.results(value)
+        except Exception:
+            return None
+
+    def _default(self, exc: Exception) -> ErrorClass:
+        decided = self._own(exc)
+        return decided if decided is not None else _PERMANENT
+
+    def _own(self, exc: Exception) -> ErrorClass | None:
+        """The rules for the library's own errors and the neutral shapes."""
+        if isinstance(exc, ResilienceError | ConfigError):
+            return _IGNORED
+        if isinstance(exc, InvalidRequest | ToolError) or _attr(exc, "is_tool_error") is True:
+            return _REJECTED
+        if isinstance(exc, ServiceResponseError):
+            return self._status(exc, exc.status_code) or _PERMANENT
+        if isinstance(exc, QueryError):
+            sqlstate = _sqlstate_of(exc)
+            if sqlstate is not None:
+                return _sqlstate_rule(sqlstate)
+            return _sqlite_rule(exc) or _PERMANENT
+        if isinstance(exc, ProtocolError):
+            return _jsonrpc_rule(exc.code)
+        if isinstance(exc, CallCycle):
+            return _PERMANENT
+        if isinstance(
+            exc, ServiceTimeout | ServiceUnavailable | MalformedResponse | PoolTimeout | CallError
+        ):
+            return _RETRYABLE
+        if _is_timeout(exc) or _is_transport(exc):
+            return _RETRYABLE
+        return None
+
+    def _status(self, exc: object, status: int) -> ErrorClass | None:
+        return _http_rule(status, headers_of(exc), error_codes_of(exc), DEFAULT_QUOTA_CODES)
+
+
+@attrs.frozen(kw_only=True)
+class HTTPClassifier(ErrorClassifier):
+    """Defaults for HTTP APIs: any exception (or returned response) carrying a status.
+
+    ``x-should-retry: true|false`` decides first (OpenAI and Anthropic send it); a 429
+    is THROTTLED unless its error code is in `quota_codes` (PERMANENT: quota and spend
+    limits do not reset in seconds); 408, 409, 5xx (including 529 "overloaded") are
+    RETRYABLE; 401 and 403 PERMANENT; other 4xx (400, 404, 413, 422, ...) REJECTED.
+    A returned value with an error status (e.g. an `httpx2.Response` with 503) is
+    judged by the same rule. Then the base rules (timeouts, broken transports, ...).
+
+    Attributes:
+        quota_codes: Lower-case provider error codes that mark a 429 as a quota or
+            spend limit rather than a rate limit.
+    """
+
+    kind: ClassVar[str] = "http"
+
+    quota_codes: frozenset[str] = attrs.field(default=DEFAULT_QUOTA_CODES, converter=_lower_codes)
+
+    @property
+    def judges_results(self) -> bool:
+        return True
+
+    def classify_result(self, value: object) -> ErrorClass | None:
+        if self.results is not None:
+            return super().classify_result(value)
+        status = status_of(value)
+        return None if status is None else self._status(value, status)
+
+    def _status(self, exc: object, status: int) -> ErrorClass | None:
+        return _http_rule(status, headers_of(exc), error_codes_of(exc), self.quota_codes)
+
+    def _default(self, exc: Exception) -> ErrorClass:
+        if not isinstance(exc, ServiceResponseError):
+            status = status_of(exc)
+            if status is not None:
+                decided = self._status(exc, status)
+                if decided is not None:
+                    return decided
+        return super()._default(exc)
+
+
+@attrs.frozen(kw_only=True)
+class LLMClassifier(HTTPClassifier):
+    """Defaults for LLM HTTP APIs (OpenAI-compatible, Anthropic): the HTTP rules, with
+    the providers' quota and spend-limit codes, over the SDKs' own exception types."""
+
+    kind: ClassVar[str] = "llm"
 
 
 @attrs.frozen(kw_only=True)
 class DatabaseClassifier(ErrorClassifier):
     """Defaults for SQL databases (PostgreSQL through psycopg, SQLite).
 
-    Retryable: SQLSTATE class 08 (connection exception), 40001 serialization
-    failure, 40P01 deadlock, 55P03 lock not available, 53300 too many connections,
-    57P01-57P03 server shutdown/starting; an ``OperationalError`` with no SQLSTATE
-    (psycopg's "connection lost"; psycopg-pool's ``PoolTimeout`` is one);
-    SQLite ``SQLITE_BUSY`` / ``SQLITE_LOCKED`` ("database is locked"); timeouts and
-    `ConnectionError`. Everything else (syntax 42xxx, constraint 23xxx, data 22xxx,
-    query canceled 57014, other SQLite errors) is permanent.
+    By SQLSTATE: class 08 (connection exception), 40001 serialization failure, 40P01
+    deadlock, 55P03 lock not available, 53300 too many connections, 57P01-57P03
+    server shutdown or starting are RETRYABLE; classes 22 (data), 23 (integrity
+    constraint), 42 (syntax, undefined objects), 0A, 2B, 2D, 3D, 3F are REJECTED (the
+    caller's statement); the rest PERMANENT. SQLite: ``SQLITE_BUSY``/``SQLITE_LOCKED``
+    RETRYABLE, constraint/mismatch/range/generic SQL errors REJECTED. psycopg's
+    ``OperationalError`` without a SQLSTATE (connection lost; psycopg-pool's
+    ``PoolTimeout``) and a locked SQLite database are RETRYABLE.
     """
 
-    service: ClassVar[str] = "database"
+    kind: ClassVar[str] = "database"
 
     def _default(self, exc: Exception) -> ErrorClass:
         sqlstate = _sqlstate_of(exc)
         if sqlstate is not None:
-            if sqlstate.startswith("08") or sqlstate in _RETRYABLE_SQLSTATES:
-                return ErrorClass.RETRYABLE
-            return ErrorClass.PERMANENT
-        sqlite_name = _attr(exc, "sqlite_errorname")
-        if isinstance(sqlite_name, str):
-            if sqlite_name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
-                return ErrorClass.RETRYABLE
-            return ErrorClass.PERMANENT
-        names = set(_mro_names(exc))
-        if "OperationalError" in names:
-            message = short_message(exc).lower()
-            if type(exc).__module__.startswith("sqlite3"):
-                locked = any(m in message for m in _SQLITE_LOCKED_MESSAGES)
-                return ErrorClass.RETRYABLE if locked else ErrorClass.PERMANENT
-            return ErrorClass.RETRYABLE
-        if _is_timeout(exc) or isinstance(exc, ConnectionError):
-            return ErrorClass.RETRYABLE
-        return ErrorClass.PERMANENT
-
-
-# JSON-RPC codes the MCP SDK uses for transport trouble: CONNECTION_CLOSED (-32000),
-# a request timeout (-32001 in the TypeScript SDK, HTTP 408 in the Python SDK).
-_MCP_RETRYABLE_CODES: Final = frozenset({-32000, -32001, 408})
-_MCP_TRANSPORT_TYPES: Final = (
-    ConnectionError,  # BrokenPipeError, ConnectionResetError, ...
-    EOFError,
-    anyio.BrokenResourceError,
-    anyio.ClosedResourceError,
-    anyio.EndOfStream,
-)
-
-
-def _jsonrpc_code(exc: BaseException) -> int | None:
-    for holder in (_attr(exc, "error"), exc):
-        value = _attr(holder, "code")
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    return None
+            return _sqlstate_rule(sqlstate)
+        decided = _sqlite_rule(exc)
+        if decided is not None:
+            return decided
+        if isinstance(exc, sqlite3.OperationalError):
+            return _RETRYABLE if "locked" in str(exc).lower() else _REJECTED
+        if isinstance(exc, sqlite3.Error):
+            return _REJECTED if isinstance(exc, sqlite3.IntegrityError) else _PERMANENT
+        if _DB_CONNECTION_TYPES.matches(exc):
+            return _RETRYABLE
+        return super()._default(exc)
 
 
 @attrs.frozen(kw_only=True)
 class MCPClassifier(ErrorClassifier):
     """Defaults for MCP tool servers.
 
-    A tool's own error (``is_tool_error`` true, or a class named ``ToolError``) is
-    permanent: the tool ran and said no. Transport trouble is retryable: closed or
-    broken streams (`ConnectionError`, `EOFError`, anyio's ``BrokenResourceError``,
-    ``ClosedResourceError``, ``EndOfStream``), timeouts, httpx transport errors,
-    JSON-RPC codes -32000 (connection closed), -32001 and 408 (request timeout),
-    and HTTP 408/409/429/5xx from the streamable-HTTP transport. Other JSON-RPC
-    errors (invalid params, method not found, ...) and everything else are permanent.
+    A tool's own error (`ToolError`, ``is_tool_error``) is REJECTED: the tool ran and
+    said no. JSON-RPC errors (`ProtocolError`, mcp's ``MCPError``) by code: -32000
+    (connection closed), -32001 and 408 (request timeout) RETRYABLE; parse error,
+    invalid request, method not found, invalid params REJECTED; others PERMANENT.
+    Closed or broken streams, timeouts and HTTP transport errors are RETRYABLE, and
+    HTTP statuses from the streamable-HTTP transport follow the HTTP rule.
     """
 
-    service: ClassVar[str] = "mcp"
+    kind: ClassVar[str] = "mcp"
 
     def _default(self, exc: Exception) -> ErrorClass:
-        if _attr(exc, "is_tool_error") is True or "ToolError" in _mro_names(exc):
-            return ErrorClass.PERMANENT
-        if isinstance(exc, _MCP_TRANSPORT_TYPES) or _is_timeout(exc) or _is_http_transport(exc):
-            return ErrorClass.RETRYABLE
-        status = status_of(exc)
-        if status is not None:
-            return _http_status_class(status) or ErrorClass.PERMANENT
-        code = _jsonrpc_code(exc)
-        if code is not None and code in _MCP_RETRYABLE_CODES:
-            return ErrorClass.RETRYABLE
-        return ErrorClass.PERMANENT
+        if _MCP_ERROR_TYPES.matches(exc):
+            code = _int_code(exc)
+            return _PERMANENT if code is None else _jsonrpc_rule(code)
+        if not isinstance(exc, ServiceResponseError):
+            status = status_of(exc)
+            if status is not None:
+                return self._status(exc, status) or _PERMANENT
+        return super()._default(exc)
 
 
-_BY_SERVICE: Final[dict[str, type[ErrorClassifier]]] = {
-    "generic": ErrorClassifier,
-    "llm": LLMClassifier,
-    "database": DatabaseClassifier,
-    "mcp": MCPClassifier,
-}
+# ---------------------------------------------------------------------------------------
+# One verdict per failure: the pipeline marks what it judged, later readers reuse it.
+
+_MARK: Final = "_actors_error_class"
 
 
-def classifier_for(service: str) -> ErrorClassifier:
-    """Returns the default classifier of a service type, for configuration files.
-
-    Args:
-        service: ``"generic"``, ``"llm"``, ``"database"`` or ``"mcp"``.
-
-    Raises:
-        ConfigError: For any other name (field ``classifier``).
-    """
-    try:
-        return _BY_SERVICE[service]()
-    except (KeyError, TypeError):
-        raise ConfigError(
-            "classifier", service, f"must be one of {', '.join(sorted(_BY_SERVICE))}"
-        ) from None
+def mark(exc: BaseException, error_class: ErrorClass) -> None:
+    """Records the verdict the pipeline gave `exc`, for every later reader (routers)."""
+    with contextlib.suppress(AttributeError, TypeError):  # a type without a __dict__
+        setattr(exc, _MARK, error_class)
 
 
-# ---------------------------------------------------------------------------
-# Metrics and logging.
-
-
-@attrs.define(eq=False)
-class ErrorMetrics:
-    """Counts classified failures per ``(service, class)``.
-
-    Cancellation and other non-`Exception` exceptions are never counted. Not
-    thread-safe; it lives in one event loop like the actor that owns it.
-    """
-
-    _counts: dict[tuple[str, ErrorClass], int] = attrs.field(factory=dict, init=False)
-
-    def record(self, service: str, error_class: ErrorClass) -> None:
-        """Adds one failure of `error_class` for `service`."""
-        key = (service, error_class)
-        self._counts[key] = self._counts.get(key, 0) + 1
-
-    def count(self, service: str, error_class: ErrorClass) -> int:
-        """Returns how many failures of `error_class` were recorded for `service`."""
-        return self._counts.get((service, error_class), 0)
-
-    def snapshot(self) -> dict[tuple[str, ErrorClass], int]:
-        """Returns a copy of every non-zero counter."""
-        return dict(self._counts)
-
-
-_SECRET_PATTERNS: Final = re.compile(
-    r"(?i)(bearer\s+|api[_-]?key[=:]\s*|token[=:]\s*|password[=:]\s*|sk-)[^\s&'\"]+"
-)
-_URL_QUERY: Final = re.compile(r"(https?://[^\s?]+)\?\S*")
-_MESSAGE_LIMIT: Final = 200
-
-
-def short_message(exc: BaseException) -> str:
-    """Returns the first line of `exc`'s message, redacted and truncated.
-
-    Query strings, bearer tokens, ``api_key=``/``token=``/``password=`` values and
-    ``sk-`` keys are replaced by ``<redacted>``; the result is at most 200 characters.
-    """
-    try:
-        text = str(exc)
-    except Exception:  # a broken __str__ must not break error reporting
-        return "<unprintable>"
-    first = text.splitlines()[0] if text else ""
-    first = _URL_QUERY.sub(r"\1?<redacted>", first)
-    first = _SECRET_PATTERNS.sub(r"\1<redacted>", first)
-    if len(first) > _MESSAGE_LIMIT:
-        first = first[: _MESSAGE_LIMIT - 3] + "..."
-    return first
-
-
-def correlation_fields() -> dict[str, Any]:
-    """Returns ``{"correlation_id": ...}`` when one is bound in structlog's contextvars."""
-    correlation_id = structlog.contextvars.get_contextvars().get("correlation_id")
-    return {} if correlation_id is None else {"correlation_id": correlation_id}
-
-
-def report_error(
-    exc: BaseException,
-    *,
-    classifier: Classifier,
-    service: str,
-    metrics: ErrorMetrics | None = None,
-) -> ErrorClass:
-    """Classifies a failure, counts it and logs it as an ``error.classified`` event.
-
-    The event (level warning) carries ``service``, ``error_class``, ``error`` (the
-    exception's type name), ``message`` (see `short_message`; never headers or
-    bodies) and the ``correlation_id`` bound in structlog's contextvars, read
-    explicitly so it is present even where the application's logging does not merge
-    contextvars. Call it in the caller's context (task).
-
-    Cancellation and other non-`Exception` exceptions are returned as `IGNORED`
-    without being counted or logged.
-
-    Returns:
-        The class of `exc`.
-    """
-    error_class = classifier.classify(exc)
-    if not isinstance(exc, Exception):
-        return ErrorClass.IGNORED
-    if metrics is not None:
-        metrics.record(service, error_class)
-    emit(
-        "error.classified",
-        level="warning",
-        service=service,
-        error_class=error_class.value,
-        error=type(exc).__name__,
-        message=short_message(exc),
-        **correlation_fields(),
-    )
-    return error_class
+def verdict_of(exc: Exception, classifier: Classifier) -> ErrorClass:
+    """The verdict a pipeline already gave `exc`, or `classifier`'s if none did."""
+    marked = getattr(exc, _MARK, None)
+    if isinstance(marked, ErrorClass):
+        return marked
+    return classifier.classify(exc)

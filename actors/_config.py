@@ -4,12 +4,14 @@ A service's table has optional sections, each loaded with cattrs into the frozen
 config of its primitive (so the primitive's own validators check every value)::
 
     [services.llm]
-    preset = "llm"                      # start from the LLM presets, override below
+    preset = "llm"                      # start from a kind's presets: llm, http, database,
+                                        # mcp, custom (see actors._kinds); override below
+    classifier = "llm"                  # judge outcomes as this kind does (default: the
+                                        # preset's kind, else custom)
     cost = 1                            # limiter units per attempt
 
     [services.llm.retry]                # RetryPolicy
     attempts = 5
-    classifier = "llm"                  # by name: generic, llm, database, mcp
 
     [services.llm.breaker]              # BreakerConfig
     open_duration = 20.0
@@ -47,14 +49,16 @@ from __future__ import annotations
 import math
 import tomllib
 from collections.abc import Callable, Mapping
-from typing import Any, Final, Literal, TypeAlias, get_args, get_origin
+from typing import Any, Final, Literal, get_args, get_origin
 
 import attrs
 import cattrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError
 
-from actors._classify import Classifier, classifier_for
+from actors._classify import Classifier
 from actors._errors import ConfigError
+from actors._kinds import KINDS, kind_named
+from actors._validate import instance_of, optional
 from actors.resilience._breaker import BreakerConfig
 from actors.resilience._bulkhead import BulkheadConfig
 from actors.resilience._limiter import GCRA, LimitConfig, SlidingWindow, TokenBucket
@@ -68,8 +72,6 @@ __all__ = [
     "load_services_config",
     "load_services_toml",
 ]
-
-Preset: TypeAlias = Literal["llm", "database", "mcp"]
 
 LIMIT_KINDS: Final[dict[str, type[TokenBucket | SlidingWindow | GCRA]]] = {
     "token_bucket": TokenBucket,
@@ -151,6 +153,7 @@ class ResilienceConfig:
         cost: Units of `limiter` (or of every limit in `limits` not in `costs`)
             taken per attempt.
         costs: Units per named limit taken per attempt.
+        classifier: Judges every attempt's outcome (None: the custom kind's).
     """
 
     retry: RetryPolicy | None = attrs.field(default=None, validator=_section(RetryPolicy))
@@ -164,24 +167,23 @@ class ResilienceConfig:
     costs: Mapping[str, float] | None = attrs.field(
         default=None, converter=_frozen_mapping, validator=_costs, hash=False
     )
+    classifier: Classifier | None = attrs.field(
+        default=None, validator=optional(instance_of(Classifier))
+    )
 
     @classmethod
     def preset(cls, name: str) -> ResilienceConfig:
-        """The starting point of a service type: its retry and breaker presets.
+        """The starting point of a kind of service: its retry, breaker and classifier.
 
         Args:
-            name: ``"llm"``, ``"database"`` or ``"mcp"``.
+            name: A kind's name (``"llm"``, ``"http"``, ``"database"``, ``"mcp"``,
+                ``"custom"``).
 
         Raises:
             ConfigError: Any other name (field ``preset``).
         """
-        if name == "llm":
-            return cls(retry=RetryPolicy.for_llm(), breaker=BreakerConfig.for_llm())
-        if name == "database":
-            return cls(retry=RetryPolicy.for_database(), breaker=BreakerConfig.for_database())
-        if name == "mcp":
-            return cls(retry=RetryPolicy.for_mcp(), breaker=BreakerConfig.for_mcp())
-        raise ConfigError("preset", name, f"must be one of {', '.join(PRESETS)}")
+        kind = kind_named(name, field="preset")
+        return cls(retry=kind.retry, breaker=kind.breaker, classifier=kind.classifier)
 
     def limiter_cost(self) -> float | Mapping[str, float]:
         """The per-attempt cost to hand to the limiter layer."""
@@ -192,7 +194,7 @@ class ResilienceConfig:
         return costs
 
 
-PRESETS: Final[tuple[Preset, ...]] = ("llm", "database", "mcp")
+PRESETS: Final[tuple[str, ...]] = tuple(KINDS)
 
 # --------------------------------------------------------------------------- converter
 
@@ -222,14 +224,12 @@ def _strict_bool(value: object, _type: object) -> bool:
 
 
 def _classifier(value: object, _type: object) -> Classifier:
-    if isinstance(value, str):
-        try:
-            return classifier_for(value)
-        except ConfigError as exc:
-            raise ConfigError("", value, exc.reason) from None
-    if callable(getattr(value, "classify", None)):
-        return value  # type: ignore[return-value]  # an instance, kept from a preset
-    raise ConfigError("", value, "must be a classifier name: generic, llm, database or mcp")
+    if isinstance(value, Classifier):
+        return value  # an instance, kept from a preset
+    try:
+        return kind_named(value).classifier
+    except ConfigError as exc:
+        raise ConfigError("", value, exc.reason) from None
 
 
 def _is_callable_type(tp: object) -> bool:
@@ -357,7 +357,7 @@ def _limit_config(data: object, path: str) -> LimitConfig:
 
 
 _KEYS: Final = frozenset(
-    {"preset", "retry", "breaker", "limiter", "limits", "bulkhead", "cost", "costs"}
+    {"preset", "classifier", "retry", "breaker", "limiter", "limits", "bulkhead", "cost", "costs"}
 )
 
 
@@ -384,12 +384,17 @@ def load_resilience_config(data: Mapping[str, Any], *, path: str = "") -> Resili
     preset_name = data.get("preset")
     if preset_name is None:
         base = ResilienceConfig()
-    elif not isinstance(preset_name, str) or preset_name not in PRESETS:
-        raise ConfigError(
-            _join(path, "preset"), preset_name, f"must be one of {', '.join(PRESETS)}"
-        )
     else:
-        base = ResilienceConfig.preset(preset_name)
+        try:
+            base = ResilienceConfig.preset(preset_name)
+        except ConfigError as exc:
+            raise ConfigError(_join(path, "preset"), exc.value, exc.reason) from None
+    classifier = base.classifier
+    if "classifier" in data:
+        try:
+            classifier = kind_named(data["classifier"], field="classifier").classifier
+        except ConfigError as exc:
+            raise ConfigError(_join(path, "classifier"), exc.value, exc.reason) from None
 
     def section(key: str, cls: type[Any], current: Any) -> Any:
         if key not in data:
@@ -425,6 +430,7 @@ def load_resilience_config(data: Mapping[str, Any], *, path: str = "") -> Resili
             bulkhead=bulkhead,
             cost=cost,
             costs=costs,
+            classifier=classifier,
         )
     except ConfigError as exc:
         raise ConfigError(_join(path, exc.field), exc.value, exc.reason) from None

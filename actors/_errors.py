@@ -17,10 +17,12 @@
     ├── ResilienceError             a resilience primitive refused or gave up
     │   ├── CircuitOpen             the breaker is open; `retry_after` says when to try again
     │   ├── RateLimited             the limiter has no capacity within the deadline; `retry_after`
-    │   └── BulkheadFull            every concurrency slot and queue place is taken
+    │   ├── BulkheadFull            every concurrency slot and queue place is taken
+    │   └── DeadlineExceeded        the pipeline's overall timeout passed (also a TimeoutError)
     └── ServiceError                an external service failed a request (`service`, ...)
         ├── ServiceUnavailable      could not reach it / the connection broke (a ConnectionError)
         ├── ServiceTimeout          it did not answer in time (a TimeoutError)
+        │   └── AttemptTimeout      one attempt outlasted the policy's attempt_timeout
         ├── ServiceResponseError    it answered with an error status (`status_code`, `code`)
         ├── MalformedResponse       its answer did not parse (truncated or not the documented shape)
         ├── QueryError              the database rejected a statement (`sqlstate`)
@@ -30,8 +32,12 @@
 `ActorStopped` is "you closed it" (an orderly stop); `ActorDown` is "it broke under
 you" (a crash, whose exception is `reason` and also the `__cause__`).
 
-Retrying never wraps: when a retry policy gives up (attempts, deadline, budget, or a
-server-requested delay beyond its cap) the last failure is re-raised as it was.
+Retrying never wraps: when a retry policy gives up (attempts, budget, or a
+server-requested delay beyond its cap) the last failure is re-raised as it was. Only
+time ends differently: an attempt cut by its `attempt_timeout` is an `AttemptTimeout`
+(a failure of the service, counted by its breaker), and a call cut by the policy's
+overall `timeout` ends with `DeadlineExceeded`, chained from the last failure. No
+timeout the pipeline produces is a bare `TimeoutError`.
 """
 
 from __future__ import annotations
@@ -41,12 +47,14 @@ __all__ = [
     "ActorError",
     "ActorRestarting",
     "ActorStopped",
+    "AttemptTimeout",
     "BulkheadFull",
     "CallCycle",
     "CallError",
     "CallTimeout",
     "CircuitOpen",
     "ConfigError",
+    "DeadlineExceeded",
     "InvalidRequest",
     "MailboxFull",
     "MalformedResponse",
@@ -221,6 +229,23 @@ class BulkheadFull(ResilienceError):
         super().__init__(f"bulkhead {name!r} is full")
 
 
+class DeadlineExceeded(ResilienceError, TimeoutError):
+    """The pipeline's overall timeout (`RetryPolicy.timeout`) passed before an answer.
+
+    The attempt in flight was cancelled (not counted by the breaker: the time ran out
+    on our side); the last failure, if any, is the `__cause__`.
+
+    Attributes:
+        name: The service (or pipeline) name.
+        timeout: The overall budget, in seconds.
+    """
+
+    def __init__(self, name: str, timeout: float) -> None:
+        self.name = name
+        self.timeout = timeout
+        super().__init__(f"{name}: no answer within the {timeout:g}s retry timeout")
+
+
 class ServiceError(ActorError):
     """An external service failed a request. Never carries secrets or request bodies.
 
@@ -254,6 +279,23 @@ class ServiceUnavailable(ServiceError, ConnectionError):
 
 class ServiceTimeout(ServiceError, TimeoutError):
     """The service did not answer within the time allowed (retryable)."""
+
+
+class AttemptTimeout(ServiceTimeout):
+    """One attempt outlasted the retry policy's `attempt_timeout` and was cancelled.
+
+    A failure of the service (RETRYABLE, counted by its breaker), unlike a caller's
+    own timeout, which is a cancellation and never counts.
+
+    Attributes:
+        timeout: The attempt budget, in seconds.
+    """
+
+    def __init__(self, service: str, timeout: float, *, correlation_id: str | None = None) -> None:
+        self.timeout = timeout
+        super().__init__(
+            service, f"an attempt took longer than {timeout:g}s", correlation_id=correlation_id
+        )
 
 
 class ServiceResponseError(ServiceError):

@@ -31,16 +31,20 @@ import random as _random_module
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import Any, Final, Literal, ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, Protocol, TypeVar
 
 import attrs
 
+from actors._classify import Classifier, ErrorClass, ErrorClassifier
 from actors._clock import now as _now
 from actors._clock import now_or_none as _now_or_none
 from actors._errors import CircuitOpen, ConfigError
 from actors._events import emit
 from actors._validate import finite_positive, fraction, optional, positive, positive_int
 from actors.resilience._breaker_window import FAILED, SLOW, CountWindow, TimeWindow, Window
+
+if TYPE_CHECKING:
+    pass
 
 __all__ = [
     "BreakerConfig",
@@ -69,6 +73,9 @@ class BreakerState(enum.Enum):
     METRICS_ONLY = "metrics_only"
 
 
+_RETRYABLE = ErrorClass.RETRYABLE
+_PERMANENT = ErrorClass.PERMANENT
+_REJECTED = ErrorClass.REJECTED
 _CLOSED = BreakerState.CLOSED
 _OPEN = BreakerState.OPEN
 _HALF_OPEN = BreakerState.HALF_OPEN
@@ -78,11 +85,6 @@ _METRICS_ONLY = BreakerState.METRICS_ONLY
 
 
 # --------------------------------------------------------------------------- config
-
-
-def _every_exception(exc: BaseException) -> bool:
-    """Default `record_exception`: every `Exception` is a failure."""
-    return True
 
 
 def _window_kind(_inst: Any, attr: attrs.Attribute[Any], value: object) -> None:
@@ -118,52 +120,10 @@ def _max_open(inst: Any, attr: attrs.Attribute[Any], value: object) -> None:
         raise ConfigError(attr.name, value, f"must be >= open_duration ({inst.open_duration})")
 
 
-def _callable(_inst: Any, attr: attrs.Attribute[Any], value: object) -> None:
-    if not callable(value):
-        raise ConfigError(attr.name, value, "must be callable")
+def _preset(kind: str, changes: dict[str, Any]) -> BreakerConfig:
+    from actors._kinds import kind_named
 
-
-_PRESET_COMMON: Final[dict[str, Any]] = {
-    "failure_rate_threshold": 0.5,
-    "minimum_calls": 20,
-    "open_backoff_multiplier": 2.0,
-    "open_jitter": 0.1,
-}
-_PRESETS: Final[dict[str, dict[str, Any]]] = {
-    "llm": _PRESET_COMMON
-    | {
-        "window": "time",
-        "window_size": 60,
-        "slow_call_rate_threshold": 0.8,
-        "slow_call_duration": 60.0,
-        "open_duration": 30.0,
-        "max_open_duration": 300.0,
-        "half_open_permits": 3,
-        "half_open_max_wait": 180.0,
-    },
-    "database": _PRESET_COMMON
-    | {
-        "window": "count",
-        "window_size": 20,
-        "slow_call_duration": math.inf,
-        "consecutive_failures": 5,
-        "open_duration": 5.0,
-        "max_open_duration": 60.0,
-        "half_open_permits": 1,
-        "half_open_max_wait": 30.0,
-    },
-    "mcp": _PRESET_COMMON
-    | {
-        "window": "count",
-        "window_size": 20,
-        "slow_call_duration": math.inf,
-        "open_duration": 10.0,
-        "max_open_duration": 120.0,
-        "half_open_permits": 1,
-        "half_open_max_wait": 60.0,
-    },
-}
-"""The per-service presets (DESIGN.md section 3); every other field is the default."""
+    return attrs.evolve(kind_named(kind).breaker, **changes)
 
 
 @attrs.frozen(kw_only=True)
@@ -189,9 +149,10 @@ class BreakerConfig:
         half_open_max_wait: When every trial permit is taken and none was handed out for
             this long, the holders are presumed lost and a new round of trial permits
             starts (`inf`: wait for them forever).
-        record_exception: Which exceptions count as failures (cancellation never does).
-            An `Exception` it rejects counts as a success, as in resilience4j.
-        ignore: Which exceptions count as neither success nor failure (checked first).
+
+    Which outcomes count as failures is not configured here: the resilience pipeline's
+    classifier judges each attempt once (see `actors.ErrorClass`), and `record` maps
+    that verdict onto the breaker.
     """
 
     window: Literal["count", "time"] = attrs.field(default="count", validator=_window_kind)
@@ -207,27 +168,26 @@ class BreakerConfig:
     open_jitter: float = attrs.field(default=0.1, validator=_jitter)
     half_open_permits: int = attrs.field(default=3, validator=positive_int)
     half_open_max_wait: float = attrs.field(default=120.0, validator=positive)
-    record_exception: Callable[[BaseException], bool] = attrs.field(
-        default=_every_exception, validator=_callable
-    )
-    ignore: Callable[[BaseException], bool] | None = attrs.field(
-        default=None, validator=optional(_callable)
-    )
 
     @classmethod
-    def for_llm(cls, **overrides: Any) -> BreakerConfig:
+    def for_llm(cls, **changes: Any) -> BreakerConfig:
         """LLM HTTP APIs: 50 % failures over 60 s (min 20 calls), slow > 60 s, open 30 s."""
-        return cls(**(_PRESETS["llm"] | overrides))
+        return _preset("llm", changes)
 
     @classmethod
-    def for_database(cls, **overrides: Any) -> BreakerConfig:
-        """Databases: 5 failures in a row or 50 % over 20 calls, open 5 s."""
-        return cls(**(_PRESETS["database"] | overrides))
+    def for_http(cls, **changes: Any) -> BreakerConfig:
+        """Other HTTP APIs: 50 % failures over 60 s (min 20 calls), slow > 10 s, open 15 s."""
+        return _preset("http", changes)
 
     @classmethod
-    def for_mcp(cls, **overrides: Any) -> BreakerConfig:
-        """MCP tool servers: 50 % failures over 20 calls, open 10 s."""
-        return cls(**(_PRESETS["mcp"] | overrides))
+    def for_database(cls, **changes: Any) -> BreakerConfig:
+        """Databases: 5 failures in a row or 50 % of 20 calls, slow > 2 s, open 5 s."""
+        return _preset("database", changes)
+
+    @classmethod
+    def for_mcp(cls, **changes: Any) -> BreakerConfig:
+        """MCP tool servers: 50 % failures over 20 calls, slow > 10 s, open 10 s."""
+        return _preset("mcp", changes)
 
 
 # --------------------------------------------------------------------------- records
@@ -370,13 +330,15 @@ class CircuitBreaker:
     """A circuit breaker guarding one service; create it with `CircuitBreaker.create`.
 
     Protocol for a guarded call: `permit = breaker.acquire()`, then exactly one of
-    `on_success(permit, duration)`, `on_failure(permit, duration)`,
-    `on_ignored(permit)`, `on_cancel(permit)` or `on_exception(permit, exc, duration)`.
-    `call` and `guard` do this for you. A permit is an opaque int.
+    `record(permit, verdict, duration)` (or the `on_success` / `on_failure` /
+    `on_ignored` it maps to) or `on_cancel(permit)`. The resilience pipeline does this
+    for every attempt; `call` and `guard` do it around one call, judging failures with
+    the breaker's `classifier`. A permit is an opaque int.
     """
 
     name: str
     config: BreakerConfig
+    classifier: Classifier = attrs.field(repr=False)
     _store: BreakerStateStore = attrs.field(repr=False)
     _random: Callable[[], float] = attrs.field(repr=False)
     _window: Window = attrs.field(repr=False)
@@ -400,6 +362,7 @@ class CircuitBreaker:
     ignored: int = attrs.field(default=0, init=False, repr=False)
     cancelled: int = attrs.field(default=0, init=False, repr=False)
     not_permitted: int = attrs.field(default=0, init=False, repr=False)
+    _alone: Any = attrs.field(default=None, init=False, repr=False)  # a Pipeline, made on first use
 
     def __attrs_post_init__(self) -> None:
         self._slow_after = self.config.slow_call_duration
@@ -416,6 +379,7 @@ class CircuitBreaker:
         store: BreakerStateStore | None = None,
         random: Callable[[], float] = _random_module.random,
         listeners: list[BreakerListener] | None = None,
+        classifier: Classifier | None = None,
         now: float | None = None,
     ) -> CircuitBreaker:
         """Creates a breaker, or attaches to the record a shared `store` already holds.
@@ -426,6 +390,8 @@ class CircuitBreaker:
             store: Defaults to a private `InMemoryBreakerStore`.
             random: Returns a float in [0, 1) for the open-duration jitter.
             listeners: Called synchronously with every `BreakerTransition`.
+            classifier: Judges failures in `call` and `guard` (inside a pipeline, the
+                pipeline's classifier does); defaults to `ErrorClassifier()`.
             now: Creation time; defaults to `anyio.current_time()` when in an event loop.
         """
         config = BreakerConfig() if config is None else config
@@ -439,7 +405,16 @@ class CircuitBreaker:
         if record is None:
             record = BreakerRecord(state=_CLOSED, since=now if now is not None else _now_or_none())
             store.set(name, record)
-        return cls(name, config, store, random, window, record, list(listeners or ()))
+        return cls(
+            name,
+            config,
+            classifier if classifier is not None else ErrorClassifier(),
+            store,
+            random,
+            window,
+            record,
+            list(listeners or ()),
+        )
 
     # ----------------------------------------------------------------- listeners
 
@@ -592,25 +567,27 @@ class CircuitBreaker:
         self.cancelled += 1
         self._return_permit(permit)
 
-    def on_exception(
-        self, permit: int, exc: BaseException, duration: float = 0.0, *, now: float | None = None
+    def record(
+        self,
+        permit: int,
+        verdict: ErrorClass | None,
+        duration: float = 0.0,
+        *,
+        now: float | None = None,
     ) -> None:
-        """Classifies `exc` with the config's predicates and records it.
+        """Records one attempt's verdict (None: a success); not a checkpoint.
 
-        A `BaseException` that is not an `Exception` (cancellation, KeyboardInterrupt)
-        is `on_cancel`; then `ignore` → `on_ignored`; `record_exception` → `on_failure`;
-        otherwise `on_success`.
+        The one mapping from a verdict to the breaker (see `actors.ErrorClass`):
+        RETRYABLE and PERMANENT are failures; REJECTED (the caller's mistake, answered
+        by a healthy service) is a success; THROTTLED and IGNORED count neither way
+        and return a trial permit. A cancelled attempt is `on_cancel`, not a verdict.
         """
-        if not isinstance(exc, Exception):
-            self.on_cancel(permit)
-            return
-        config = self.config
-        if config.ignore is not None and config.ignore(exc):
-            self.on_ignored(permit)
-        elif config.record_exception(exc):
+        if verdict is None or verdict is _REJECTED:
+            self.on_success(permit, duration, now=now)
+        elif verdict is _RETRYABLE or verdict is _PERMANENT:
             self.on_failure(permit, duration, now=now)
         else:
-            self.on_success(permit, duration, now=now)
+            self.on_ignored(permit)
 
     def _return_permit(self, permit: int) -> None:
         record = self._record
@@ -791,39 +768,21 @@ class CircuitBreaker:
         return self._timed
 
     async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        """Awaits `fn(*args, **kwargs)` under the breaker.
+        """Awaits `fn(*args, **kwargs)` under the breaker (a pipeline of this one layer).
 
         Checkpoints are those of `fn` only: a rejection raises before `fn` runs.
-        Only `Exception` can count as a failure; cancellation (and any other
-        `BaseException`) returns the permit, counts nothing, and propagates.
+        Failures are judged by `classifier`; cancellation returns the permit, counts
+        nothing, and propagates.
 
         Raises:
             CircuitOpen: The breaker does not permit the call (see `acquire`).
         """
-        permit = self.acquire()
-        if not self._timed:
-            try:
-                result = await fn(*args, **kwargs)
-            except Exception as exc:
-                self.on_exception(permit, exc)
-                raise
-            except BaseException:
-                self.on_cancel(permit)
-                raise
-            self.on_success(permit)
-            return result
-        start = _now()
-        try:
-            result = await fn(*args, **kwargs)
-        except Exception as exc:
-            now = _now()
-            self.on_exception(permit, exc, now - start, now=now)
-            raise
-        except BaseException:
-            self.on_cancel(permit)
-            raise
-        now = _now()
-        self.on_success(permit, now - start, now=now)
+        pipeline = self._alone
+        if pipeline is None:
+            from actors.resilience._pipeline import Pipeline
+
+            pipeline = self._alone = Pipeline(self.name, self.classifier, breaker=self)
+        result: T = await pipeline.call(fn, args, kwargs, None)
         return result
 
     def guard(self) -> AbstractAsyncContextManager[None]:
@@ -863,5 +822,7 @@ class _Guard(AbstractAsyncContextManager[None]):
             duration = end - self._start
         if exc is None:
             breaker.on_success(self._permit, duration, now=now)
+        elif isinstance(exc, Exception):
+            breaker.record(self._permit, breaker.classifier.classify(exc), duration, now=now)
         else:
-            breaker.on_exception(self._permit, exc, duration, now=now)
+            breaker.on_cancel(self._permit)

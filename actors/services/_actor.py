@@ -1,20 +1,20 @@
 """`Service` (what outlives restarts) and `ServiceActor` (one incarnation serving it).
 
 A `Service` is made once per external service. It holds the state that describes the
-*remote service*: its circuit breaker, its rate limits and its retry budget. A
-supervisor restarting the actor (a crash loop, say) therefore never resets a rate limit
-or closes an open breaker. Each `ServiceActor` incarnation gets a fresh client and a
-fresh connection pool.
+*remote service*: its resilience pipeline, with its circuit breaker, rate limits,
+retry budget, metrics and latency. A supervisor restarting the actor (a crash loop,
+say) therefore never resets a rate limit or closes an open breaker. Each
+`ServiceActor` incarnation gets a fresh client and a fresh connection pool.
 
 The path of one request through the actor::
 
-    caller ── mailbox ──▶ handler (up to max_concurrency at once)
-                            └─ retry (within the caller's deadline)
-                                 └─ each attempt: limits ─▶ breaker ─▶ pool ─▶ client
+    caller ── screen (check_request, cost) ── mailbox ──▶ handler (up to max_concurrency)
+                                                           └─ the service's pipeline
+                                                                └─ each attempt: pool ─▶ client
 
-Retries are outermost so that every attempt is a real request: it takes a rate-limit
-reservation, is seen by the breaker (an open breaker ends the retries at once: its
-`CircuitOpen` is never retried), and borrows a connection.
+The pipeline (`actors.resilience._pipeline`) is the same one `@resilient` uses:
+retries around breaker, limits, attempt timeout and the request, one verdict per
+attempt judged by the client kind's classifier.
 """
 
 from __future__ import annotations
@@ -27,20 +27,18 @@ import anyio
 import attrs
 
 from actors._actor import Actor
-from actors._classify import ErrorClass
-from actors._envelope import current_deadline
-from actors._errors import ActorError, ConfigError, ServiceError, ServiceTimeout
+from actors._errors import ActorError, ConfigError, ServiceUnavailable
+from actors._kinds import ServiceKind, kind_named
+from actors._latency import LatencyRecorder
 from actors._options import ActorConfig
 from actors._pool import Pool, PoolConfig, open_pool
-from actors.resilience._breaker import (
-    BreakerConfig,
-    BreakerStateStore,
-    CircuitBreaker,
-    _every_exception,
-)
+from actors._validate import check_name, instance_of, optional, positive_int
+from actors.resilience._breaker import BreakerConfig, BreakerStateStore, CircuitBreaker
+from actors.resilience._limit_queue import ColdStart
 from actors.resilience._limiter import GCRA, LimitConfig, SlidingWindow, TokenBucket
 from actors.resilience._limiter_store import LimiterStore
 from actors.resilience._multilimit import MultiLimit, create_multi_limit
+from actors.resilience._pipeline import Pipeline, _check_costs
 from actors.resilience._retry import Retrier, RetryPolicy, create_retrier
 from actors.services._base import ServiceClient
 
@@ -50,9 +48,19 @@ Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
 
-def _limits(value: Mapping[str, LimitConfig] | tuple[tuple[str, LimitConfig], ...]) -> Any:
-    items = tuple(value.items()) if isinstance(value, Mapping) else tuple(value)
-    for name, config in items:
+def _limits(value: object) -> tuple[tuple[str, LimitConfig], ...]:
+    if isinstance(value, Mapping):
+        items = tuple(value.items())
+    elif isinstance(value, tuple | list):
+        items = tuple(value)
+    else:
+        raise ConfigError("limits", value, "must be a mapping of limit names to limits")
+    for item in items:
+        if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)):
+            raise ConfigError("limits", item, "must map limit names to limits")
+        name, config = item
+        if not name.isidentifier():
+            raise ConfigError(f"limits.{name}", name, "limit names are identifiers")
         if not isinstance(config, TokenBucket | SlidingWindow | GCRA):
             raise ConfigError(
                 f"limits.{name}", config, "must be a TokenBucket, SlidingWindow or GCRA"
@@ -66,29 +74,99 @@ class ServiceConfig:
 
     Attributes:
         retry: The retry policy (None: no retries).
-        breaker: The circuit breaker (None: none). Only failures the client's classifier
-            calls RETRYABLE (transient service trouble) count against it.
+        breaker: The circuit breaker (None: none).
         limits: Rate limits by name, e.g. `{"requests": TokenBucket.per_minute(500),
-            "tokens": TokenBucket.per_minute(30_000)}`; the names are the keys of the
-            client's `costs()`.
+            "tokens": TokenBucket.per_minute(30_000)}`; the names are keys of the
+            client's `costs()` (checked when the `Service` is made).
+        cold_start: How the limits learn the provider's real room before opening the
+            tap (None: they start open; the LLM preset turns it on).
         pool: The connection pool.
         max_concurrency: Requests handled at once (default: the pool's max_size).
         actor: The address's settings (mailbox size, call timeout, ...).
     """
 
-    retry: RetryPolicy | None = attrs.field(factory=RetryPolicy)
-    breaker: BreakerConfig | None = attrs.field(factory=BreakerConfig)
+    retry: RetryPolicy | None = attrs.field(
+        factory=RetryPolicy, validator=optional(instance_of(RetryPolicy))
+    )
+    breaker: BreakerConfig | None = attrs.field(
+        factory=BreakerConfig, validator=optional(instance_of(BreakerConfig))
+    )
     limits: tuple[tuple[str, LimitConfig], ...] = attrs.field(default=(), converter=_limits)
-    pool: PoolConfig = attrs.field(factory=PoolConfig)
-    max_concurrency: int | None = attrs.field(default=None)
-    actor: ActorConfig = attrs.field(factory=ActorConfig)
+    cold_start: ColdStart | None = attrs.field(
+        default=None, validator=optional(instance_of(ColdStart))
+    )
+    pool: PoolConfig = attrs.field(factory=PoolConfig, validator=instance_of(PoolConfig))
+    max_concurrency: int | None = attrs.field(default=None, validator=optional(positive_int))
+    actor: ActorConfig = attrs.field(factory=ActorConfig, validator=instance_of(ActorConfig))
 
-    @max_concurrency.validator
-    def _check_concurrency(self, attr: attrs.Attribute[Any], value: int | None) -> None:
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or value < 1
-        ):
-            raise ConfigError("max_concurrency", value, "must be an integer >= 1")
+    @classmethod
+    def of_kind(
+        cls,
+        kind: ServiceKind | str,
+        *,
+        requests_per_second: float | None = None,
+        requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None,
+        **changes: Any,
+    ) -> ServiceConfig:
+        """A kind's presets (`actors.KINDS`), with optional limits and `changes` applied.
+
+        Args:
+            kind: A `ServiceKind` or its name.
+            requests_per_second: Adds a "requests" token bucket per second.
+            requests_per_minute: Adds a "requests" token bucket per minute.
+            tokens_per_minute: Adds a "tokens" token bucket per minute.
+            **changes: Fields of this class replacing the presets.
+        """
+        preset = kind_named(kind)
+        limits: dict[str, LimitConfig] = {}
+        if requests_per_second is not None:
+            limits["requests"] = TokenBucket.per_second(requests_per_second)
+        if requests_per_minute is not None:
+            limits["requests"] = TokenBucket.per_minute(requests_per_minute)
+        if tokens_per_minute is not None:
+            limits["tokens"] = TokenBucket.per_minute(tokens_per_minute)
+        base = cls(
+            retry=preset.retry,
+            breaker=preset.breaker,
+            limits=limits,
+            cold_start=preset.cold_start if limits else None,
+            pool=preset.pool,
+            max_concurrency=preset.max_concurrency,
+            actor=preset.actor,
+        )
+        return attrs.evolve(base, **changes)
+
+    @classmethod
+    def for_llm(
+        cls,
+        *,
+        requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None,
+        **changes: Any,
+    ) -> ServiceConfig:
+        """LLM HTTP APIs: the LLM kind's presets (see `actors.KINDS`)."""
+        return cls.of_kind(
+            "llm",
+            requests_per_minute=requests_per_minute,
+            tokens_per_minute=tokens_per_minute,
+            **changes,
+        )
+
+    @classmethod
+    def for_http(cls, *, requests_per_second: float | None = None, **changes: Any) -> ServiceConfig:
+        """Other HTTP APIs: the HTTP kind's presets."""
+        return cls.of_kind("http", requests_per_second=requests_per_second, **changes)
+
+    @classmethod
+    def for_database(cls, **changes: Any) -> ServiceConfig:
+        """SQL databases: the database kind's presets (pool of 5)."""
+        return cls.of_kind("database", **changes)
+
+    @classmethod
+    def for_mcp(cls, *, requests_per_second: float | None = None, **changes: Any) -> ServiceConfig:
+        """MCP tool servers: the MCP kind's presets (one session, 8 requests at once)."""
+        return cls.of_kind("mcp", requests_per_second=requests_per_second, **changes)
 
     @classmethod
     def from_resilience(cls, resilience: Any, **changes: Any) -> ServiceConfig:
@@ -100,75 +178,43 @@ class ServiceConfig:
         base = cls(retry=resilience.retry, breaker=resilience.breaker, limits=limits)
         return attrs.evolve(base, **changes)
 
-    @classmethod
-    def for_llm(
-        cls,
-        *,
-        requests_per_minute: float | None = None,
-        tokens_per_minute: float | None = None,
-        **changes: Any,
-    ) -> ServiceConfig:
-        """LLM HTTP API defaults: LLM retry and breaker presets, 30 s calls, pool of 16."""
-        limits: dict[str, LimitConfig] = {}
-        if requests_per_minute is not None:
-            limits["requests"] = TokenBucket.per_minute(requests_per_minute)
-        if tokens_per_minute is not None:
-            limits["tokens"] = TokenBucket.per_minute(tokens_per_minute)
-        base = cls(
-            retry=RetryPolicy.for_llm(),
-            breaker=BreakerConfig.for_llm(),
-            limits=limits,
-            pool=PoolConfig(max_size=16, acquire_timeout=30.0),
-            actor=ActorConfig(call_timeout=60.0),
-        )
-        return attrs.evolve(base, **changes)
 
-    @classmethod
-    def for_database(cls, **changes: Any) -> ServiceConfig:
-        """Database defaults: database retry and breaker presets, pool of 5."""
-        base = cls(
-            retry=RetryPolicy.for_database(),
-            breaker=BreakerConfig.for_database(),
-            pool=PoolConfig(max_size=5, acquire_timeout=5.0, validate_on_borrow=False),
-            actor=ActorConfig(call_timeout=10.0),
-        )
-        return attrs.evolve(base, **changes)
-
-    @classmethod
-    def for_mcp(cls, *, requests_per_second: float | None = None, **changes: Any) -> ServiceConfig:
-        """MCP tool server defaults: MCP retry and breaker presets, one session, 8 at once."""
-        limits: dict[str, LimitConfig] = {}
-        if requests_per_second is not None:
-            limits["requests"] = TokenBucket.per_second(requests_per_second)
-        base = cls(
-            retry=RetryPolicy.for_mcp(),
-            breaker=BreakerConfig.for_mcp(),
-            limits=limits,
-            # Requests multiplex over one session; a cancelled call leaves it usable.
-            pool=PoolConfig(max_size=1, acquire_timeout=10.0, close_on_cancel=False),
-            max_concurrency=8,
-            actor=ActorConfig(call_timeout=30.0),
-        )
-        return attrs.evolve(base, **changes)
-
-
-@attrs.define
+@attrs.frozen
 class ServiceStats:
-    """Counters of one service across incarnations."""
+    """A snapshot of one service's counters, across incarnations.
 
-    requests: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    attempts: int = 0
-    incarnations: int = 0
-    failures_by_class: dict[str, int] = attrs.field(factory=dict)
+    Attributes:
+        requests: Requests handled (calls into the pipeline).
+        succeeded: Requests answered with a success.
+        failed: Requests that ended in a failure (cancellations are neither).
+        attempts: Attempts made (each one a request to the service).
+        in_flight: Requests being handled now.
+        incarnations: Actor incarnations started.
+        verdicts: Attempt outcomes by verdict ("success", "retryable", "throttled",
+            "permanent", "rejected", "ignored").
+    """
+
+    requests: int
+    succeeded: int
+    failed: int
+    attempts: int
+    in_flight: int
+    incarnations: int
+    verdicts: Mapping[str, int]
 
 
 class Service(Generic[Req, Resp]):
-    """One external service: its breaker, limits and retry budget, made once.
+    """One external service: its pipeline (breaker, limits, retries), made once.
 
     Build actors for it with `actor()` (a fresh client and pool each time), e.g. as a
     supervisor child: `ChildSpec(id="llm", factory=svc.actor, config=svc.config.actor)`.
+
+    Attributes:
+        name: The service's name.
+        kind: The client's `ServiceKind`.
+        config: The configuration in force (the kind's presets when none was given).
+        pipeline: The resilience pipeline every request runs through.
+        latency: Recent latency of its attempts (percentiles and a series).
     """
 
     def __init__(
@@ -180,79 +226,152 @@ class Service(Generic[Req, Resp]):
         limiter_store: LimiterStore | None = None,
         breaker_store: BreakerStateStore | None = None,
     ) -> None:
-        """Makes the service's lasting state.
+        """Makes the service's lasting state, checking the whole configuration now.
+
+        The client factory is called once here (its client is used by the first
+        actor): whatever the client's constructor checks fails here, before anything
+        starts.
 
         Args:
             name: The service's name (events, errors, limiter and breaker keys).
             client: Builds a fresh client for each incarnation.
-            config: Defaults to `ServiceConfig()`.
+            config: Defaults to the client kind's presets (`ServiceConfig.of_kind`).
             limiter_store: Where rate-limit state lives (in memory by default; Redis to
                 share it between replicas).
             breaker_store: Where breaker state lives (same).
 
         Raises:
-            ConfigError: Invalid name, client factory or config.
+            ConfigError: Invalid name, client factory, client or config, or a limit
+                that no cost of the client is charged to.
         """
-        if not isinstance(name, str) or not name:
-            raise ConfigError("name", name, "must be a non-empty string")
+        check_name("name", name)
         if not callable(client):
             raise ConfigError(
                 "client", type(client).__name__, "must be a callable building a ServiceClient"
             )
-        config = ServiceConfig() if config is None else config
+        self.name = name
+        self.client_factory = client
+        first = self._build_client()
+        self.kind = first.kind
+        config = ServiceConfig.of_kind(self.kind) if config is None else config
         if not isinstance(config, ServiceConfig):
             raise ConfigError("config", type(config).__name__, "must be a ServiceConfig")
-        self.name = name
+        for limit_name, _ in config.limits:
+            if limit_name not in first.cost_keys:
+                raise ConfigError(
+                    f"limits.{limit_name}",
+                    limit_name,
+                    f"is charged by no cost of {type(first).__name__} "
+                    f"(its costs: {', '.join(sorted(first.cost_keys))})",
+                )
         self.config = config
-        self.client_factory = client
-        self.stats = ServiceStats()
-        self.breaker: CircuitBreaker | None = None
-        self._breaker_store = breaker_store
-        self.limits: MultiLimit | None = (
-            create_multi_limit(dict(config.limits), name=name, store=limiter_store)
+        self._client: ServiceClient[Any, Req, Resp] = first
+        self._spare: ServiceClient[Any, Req, Resp] | None = first
+        self.incarnations = 0
+        classifier = first.classifier()
+        breaker = (
+            None
+            if config.breaker is None
+            else CircuitBreaker.create(
+                name, config.breaker, store=breaker_store, classifier=classifier
+            )
+        )
+        limits = (
+            create_multi_limit(
+                dict(config.limits), name=name, store=limiter_store, cold_start=config.cold_start
+            )
             if config.limits
             else None
         )
-        self.retrier: Retrier | None = None
-        self._classifier: Any = None
+        retrier = (
+            None
+            if config.retry is None
+            else create_retrier(config.retry, service=name, classifier=classifier)
+        )
+        self.latency = LatencyRecorder()
+        self.pipeline = Pipeline(
+            name,
+            classifier,
+            retrier=retrier,
+            breaker=breaker,
+            limits=limits,
+            cost=self._costs,
+            usage=self._usage,
+            rate_headers=self._rate_headers,
+            latency=self.latency,
+        )
+
+    @property
+    def breaker(self) -> CircuitBreaker | None:
+        """The circuit breaker (None when configured off)."""
+        return self.pipeline.breaker
+
+    @property
+    def limits(self) -> MultiLimit | None:
+        """The rate limits (None when there are none)."""
+        limits = self.pipeline.limits
+        assert limits is None or isinstance(limits, MultiLimit)
+        return limits
+
+    @property
+    def retrier(self) -> Retrier | None:
+        """The retry layer (None when configured off)."""
+        return self.pipeline.retrier
+
+    @property
+    def stats(self) -> ServiceStats:
+        """A snapshot of the counters (never a checkpoint)."""
+        metrics = self.pipeline.metrics
+        return ServiceStats(
+            requests=metrics.calls,
+            succeeded=metrics.successes,
+            failed=metrics.failures,
+            attempts=metrics.attempts,
+            in_flight=metrics.in_flight,
+            incarnations=self.incarnations,
+            verdicts=dict(metrics.verdicts),
+        )
 
     def actor(self) -> ServiceActor[Req, Resp]:
-        """A fresh incarnation: new client and pool, this service's breaker and limits."""
+        """A fresh incarnation: new client and pool, this service's pipeline."""
+        client, self._spare = self._spare, None
+        if client is None:
+            client = self._build_client()
+        self._client = client
+        return ServiceActor(self, client)
+
+    def check_request(self, request: Req) -> None:
+        """Refuses, in the caller's task, a request that could never be served.
+
+        Raises:
+            InvalidRequest: The client's `check_request` refused it, or its cost can
+                never be admitted by the limits.
+        """
+        self._client.check_request(request)
+        limits = self.pipeline.limits
+        if limits is not None:
+            _check_costs(self.name, self._costs(request), limits)
+
+    def _build_client(self) -> ServiceClient[Any, Req, Resp]:
         client = self.client_factory()
         if not isinstance(client, ServiceClient):
             raise ConfigError("client", type(client).__name__, "must return a ServiceClient")
-        if self._classifier is None:
-            self._bind(client)
-        return ServiceActor(self, client)
+        return client
 
-    def _bind(self, client: ServiceClient[Any, Req, Resp]) -> None:
-        """Builds the breaker and retrier once, with the client type's classifier."""
-        classifier = client.classifier()
-        self._classifier = classifier
-        config = self.config
-        if config.breaker is not None:
-            breaker_config = config.breaker
-            if breaker_config.record_exception is _every_exception:
-                breaker_config = attrs.evolve(
-                    breaker_config,
-                    record_exception=lambda exc: classifier.classify(exc) is ErrorClass.RETRYABLE,
-                )
-            if breaker_config.ignore is None:
-                breaker_config = attrs.evolve(
-                    breaker_config,
-                    ignore=lambda exc: classifier.classify(exc) is ErrorClass.IGNORED,
-                )
-            self.breaker = CircuitBreaker.create(
-                self.name, breaker_config, store=self._breaker_store
-            )
-        if config.retry is not None:
-            policy = config.retry
-            if type(policy.classifier).__name__ == "ErrorClassifier":
-                policy = attrs.evolve(policy, classifier=classifier)
-            self.retrier = create_retrier(policy, service=self.name)
+    def _costs(self, request: Req) -> Mapping[str, float]:
+        limits = self.config.limits
+        costs = self._client.costs(request)
+        return {name: costs.get(name, 0.0) for name, _ in limits}
+
+    def _usage(self, response: Resp) -> Mapping[str, float]:
+        names = dict(self.config.limits)
+        return {key: used for key, used in self._client.usage(response).items() if key in names}
+
+    def _rate_headers(self, outcome: object) -> Mapping[str, str] | None:
+        return self._client.rate_headers(outcome)
 
     def __repr__(self) -> str:
-        return f"<Service {self.name!r}>"
+        return f"<Service {self.name!r} {self.kind.name}>"
 
 
 class _Connections:
@@ -274,8 +393,8 @@ class _Connections:
 
 
 class ServiceActor(Actor[Req, Resp]):
-    """Serves one `Service`: handles requests concurrently through limits, breaker,
-    pool and client, with retries inside each caller's deadline."""
+    """Serves one `Service`: handles requests concurrently through the service's
+    pipeline, each attempt on a pooled connection, within each caller's deadline."""
 
     def __init__(self, service: Service[Req, Resp], client: ServiceClient[Any, Req, Resp]) -> None:
         self.service = service
@@ -283,6 +402,7 @@ class ServiceActor(Actor[Req, Resp]):
         config = service.config
         self.max_concurrency = config.max_concurrency or config.pool.max_size
         self.pool: Pool[Any] | None = None
+        self._call = service.pipeline.call
 
     def crashes_on(self, exc: Exception) -> bool:
         """Documented failures (service errors, refusals, timeouts: every `ActorError`) go
@@ -290,11 +410,15 @@ class ServiceActor(Actor[Req, Resp]):
         so that its supervisor restarts it with a fresh client and pool."""
         return not isinstance(exc, ActorError)
 
+    def screen(self, msg: Req) -> None:
+        """Refuses a request that could never be served, before it is queued."""
+        self.service.check_request(msg)
+
     @contextlib.asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:
         """Holds the client's resources and the connection pool while the actor runs."""
         service = self.service
-        service.stats.incarnations += 1
+        service.incarnations += 1
         pool_config = service.config.pool
         if pool_config.broken_on is None:
             pool_config = attrs.evolve(pool_config, broken_on=self.client.connection_broken)
@@ -309,66 +433,17 @@ class ServiceActor(Actor[Req, Resp]):
                 self.pool = None
 
     async def handle(self, msg: Req) -> Resp:
-        """Performs one request: retries (if configured) around `attempt`."""
-        stats = self.service.stats
-        stats.requests += 1
-        retrier = self.service.retrier
-        try:
-            if retrier is None:
-                result = await self.attempt(msg)
-            else:
-                result = await retrier.call(self.attempt, msg)
-        except Exception as exc:
-            stats.failed += 1
-            kind = self.service._classifier.classify(exc).value
-            stats.failures_by_class[kind] = stats.failures_by_class.get(kind, 0) + 1
-            raise
-        stats.succeeded += 1
-        return result
+        """Performs one request through the service's pipeline."""
+        return await self._call(self._send, (msg,), {}, None)
 
-    async def attempt(self, request: Req) -> Resp:
-        """One attempt: reserve rate limits, pass the breaker, borrow a connection, send."""
-        service = self.service
-        service.stats.attempts += 1
-        limits = service.limits
-        deadline = current_deadline()
-        reservation = None
-        if limits is not None:
-            names = limits.limits
-            costs = {key: cost for key, cost in self.client.costs(request).items() if key in names}
-            reservation = await limits.reserve(deadline=deadline, **costs)
-        try:
-            breaker = service.breaker
-            if breaker is None:
-                result = await self._send(request, deadline)
-            else:
-                result = await breaker.call(self._send, request, deadline)
-        except Exception as exc:
-            if limits is not None and reservation is not None:
-                headers = self.client.rate_headers(exc)
-                if headers:
-                    await limits.sync_from_headers(headers)
-                if not isinstance(exc, ServiceError):
-                    await reservation.release()  # refused before reaching the service
-            raise
-        if limits is not None and reservation is not None:
-            usage = {
-                key: used for key, used in self.client.usage(result).items() if key in limits.limits
-            }
-            if usage:
-                await reservation.reconcile(**usage)
-            headers = self.client.rate_headers(result)
-            if headers:
-                await limits.sync_from_headers(headers)
-        return result
-
-    async def _send(self, request: Req, deadline: float) -> Resp:
+    async def _send(self, request: Req) -> Resp:
+        """One attempt: borrow a connection, send."""
         pool = self.pool
         if pool is None:
-            raise ServiceTimeout(self.service.name, "the actor is not serving")
+            raise ServiceUnavailable(self.service.name, "the actor is not serving")
         entry = pool.take_idle()
         if entry is None:  # wait for (or open) a connection
-            async with pool.connection(deadline=deadline) as conn:
+            async with pool.connection() as conn:
                 return await self.client.request(conn, request)
         try:
             result = await self.client.request(entry.conn, request)
@@ -380,11 +455,11 @@ class ServiceActor(Actor[Req, Resp]):
         return result
 
     async def probe(self) -> None:
-        """Borrows a connection and runs the client's probe (the breaker is bypassed, so
-        a probe can see a recovered service while the breaker is still open)."""
+        """Borrows a connection and runs the client's probe (the pipeline is bypassed,
+        so a probe can see a recovered service while the breaker is still open)."""
         pool = self.pool
         if pool is None:
-            raise ServiceTimeout(self.service.name, "the actor is not serving")
+            raise ServiceUnavailable(self.service.name, "the actor is not serving")
         async with pool.connection(
             deadline=anyio.current_time() + pool.config.acquire_timeout
         ) as conn:

@@ -17,8 +17,9 @@ import os
 from collections.abc import Mapping
 from typing import Any, ClassVar, Generic, TypeVar
 
-from actors._classify import Classifier, classifier_for
+from actors._classify import Classifier
 from actors._errors import ConfigError, ServiceTimeout, ServiceUnavailable
+from actors._kinds import CUSTOM, ServiceKind, kind_named
 
 __all__ = ["Secret", "ServiceClient"]
 
@@ -83,11 +84,20 @@ class ServiceClient(abc.ABC, Generic[Conn, Req, Resp]):
     share per-request state on `self`.
 
     Class attributes:
-        service_type: "llm", "database", "mcp" or "generic": picks the default error
-            classifier and resilience presets.
+        kind: The `ServiceKind` (LLM, HTTP, database, MCP, custom): its classifier
+            judges every outcome, and its presets are the service's defaults.
+        cost_keys: The names `costs()` can return; a `Service`'s limits must be named
+            after them (a limit no cost is charged to would never apply).
     """
 
-    service_type: ClassVar[str] = "generic"
+    kind: ClassVar[ServiceKind] = CUSTOM
+    cost_keys: ClassVar[frozenset[str]] = frozenset({"requests"})
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        legacy = cls.__dict__.get("service_type")
+        if isinstance(legacy, str):  # accepted while clients move to `kind`
+            cls.kind = kind_named("custom" if legacy == "generic" else legacy)
 
     def __init__(self, name: str) -> None:
         if not isinstance(name, str) or not name:
@@ -146,8 +156,16 @@ class ServiceClient(abc.ABC, Generic[Conn, Req, Resp]):
         """
 
     def classifier(self) -> Classifier:
-        """The error classifier; defaults to the one for `service_type`."""
-        return classifier_for(self.service_type)
+        """The classifier judging this service's outcomes; defaults to its kind's."""
+        return self.kind.classifier
+
+    def check_request(self, request: Req) -> None:
+        """Checks a request in the caller's task, before it is queued.
+
+        Raise `actors.InvalidRequest` for a request that is malformed: that caller gets
+        it, and the actor never sees the request. Must be cheap and pure. The default
+        accepts everything.
+        """
 
     def costs(self, request: Req) -> Mapping[str, float]:
         """What `request` costs against the rate limits, by limit name.

@@ -162,7 +162,8 @@ class ChaosClient(ServiceClient[Conn, Req, Resp], Generic[Conn, Req, Resp]):
     ) -> None:
         super().__init__(inner.name)
         self.inner = inner
-        self.service_type = inner.service_type  # type: ignore[misc]
+        self.kind = inner.kind  # type: ignore[misc]  # the wrapped client's, per instance
+        self.cost_keys = inner.cost_keys  # type: ignore[misc]
         self.injector = injector or _Injector(config, inner.name)
 
     @property
@@ -202,6 +203,9 @@ class ChaosClient(ServiceClient[Conn, Req, Resp], Generic[Conn, Req, Resp]):
 
     def classifier(self) -> Any:
         return self.inner.classifier()
+
+    def check_request(self, request: Req) -> None:
+        self.inner.check_request(request)
 
     def costs(self, request: Req) -> Mapping[str, float]:
         return self.inner.costs(request)

@@ -46,10 +46,11 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
-from actors._classify import Classifier, ErrorClass, classifier_for
+from actors._classify import Classifier, verdict_of
 from actors._clock import now as _current_time
 from actors._errors import CallCycle, CallError, ConfigError, ResilienceError
 from actors._events import emit
+from actors._kinds import kind_named
 from actors._ref import ActorRef
 from actors.resilience._breaker import BreakerState, CircuitBreaker
 from supervisor._registry import UnknownService
@@ -312,7 +313,7 @@ class FallbackRouter(Generic[Req, Resp]):
             return True
         if isinstance(exc, CallError):
             return not isinstance(exc, CallCycle)
-        return self.classifier.classify(exc) is ErrorClass.RETRYABLE
+        return verdict_of(exc, self.classifier).routable
 
     async def call(self, request: Req, *, timeout: float | None = None) -> Routed[Resp]:
         """Sends `request` along the routes (see the module docstring).
@@ -415,7 +416,7 @@ def route(
     health: HealthSource | HealthMonitor | None = None,
     avoid_at: HealthStatus | str = HealthStatus.DEGRADED,
     breaker: CircuitBreaker | None = None,
-    classifier: Classifier | str = "generic",
+    classifier: Classifier | str = "custom",
     cache: ResponseCache[Any, Any] | None = None,
 ) -> FallbackRouter[Any, Any]:
     """Builds a `FallbackRouter`; every check happens here, before any call.
@@ -476,7 +477,11 @@ def route(
             raise ConfigError("avoid_at", avoid_at, "must be 'degraded' or 'unhealthy'") from None
     if avoid_at is HealthStatus.HEALTHY:
         raise ConfigError("avoid_at", avoid_at.value, "must be 'degraded' or 'unhealthy'")
-    clf = classifier_for(classifier) if isinstance(classifier, str) else classifier
+    clf = (
+        kind_named(classifier, field="classifier").classifier
+        if isinstance(classifier, str)
+        else classifier
+    )
     if not isinstance(clf, Classifier):
         raise ConfigError("classifier", classifier, "must be a Classifier or a service type")
     return FallbackRouter(router_name, targets, health, avoid_at, clf, cache)
