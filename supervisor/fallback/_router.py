@@ -23,10 +23,13 @@ Rules, for each call, in order:
    refuses extra calls fast with `CircuitOpen`, which routes on. A target the health
    source does not know (it raises `UnknownService`) is not skipped for health.
 2. A target that is tried and fails with a *routable* error passes the request on:
-   `CircuitOpen`, `RateLimited`, `BulkheadFull`, `CallError`s other than `CallCycle`
-   (timeout, full mailbox, actor down / restarting / stopped), or what the classifier
-   calls RETRYABLE (after the target's own retries). Any other error (PERMANENT, a bug)
-   is raised to the caller at once: a fallback would not fix it.
+   our refusals (`CircuitOpen`, `RateLimited`, `BulkheadFull`, `DeadlineExceeded`),
+   `CallError`s other than `CallCycle` (timeout, full mailbox, actor down /
+   restarting / stopped), and failures whose verdict is RETRYABLE, THROTTLED or
+   PERMANENT (`ErrorClass.routable`; a service actor's pipeline has already judged
+   them, and the router reads that verdict rather than judging again). A REJECTED
+   failure (the caller's mistake) or a bug is raised to the caller at once: a
+   fallback would fail the same way.
 3. A `ResponseCache` among the fallbacks serves fresh entries at its place in the order
    (`source="cache"`); a cache given as `cache=` but not listed goes last. The primary's
    replies are stored in it.
@@ -35,23 +38,32 @@ Rules, for each call, in order:
 5. Then a stale cache entry is served (`stale=True`); otherwise `FallbackExhausted` is
    raised, listing every attempt, caused by the last failure.
 
+Time: one deadline covers every route (`timeout`, or the router's, or the handled
+message's). While a later target could still answer, each target gets `share` (0.6
+by default) of what remains, so a hung primary leaves its fallbacks time to answer;
+the last one gets the rest. When no time is left the router stops trying.
+
 So every request gets a primary reply, a fallback reply, a cached reply, or a clear
 error. Cancellation is never a routable failure: it propagates at once.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
+import anyio
 import attrs
 
 from actors._classify import Classifier, verdict_of
 from actors._clock import now as _current_time
-from actors._errors import CallCycle, CallError, ConfigError, ResilienceError
+from actors._envelope import current_deadline
+from actors._errors import CallCycle, CallError, CallTimeout, ConfigError, ResilienceError
 from actors._events import emit
 from actors._kinds import kind_named
 from actors._ref import ActorRef
+from actors._validate import check_finite_positive, check_number
 from actors.resilience._breaker import BreakerState, CircuitBreaker
 from supervisor._registry import UnknownService
 from supervisor.fallback._cache import ResponseCache
@@ -148,8 +160,10 @@ def target(
     """Wraps an `ActorRef`, an async function, a `ResponseCache` or a router as a target.
 
     Args:
-        obj: An `ActorRef` (called with the router's `timeout`), an async callable
-            taking the request, a `ResponseCache`, a `FallbackRouter`, or a `Target`.
+        obj: An `ActorRef` (called with its share of the router's deadline), an async
+            callable taking the request (cancelled when its share runs out: then it
+            failed with `CallTimeout`), a `ResponseCache`, a `FallbackRouter`, or a
+            `Target`.
         name: Default: the ref's name, the function's `__name__`, the cache's name, or
             the router's name.
         service: The health name (default: a ref's name; none for functions).
@@ -202,12 +216,17 @@ def target(
     if callable(obj):
         fn: Callable[[Any], Awaitable[Any]] = obj
 
-        def call_fn(request: Any, timeout: float | None) -> Awaitable[Any]:
-            return fn(request)
+        async def call_fn(request: Any, timeout: float | None) -> Any:
+            if timeout is None:
+                return await fn(request)
+            with anyio.move_on_after(timeout):
+                return await fn(request)
+            raise CallTimeout(label, timeout)  # only reached when its share ran out
 
-        label = name or getattr(obj, "__name__", None)
-        if not label or label == "<lambda>":
-            raise ConfigError("name", label, "give a function target a name (target(fn, name=...))")
+        found = name or getattr(obj, "__name__", None)
+        if not isinstance(found, str) or not found or found == "<lambda>":
+            raise ConfigError("name", found, "give a function target a name (target(fn, name=...))")
+        label: str = found
         return Target(name=label, invoke=call_fn, service=service, breaker=breaker)
     raise ConfigError(
         "target", obj, "must be an ActorRef, an async callable, a ResponseCache or a router"
@@ -243,8 +262,13 @@ class FallbackRouter(Generic[Req, Resp]):
         targets: The primary first, then the fallbacks (caches included) in order.
         health: Returns a target's `HealthStatus` by its service name.
         avoid_at: Skip targets whose health is this or worse.
-        classifier: Decides which failures are RETRYABLE (hence routable).
+        classifier: Judges failures no pipeline has judged yet (routable verdicts
+            pass the request on).
         cache: Stores the primary's replies; serves stale ones when all else failed.
+        timeout: The default budget of a call, for all its routes together (None: the
+            handled message's deadline, if any).
+        share: The fraction of the remaining budget a target gets while a later target
+            could still answer; the last one gets all that remains.
     """
 
     name: str
@@ -253,6 +277,8 @@ class FallbackRouter(Generic[Req, Resp]):
     avoid_at: HealthStatus
     classifier: Classifier
     cache: ResponseCache[Req, Resp] | None
+    timeout: float | None = None
+    share: float = 0.6
     _avoid_severity: int = attrs.field(init=False, repr=False)
     _skip_until: dict[str, float] = attrs.field(factory=dict, init=False, repr=False)
     _routes: tuple[tuple[Target[Req, Resp], str], ...] = attrs.field(init=False, repr=False)
@@ -318,19 +344,27 @@ class FallbackRouter(Generic[Req, Resp]):
     async def call(self, request: Req, *, timeout: float | None = None) -> Routed[Resp]:
         """Sends `request` along the routes (see the module docstring).
 
-        A checkpoint whenever a target is awaited; serving from the cache is not.
-        `timeout` is passed to every `ActorRef` target as its call deadline (each
-        attempt gets the full value; function targets bound their own time).
-        Cancellation propagates at once and is never counted as a failure.
+        One deadline covers every route: `timeout` (default: the router's `timeout`,
+        else the deadline of the message being handled). While a later target could
+        still answer, a target gets `share` of what remains, so a hung primary leaves
+        the fallbacks time to answer; the last one gets the rest. A checkpoint whenever
+        a target is awaited; serving from the cache is not. Cancellation propagates at
+        once and is never counted as a failure.
 
         Raises:
-            FallbackExhausted: No route answered and no cached reply was servable.
+            FallbackExhausted: No route answered in time and no cached reply was
+                servable.
             Exception: A non-routable failure of a target, as it was raised.
         """
+        budget = self.timeout if timeout is None else timeout
+        if budget is not None and not budget > 0:
+            raise ConfigError("timeout", budget, "must be > 0")
+        deadline = current_deadline() if budget is None else _current_time() + budget
         attempts: list[tuple[str, str]] = []
         health_skipped: list[tuple[Target[Req, Resp], str]] = []
         last: Exception | None = None
-        for tgt, source in self._routes:
+        routes = self._routes
+        for index, (tgt, source) in enumerate(routes):
             cache = tgt.cache
             if cache is not None:
                 hit, value = cache.get(request)
@@ -344,8 +378,13 @@ class FallbackRouter(Generic[Req, Resp]):
                 if why == "unhealthy":
                     health_skipped.append((tgt, source))
                 continue
+            more = bool(health_skipped) or self._more_after(index)
+            share = self._share(deadline, more)
+            if share is not None and share <= 0:
+                attempts.append((tgt.name, "no time left"))
+                break
             try:
-                value = await tgt.invoke(request, timeout)
+                value = await tgt.invoke(request, share)
             except Exception as exc:
                 if not self.routable(exc):
                     raise
@@ -353,9 +392,13 @@ class FallbackRouter(Generic[Req, Resp]):
                 last = exc
                 continue
             return self._reply(tgt, source, request, value, attempts)
-        for tgt, source in health_skipped:
+        for position, (tgt, source) in enumerate(health_skipped):
+            share = self._share(deadline, position + 1 < len(health_skipped))
+            if share is not None and share <= 0:
+                attempts.append((tgt.name, "last resort: no time left"))
+                break
             try:
-                value = await tgt.invoke(request, timeout)
+                value = await tgt.invoke(request, share)
             except Exception as exc:
                 if not self.routable(exc):
                     raise
@@ -370,6 +413,20 @@ class FallbackRouter(Generic[Req, Resp]):
             attempts.append((CACHE, "no stale entry"))
         emit("fallback.exhausted", level="warning", router=self.name, attempts=attempts)
         raise FallbackExhausted(self.name, attempts) from last
+
+    def _more_after(self, index: int) -> bool:
+        """Whether a target after `index` could still be tried (not skipped by its breaker)."""
+        for tgt, _source in self._routes[index + 1 :]:
+            if tgt.cache is None and self._skip_reason(tgt) != "breaker open":
+                return True
+        return False
+
+    def _share(self, deadline: float, more: bool) -> float | None:
+        """The seconds the next target gets (None: no deadline applies)."""
+        if deadline == math.inf:
+            return None
+        remaining = deadline - _current_time()
+        return remaining * self.share if more and remaining > 0 else remaining
 
     def _reply(
         self,
@@ -418,6 +475,8 @@ def route(
     breaker: CircuitBreaker | None = None,
     classifier: Classifier | str = "custom",
     cache: ResponseCache[Any, Any] | None = None,
+    timeout: float | None = None,
+    share: float = 0.6,
 ) -> FallbackRouter[Any, Any]:
     """Builds a `FallbackRouter`; every check happens here, before any call.
 
@@ -436,6 +495,9 @@ def route(
             ("generic", "llm", "database", "mcp").
         cache: Stores primary replies; if not listed among `fallbacks` it is consulted
             after them, and serves stale entries when every route failed.
+        timeout: The default budget of a call for all its routes together.
+        share: The fraction of the remaining budget a target gets while a later
+            target could still answer, in (0, 1] (1: the primary may spend it all).
 
     Raises:
         ConfigError: An unusable target, two targets with the same name, a fallback
@@ -484,7 +546,11 @@ def route(
     )
     if not isinstance(clf, Classifier):
         raise ConfigError("classifier", classifier, "must be a Classifier or a service type")
-    return FallbackRouter(router_name, targets, health, avoid_at, clf, cache)
+    if timeout is not None:
+        check_finite_positive("timeout", timeout)
+    if not 0 < check_number("share", share) <= 1:
+        raise ConfigError("share", share, "must be in (0, 1]")
+    return FallbackRouter(router_name, targets, health, avoid_at, clf, cache, timeout, share)
 
 
 def _with_monitored_breaker(tgt: Target[Any, Any], monitor: HealthMonitor) -> Target[Any, Any]:

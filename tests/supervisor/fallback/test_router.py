@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from typing import Any
 
 import anyio
@@ -213,15 +215,52 @@ async def test_actor_ref_failures_such_as_a_full_mailbox_are_routed() -> None:
         assert (await router.call("w")) == Routed("w", "primary")
 
 
-async def test_timeout_is_the_deadline_of_actor_ref_attempts() -> None:
-    """router.call(timeout=) bounds each ActorRef attempt; a timeout moves on."""
+async def test_timeout_is_one_deadline_shared_by_the_routes() -> None:
+    """router.call(timeout=) is one budget: a hung primary gets its share (0.6), and the
+    fallback the rest."""
     busy = Busy()
     async with open_actor(busy) as ref:
         start = anyio.current_time()
         routed = await route(ref, Service("b")).call("q", timeout=0.5)
         assert routed.source == "fallback:b"
-        assert anyio.current_time() - start == pytest.approx(0.5, abs=1e-9)
+        assert anyio.current_time() - start == pytest.approx(0.3, abs=1e-9)
         busy.release.set()
+
+
+async def test_a_hung_primary_and_a_slow_fallback_end_by_the_deadline() -> None:
+    """Two hung targets: the call fails with FallbackExhausted exactly at its deadline."""
+    first, second = Busy(), Busy()
+    async with open_actor(first) as a, open_actor(second, name="b") as b:
+        start = anyio.current_time()
+        with pytest.raises(FallbackExhausted):
+            await route(a, b).call("q", timeout=2.0)
+        assert anyio.current_time() - start == pytest.approx(2.0, abs=1e-9)
+        first.release.set()
+        second.release.set()
+
+
+async def test_the_share_is_configurable() -> None:
+    """route(share=0.9) gives the primary 90 % of the budget while a fallback waits."""
+    busy = Busy()
+    async with open_actor(busy) as ref:
+        start = anyio.current_time()
+        routed = await route(ref, Service("b"), share=0.9).call("q", timeout=1.0)
+        assert routed.source == "fallback:b"
+        assert anyio.current_time() - start == pytest.approx(0.9, abs=1e-9)
+        busy.release.set()
+
+
+async def test_a_function_target_is_cut_at_its_share() -> None:
+    """A hung function target is cancelled at its share and the fallback answers."""
+
+    async def hung(_request: str) -> str:
+        await anyio.sleep(math.inf)
+        raise AssertionError
+
+    start = anyio.current_time()
+    routed = await route(hung, Service("b")).call("q", timeout=1.0)
+    assert routed.source == "fallback:b"
+    assert anyio.current_time() - start == pytest.approx(0.6, abs=1e-9)
 
 
 # --------------------------------------------------------------------------- configuration
