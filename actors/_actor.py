@@ -20,9 +20,11 @@ import anyio
 import anyio.abc
 
 from actors._envelope import CID_VAR, DEADLINE_VAR, DONE, Envelope
-from actors._errors import ActorDown, ActorRestarting, ActorStopped, ConfigError
+from actors._errors import ActorDown, ActorRestarting, ActorStopped
 from actors._events import emit, emit_failure
+from actors._kernel import CancelScope
 from actors._ref import CURRENT_CELL, ActorRef, ActorState, Cell
+from actors._validate import check_instance, check_positive_int
 
 __all__ = ["Actor", "Incarnation"]
 
@@ -38,16 +40,30 @@ class Actor(abc.ABC, Generic[Req, Resp]):
     Class attributes (override in the subclass, or per instance before starting):
         max_concurrency: Messages handled at once. 1 (the default) handles one message
             at a time, like an OTP gen_server, so the actor's state needs no locking.
-            Above 1, handlers run concurrently in the actor's task group, and a handler
-            whose caller gives up is cancelled.
+            Above 1, handlers run concurrently in worker tasks of the actor.
         crash_on_error: When a handler raises, the exception always goes to that
             message's caller; with True (the default, as gen_server) the actor then
             crashes too, and every other queued or running call gets `ActorDown`.
             With False the actor keeps running.
+        cancel_abandoned: What happens to a handler whose caller gives up (its deadline
+            passes, or the caller is cancelled), whatever `max_concurrency` is. True
+            (the default): the handler is cancelled at once, its own `finally` blocks
+            and shielded cleanup run, and the actor carries on with its next message
+            (not a crash; nothing reaches the caller, who has its `CallTimeout` or its
+            cancellation; an exception the handler raises while being cancelled is
+            dropped). The reason for the default: a caller's deadline is the budget of
+            the whole request, and work nobody waits for would keep holding a
+            connection and delay every message queued behind it (a hung query on a
+            one-connection pool would block the actor until it ends). False: OTP
+            gen_server's behaviour, the handler runs to completion and its late reply is
+            dropped; choose it for handlers that must not be interrupted half way
+            (state changes that span several awaits). Casts have no caller and are
+            never cancelled this way.
     """
 
     max_concurrency: int = 1
     crash_on_error: bool = True
+    cancel_abandoned: bool = True
     _actor_cell: Cell | None = None
 
     async def on_start(self) -> None:
@@ -62,6 +78,20 @@ class Actor(abc.ABC, Generic[Req, Resp]):
 
         The message's correlation id is bound in structlog's contextvars, and calls made
         from here inherit the message's deadline (`actors.current_deadline()`).
+        """
+
+    def screen(self, msg: Req) -> None:
+        """Checks a request in the *caller's* task before it is queued (override to use).
+
+        Runs in `ActorRef.call` and `ActorRef.cast` before the message takes a mailbox
+        place: raise `InvalidRequest` (or another `ActorError`) to refuse the request to
+        that one caller, and the actor never sees it. Any other exception also goes to
+        the caller as it is (it is a bug in the screen); the actor is never affected.
+
+        It must be pure: a function of `msg` and of configuration fixed at construction,
+        never of per-incarnation state (connections, counters): the address keeps the
+        screen of its latest incarnation, so it also runs while the actor restarts or
+        before the new incarnation has started. Not overriding it costs nothing.
         """
 
     def crashes_on(self, exc: Exception) -> bool:
@@ -117,13 +147,20 @@ class Actor(abc.ABC, Generic[Req, Resp]):
             cell.incarnation.request_stop()
 
 
-def _max_concurrency(actor: Actor[Any, Any]) -> int:
-    value = actor.max_concurrency
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(
-            f"{type(actor).__name__}.max_concurrency", value, "must be an integer >= 1"
-        )
-    return value
+class _RunToCompletion:
+    """The worker's cancel scope for an actor with `cancel_abandoned = False`: none."""
+
+    __slots__ = ()
+    cancel_called = False
+
+    def __enter__(self) -> _RunToCompletion:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+    def cancel(self) -> None:
+        """A caller gave up: the handler runs on and its reply is dropped."""
 
 
 def _reply(env: Envelope, result: Any) -> None:
@@ -135,14 +172,26 @@ def _reply(env: Envelope, result: Any) -> None:
 
 
 class Incarnation:
-    """One life of an actor behind a cell. Internal to the runtime and supervisors."""
+    """One life of an actor behind a cell. Internal to the runtime and supervisors.
+
+    Every message, whatever `max_concurrency` is, goes through one loop (`_work`): a
+    sequential actor runs it inline in the incarnation's task, a concurrent one in up to
+    `max_concurrency` worker tasks. A worker holds one cancel scope across the messages
+    it handles and records it in each envelope it takes; a caller that gives up while
+    its message is being handled cancels that scope (`actors._ref._withdraw`), the
+    handler unwinds, and the worker enters a fresh scope before its next message. So no
+    message pays for a scope of its own (entering one per message costs about a sixth
+    of a service call on asyncio), and only an abandoned message pays for one. The
+    scope sits inside the incarnation's own, so a stop or a crash still cancels every
+    handler, and anyio's (or trio's) rules for shields and nested scopes hold inside
+    handlers as usual.
+    """
 
     __slots__ = (
-        "_current",
         "_done",
         "_finished",
+        "_new_scope",
         "_on_exit",
-        "_running",
         "_scope",
         "_tg",
         "_unstarted",
@@ -165,6 +214,9 @@ class Incarnation:
     ) -> None:
         """Prepares an incarnation (call from async code; nothing runs until `run`).
 
+        Also gives the cell this actor's `screen` (if overridden), so that callers are
+        screened by the latest incarnation's actor from now on, even before it starts.
+
         Args:
             cell: The address whose mailbox it serves.
             actor: A fresh actor instance.
@@ -173,26 +225,30 @@ class Incarnation:
                 cell's state and disposes of queued messages there.
 
         Raises:
-            ConfigError: `actor.max_concurrency` is not a positive integer.
+            ConfigError: `actor.max_concurrency` is not a positive integer, or
+                `actor.cancel_abandoned` is not a bool.
         """
+        kind = type(actor).__name__
+        self.max_concurrency = check_positive_int(f"{kind}.max_concurrency", actor.max_concurrency)
+        cancel = check_instance(f"{kind}.cancel_abandoned", actor.cancel_abandoned, bool)
         self.cell = cell
         self.actor = actor
-        self.max_concurrency = _max_concurrency(actor)
         self.concurrent = self.max_concurrency > 1
         self.reason: BaseException | None = None
         self.stopping = False
         self.started = False
         self.restarting = False
         self._on_exit = on_exit
-        # Messages in hand: a set for concurrent actors, one slot for sequential ones.
-        self._running: set[Envelope] | None = set() if self.concurrent else None
-        self._current: Envelope | None = None  # a sequential actor's message in hand
+        self._new_scope: Callable[[], CancelScope] = (
+            cell.kernel.new_cancel_scope if cancel else _RunToCompletion
+        )
         self._scope: anyio.CancelScope | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._workers = 0
         self._unstarted = 0
         self._finished = False
         self._done: anyio.Event | None = None  # made only if someone waits for the end
+        cell.screen = None if type(actor).screen is Actor.screen else actor.screen
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[BaseException | None] = anyio.TASK_STATUS_IGNORED
@@ -233,7 +289,6 @@ class Incarnation:
                                 raise
                             self._start_failed(exc)
         finally:
-            self._settle_running()
             if self.reason is not None and self.started:
                 emit_failure("actor.crashed", self.reason, actor=cell.name)
             self._on_exit(self.reason)
@@ -264,7 +319,7 @@ class Incarnation:
         """Marks the incarnation started; await the result to handle messages until it
         stops. (Returned, not awaited here: one coroutine frame less per idle actor.)"""
         self._mark_started(task_status)
-        return self._serve_concurrent() if self.concurrent else self._serve_sequential()
+        return self._serve_concurrent() if self.concurrent else self._work()
 
     async def _serve_concurrent(self) -> None:
         async with anyio.create_task_group() as tg:
@@ -316,33 +371,46 @@ class Incarnation:
         if self._scope is not None:
             self._scope.cancel()
 
-    async def _serve_sequential(self) -> None:
-        """The gen_server loop: one message at a time, handled inline (no extra task)."""
+    async def _work(self) -> None:
+        """The actor loop: takes messages one at a time and handles each under the scope
+        its caller cancels on giving up (see the class docstring).
+
+        A sequential actor runs it in its own task (the gen_server loop, no extra task);
+        each worker of a concurrent actor runs it in the worker's task.
+        """
+        if self.concurrent:
+            self._unstarted -= 1
         kernel = self.cell.kernel
         handle = self.actor.handle
+        new_scope = self._new_scope
         burst = 0
         while not self.stopping:
-            env = self._take()
-            if env is None:
-                burst = 0
-                await self._idle()
-                continue
-            self._current = env
-            CID_VAR.set(env.cid)
-            DEADLINE_VAR.set(env.deadline)
-            try:
-                result = await handle(env.msg)
-            except Exception as exc:
-                self._current = None
-                if self._failed(env, exc):
-                    return
-                continue
-            self._current = None
-            _reply(env, result)
-            burst += 1
-            if burst >= _BURST:
-                burst = 0
-                await kernel.checkpoint()
+            with new_scope() as scope:
+                while not self.stopping:
+                    env = self._take()
+                    if env is None:
+                        burst = 0
+                        await self._idle()
+                        continue
+                    env.scope = scope
+                    CID_VAR.set(env.cid)
+                    DEADLINE_VAR.set(env.deadline)
+                    try:
+                        result = await handle(env.msg)
+                    except Exception as exc:
+                        if self._failed(env, exc, abandoned=scope.cancel_called):
+                            return
+                    except BaseException:
+                        self._cut(env)  # a stop, a crash elsewhere, or its caller gave up
+                        raise
+                    else:
+                        _reply(env, result)
+                    if scope.cancel_called:
+                        break  # its caller gave up: a fresh scope for the next message
+                    burst += 1
+                    if burst >= _BURST:
+                        burst = 0
+                        await kernel.checkpoint()
 
     def _take(self) -> Envelope | None:
         """The next envelope whose caller still waits, or None when there is none.
@@ -374,9 +442,24 @@ class Incarnation:
             correlation_id=env.cid,
         )
 
-    def _failed(self, env: Envelope, exc: Exception) -> bool:
-        """A handler raised: the caller gets the exception. Returns True if it crashed."""
+    def _failed(self, env: Envelope, exc: Exception, *, abandoned: bool) -> bool:
+        """A handler raised: the caller gets the exception. Returns True if it crashed.
+
+        A handler cancelled because its caller gave up (`abandoned`) has nobody to give
+        the exception to, and it never crashes the actor: it is what the cancellation
+        made of the request (a driver's "query cancelled", say).
+        """
         env.state = DONE
+        if abandoned:
+            emit(
+                "actor.dead_letter",
+                level="debug",
+                actor=self.cell.name,
+                reason="abandoned",
+                error_type=type(exc).__name__,
+                correlation_id=env.cid,
+            )
+            return False
         crashes = self.actor.crashes_on(exc)
         reply = env.reply
         if reply is not None:
@@ -387,6 +470,20 @@ class Incarnation:
         if crashes:
             self.crash(exc)
         return crashes
+
+    def _cut(self, env: Envelope) -> None:
+        """A handler was cancelled: its caller (if it still waits) learns why."""
+        env.state = DONE
+        reply = env.reply
+        if reply is None:
+            emit("actor.dead_letter", level="warning", actor=self.cell.name, reason="interrupted")
+        elif not reply.done():
+            if self.reason is not None:
+                reply.set_exception(ActorDown(self.cell.name, self.reason))
+            elif self.restarting:
+                reply.set_exception(ActorRestarting(self.cell.name))
+            else:
+                reply.set_exception(ActorStopped(self.cell.name))
 
     async def _dispatch(self) -> None:
         """Starts workers of a concurrent actor while messages wait and all are busy.
@@ -406,72 +503,10 @@ class Incarnation:
             for _ in range(max(0, wanted)):
                 self._workers += 1
                 self._unstarted += 1
-                tg.start_soon(self._worker)
+                tg.start_soon(self._work)
             slot = kernel.new_slot()
             mailbox.dispatcher = slot
             await kernel.park(slot)  # woken by a push that found no idle worker
-
-    async def _worker(self) -> None:
-        """One of up to `max_concurrency` workers of a concurrent actor."""
-        self._unstarted -= 1
-        kernel = self.cell.kernel
-        burst = 0
-        while not self.stopping:
-            env = self._take()
-            if env is None:
-                burst = 0
-                await self._idle()
-                continue
-            await self._handle(env)
-            burst += 1
-            if burst >= _BURST:
-                burst = 0
-                await kernel.checkpoint()
-
-    async def _handle(self, env: Envelope) -> None:
-        actor = self.actor
-        running = self._running
-        assert running is not None
-        running.add(env)
-        CID_VAR.set(env.cid)
-        DEADLINE_VAR.set(env.deadline)
-        try:
-            with anyio.CancelScope() as scope:
-                env.scope = scope
-                result = await actor.handle(env.msg)
-            if scope.cancelled_caught:  # the caller gave up; nobody wants the reply
-                running.discard(env)
-                env.state = DONE
-                return
-        except Exception as exc:
-            running.discard(env)
-            self._failed(env, exc)
-            return
-        running.discard(env)
-        _reply(env, result)
-
-    def _settle_running(self) -> None:
-        """Resolves the callers of messages still being handled when the workers ended."""
-        name = self.cell.name
-        reason = self.reason
-        in_hand = list(self._running or ())
-        if self._current is not None:
-            in_hand.append(self._current)
-            self._current = None
-        for env in in_hand:
-            env.state = DONE
-            reply = env.reply
-            if reply is None:
-                emit("actor.dead_letter", level="warning", actor=name, reason="interrupted")
-            elif not reply.done():
-                if reason is not None:
-                    reply.set_exception(ActorDown(name, reason))
-                elif self.restarting:
-                    reply.set_exception(ActorRestarting(name))
-                else:
-                    reply.set_exception(ActorStopped(name))
-        if self._running is not None:
-            self._running.clear()
 
     async def _call_on_stop(self) -> None:
         cell = self.cell

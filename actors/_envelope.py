@@ -95,7 +95,11 @@ def correlation_id(value: str | None = None) -> Iterator[str]:
 
 
 class Envelope:
-    """One message in a mailbox. Internal: users never see envelopes."""
+    """One message in a mailbox. Internal: users never see envelopes.
+
+    `scope` is set when a worker takes the envelope: the cancel scope that worker holds
+    (see `actors._actor.Incarnation`), which the caller cancels if it gives up.
+    """
 
     __slots__ = ("cid", "deadline", "msg", "reply", "scope", "state")
 

@@ -11,7 +11,12 @@ exactly three primitives, implemented natively for asyncio and for trio:
   `wait_queued(slot, deadline, timeout)` does the same for the common case of a call
   with a fixed timeout: such deadlines only grow, so they wait in a FIFO queue per
   timeout value served by one timer, instead of one timer (or cancel scope) per call;
-- `now()`: the event loop's clock, the same value as `anyio.current_time()`.
+- `now()`: the event loop's clock, the same value as `anyio.current_time()`;
+
+and, for the actor loop, `new_cancel_scope()`: a cancel scope native to the backend
+(anyio's on asyncio, which has none of its own; trio's own on trio). A worker holds one
+across many messages and replaces it only after a caller gave up, so no message pays for
+entering a scope (see `actors._actor`).
 
 Both kernels are semantically identical, and the whole test suite runs on both.
 """
@@ -25,10 +30,12 @@ from collections import deque
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+import anyio
+
 if TYPE_CHECKING:
     import trio
 
-__all__ = ["TIMED_OUT", "Kernel", "Slot", "current_kernel"]
+__all__ = ["TIMED_OUT", "CancelScope", "Kernel", "Slot", "current_kernel"]
 
 
 class _TimedOut:
@@ -60,8 +67,19 @@ class Kernel(Protocol):
     async def wait(self, slot: Any, deadline: float) -> Any: ...
     def arm(self, slot: Any, deadline: float, timeout: float) -> bool: ...
     def park(self, slot: Any) -> Awaitable[Any]: ...
+    def new_cancel_scope(self) -> CancelScope: ...
     async def checkpoint(self) -> None: ...
     def close(self) -> None: ...
+
+
+class CancelScope(Protocol):
+    """The subset of anyio's and trio's `CancelScope` the actor loop uses."""
+
+    @property
+    def cancel_called(self) -> bool: ...
+    def cancel(self) -> None: ...
+    def __enter__(self) -> Any: ...
+    def __exit__(self, *exc_info: Any) -> bool | None: ...
 
 
 _MAX_QUEUES = 4  # distinct timeout values served by FIFO deadline queues, per kernel
@@ -195,6 +213,9 @@ class _AsyncioKernel(_QueuedDeadlines):
 
     def new_slot(self) -> Slot:
         return self._loop.create_future()
+
+    def new_cancel_scope(self) -> CancelScope:
+        return anyio.CancelScope()
 
     async def wait(self, slot: Any, deadline: float) -> Any:
         """Waits for `slot` until `deadline`.
@@ -361,6 +382,9 @@ class _TrioKernel(_QueuedDeadlines):
 
     def new_slot(self) -> Slot:
         return _TrioSlot()
+
+    def new_cancel_scope(self) -> CancelScope:
+        return _trio.CancelScope()
 
     async def wait(self, slot: Any, deadline: float) -> Any:
         """Waits for `slot` until `deadline`.

@@ -93,6 +93,7 @@ class Cell:
         "name",
         "reason",
         "restart_wait",
+        "screen",
         "sequential",
         "state",
     )
@@ -107,6 +108,8 @@ class Cell:
         self.incarnation: Incarnation | None = None
         self.sequential = True
         self.restart_wait = True
+        # The latest incarnation's `Actor.screen`, when its class overrides it.
+        self.screen: Callable[[Any], None] | None = None
         # Copied out of the config: read on every call.
         self.call_timeout = config.call_timeout
         self.call_full = config.call_full
@@ -205,9 +208,13 @@ class ActorRef(Generic[Req, Resp]):
         called from inside an actor. The deadline travels with the message; the actor
         skips it if the caller has given up by the time it is dequeued.
 
-        A checkpoint. On cancellation the message is withdrawn if still queued (its
-        place is freed), or, if the actor handles messages concurrently, its handler is
-        cancelled; a reply arriving later is dropped. The actor is not affected.
+        The actor's `screen` (if it has one) checks `msg` first, in this task: a request
+        it refuses never takes a mailbox place.
+
+        A checkpoint. When the caller gives up (its deadline passes or it is cancelled)
+        the message is withdrawn if still queued (its place is freed), or its handler is
+        cancelled (unless the actor sets `cancel_abandoned = False`: then the handler
+        runs on and its reply is dropped). The actor is not affected either way.
 
         Args:
             msg: The request.
@@ -226,6 +233,8 @@ class ActorRef(Generic[Req, Resp]):
             ActorStopped: The actor is stopped or stopping.
             CallCycle: A sequential actor called itself.
             ConfigError: `timeout` is not > 0.
+            InvalidRequest: The actor's `screen` refused `msg` (or whatever else it
+                raised).
             Exception: Whatever the handler raised for this message, re-raised as is.
         """
         cell = self._cell
@@ -246,6 +255,9 @@ class ActorRef(Generic[Req, Resp]):
                 raise error
         if cell.sequential and CURRENT_CELL.get() is cell:
             raise CallCycle(cell.name)
+        screen = cell.screen
+        if screen is not None:
+            screen(msg)
         slot = kernel.new_slot()
         env = Envelope(msg, deadline, _correlation_id(), slot)
         mailbox = cell.mailbox
@@ -268,7 +280,8 @@ class ActorRef(Generic[Req, Resp]):
     async def cast(self, msg: Req, *, timeout: float | None = None) -> None:
         """Sends `msg` without waiting for it to be handled.
 
-        Returns once the message is in the mailbox. When the mailbox is full, the
+        Returns once the message is in the mailbox (after the actor's `screen`, if it
+        has one, accepted it in this task). When the mailbox is full, the
         actor's `cast_full` policy applies: WAIT for room (FIFO) up to `timeout`, FAIL
         at once, or DROP the message (an `actor.dead_letter` event). An exception raised
         while handling a cast has no caller to go to: it crashes the actor (or, for an
@@ -284,6 +297,8 @@ class ActorRef(Generic[Req, Resp]):
             MailboxFull: No room (per `cast_full`).
             ActorDown, ActorRestarting, ActorStopped: As for `call`.
             ConfigError: `timeout` is not > 0.
+            InvalidRequest: The actor's `screen` refused `msg` (or whatever else it
+                raised).
         """
         cell = self._cell
         timeout = _budget(cell, timeout)
@@ -291,6 +306,9 @@ class ActorRef(Generic[Req, Resp]):
             error = cell.refusal()
             if error is not None:
                 raise error
+        screen = cell.screen
+        if screen is not None:
+            screen(msg)
         cid = _correlation_id()
         env = Envelope(msg, math.inf, cid, None)
         mailbox = cell.mailbox
@@ -361,9 +379,10 @@ def _correlation_id() -> Any:
 
 
 def _withdraw(mailbox: Mailbox, env: Envelope) -> None:
-    """The caller gave up: free the queued message's place, or cancel its handler."""
+    """The caller gave up: free the queued message's place, or cancel its handler
+    (through the scope of the worker handling it; see `actors._actor.Incarnation`)."""
     state = env.state
     if state == QUEUED:
         mailbox.abandon(env)
-    elif state == RUNNING and env.scope is not None:
+    elif state == RUNNING:
         env.scope.cancel()

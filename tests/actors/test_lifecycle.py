@@ -163,6 +163,16 @@ async def test_bad_max_concurrency_is_refused() -> None:
             pass
 
 
+@pytest.mark.parametrize("value", [1, "yes", None])
+async def test_non_bool_cancel_abandoned_is_refused(value: object) -> None:
+    """A cancel_abandoned that is not a bool raises ConfigError naming the actor's field."""
+    actor = Scripted()
+    actor.cancel_abandoned = value  # type: ignore[assignment]
+    with pytest.raises(ConfigError, match=r"Scripted\.cancel_abandoned"):
+        async with open_actor(actor):
+            pass
+
+
 @pytest.mark.parametrize("timeout", [0, -1, float("nan")])
 async def test_non_positive_call_timeout_is_refused(timeout: float) -> None:
     """call and cast with a timeout that is not > 0 raise ConfigError naming timeout."""
