@@ -102,7 +102,7 @@ class PipelineMetrics:
         attempts: Attempts made (each one a request to the service).
         successes: Calls that returned a value judged a success.
         failures: Calls that ended in a failure (cancellations are not failures).
-        verdicts: Attempt outcomes by verdict (`ErrorClass` value; "success").
+        verdicts: Failed attempts by verdict (`ErrorClass` value).
     """
 
     calls: int = 0
@@ -112,8 +112,8 @@ class PipelineMetrics:
     failures: int = 0
     verdicts: dict[str, int] = attrs.field(factory=dict)
 
-    def count(self, verdict: ErrorClass | None) -> None:
-        key = "success" if verdict is None else verdict.value
+    def count(self, verdict: ErrorClass) -> None:
+        key = verdict.value
         self.verdicts[key] = self.verdicts.get(key, 0) + 1
 
 
@@ -158,12 +158,14 @@ class Pipeline:
         "_bulkhead",
         "_classify",
         "_cost",
+        "_fixed",
         "_headers",
         "_judge",
         "_latency",
         "_limits",
         "_overall",
         "_retrier",
+        "_settles",
         "_timed",
         "_usage",
         "classifier",
@@ -221,14 +223,17 @@ class Pipeline:
         self._timed = latency is not None or (breaker is not None and breaker.timed)
         self._limits = limits
         self._cost: CostFunction | None = None
+        self._fixed: Costs | None = None  # a fixed cost, checked once here
         if limits is not None:
             if callable(cost):
                 self._cost = cost
             else:
-                fixed = _check_costs(name, cost, limits)
-                self._cost = lambda *_args, **_kwargs: fixed
+                self._fixed = _check_costs(name, cost, limits)
         self._usage = usage
         self._headers = rate_headers if rate_headers is not None else headers_of
+        # Whether a success has anything to settle: a usage to reconcile, or
+        # headers to resync several limits from (a single limit has neither).
+        self._settles = limits is not None and (usage is not None or isinstance(limits, MultiLimit))
         self.metrics = PipelineMetrics()
 
     @property
@@ -310,25 +315,34 @@ class Pipeline:
                 retrier.begin()
             breaker = self._breaker
             limits = self._limits
-            timed = self._timed
+            timed = self._timed or limits is not None
             attempt_timeout = self._attempt_timeout
-            classify = self._classify
-            judge = self._judge
+            clocked = timed or attempt_timeout is not None or ends < _INF
             run: RetryRun | None = None
             last: BaseException | None = None
             attempt = 0
             while True:
                 attempt += 1
                 metrics.attempts += 1
-                costs = None
-                if limits is not None:
-                    assert self._cost is not None
-                    costs = _check_costs(self.name, self._cost(*args, **kwargs), limits)
-                permit = 0 if breaker is None else breaker.acquire()
                 reservation = None
                 if limits is not None:
-                    reservation = await self._reserve(limits, costs, permit, deadline, ends)
-                start = _now() if timed or attempt_timeout is not None or ends < _INF else 0.0
+                    costs = self._fixed
+                    if costs is None:
+                        assert self._cost is not None
+                        costs = _check_costs(self.name, self._cost(*args, **kwargs), limits)
+                    permit = 0 if breaker is None else breaker.acquire()
+                    start = _now()
+                    reservation = (
+                        limits.reserve_nowait(costs, start)  # type: ignore[arg-type]
+                        if isinstance(limits, Limiter)
+                        else limits.reserve_nowait(start, **costs)  # type: ignore[arg-type]
+                    )
+                    if reservation is None:
+                        reservation = await self._reserve(limits, costs, permit, deadline, ends)
+                        start = _now()
+                else:
+                    permit = 0 if breaker is None else breaker.acquire()
+                    start = _now() if clocked else 0.0
                 stop_at = _INF if attempt_timeout is None else start + attempt_timeout
                 stop_at = min(stop_at, ends)
                 try:
@@ -346,7 +360,7 @@ class Pipeline:
                                 )
                             raise DeadlineExceeded(self.name, overall or 0.0) from last
                 except Exception as exc:
-                    verdict = classify(exc)
+                    verdict = self._classify(exc)
                     mark(exc, verdict)
                     metrics.count(verdict)
                     end = _now() if timed else 0.0
@@ -377,6 +391,7 @@ class Pipeline:
                     if breaker is not None:
                         breaker.on_cancel(permit)
                     raise
+                judge = self._judge
                 judged = None if judge is None else judge(result)
                 if timed:
                     end = _now()
@@ -386,10 +401,10 @@ class Pipeline:
                         breaker.record(permit, judged, end - start, now=end)
                 elif breaker is not None:
                     breaker.record(permit, judged)
-                if limits is not None:
+                if self._settles or (judged is not None and limits is not None):
+                    assert limits is not None
                     await self._succeeded(limits, reservation, result, judged)
                 if judged is None:
-                    metrics.count(None)
                     metrics.successes += 1
                     return result
                 metrics.count(judged)
@@ -416,14 +431,8 @@ class Pipeline:
         deadline: float | None,
         ends: float,
     ) -> Any:
-        """Reserves one attempt's costs; a refusal or cancellation returns the permit."""
-        now = _now()
-        if isinstance(limits, Limiter):
-            reservation = limits.reserve_nowait(costs, now)  # type: ignore[arg-type]
-        else:
-            reservation = limits.reserve_nowait(now, **costs)  # type: ignore[arg-type]
-        if reservation is not None:
-            return reservation
+        """Waits for one attempt's costs (the slow path); a refusal or cancellation
+        returns the breaker permit uncounted."""
         breaker = self._breaker
         try:
             limit = self._limit(deadline, ends)
