@@ -2,132 +2,54 @@
 
 One `httpx2.AsyncClient` per actor incarnation, its connection limits matching the
 actor's pool, so the pool's size is the number of requests in flight. Plain JSON and
-streamed (server-sent events) responses; token usage is read to reconcile the
-tokens-per-minute limit, and `x-ratelimit-*` / `retry-after(-ms)` headers are handed to
-the limits and the retry policy.
+streamed (server-sent events) answers, with tool calls assembled from streamed
+fragments; token usage (checked and bounded) reconciles the tokens-per-minute limit,
+and `x-ratelimit-*` / `retry-after(-ms)` headers are handed to the limits and the
+retry policy.
 
 Errors are translated at this boundary: timeouts become `ServiceTimeout`, transport
 failures `ServiceUnavailable`, error statuses `ServiceResponseError` (status, provider
-code, the rate-limit headers), bodies that do not parse `MalformedResponse`. The API key
-is a `Secret`: it is revealed only into the Authorization header and redacted from any
-provider message we keep.
+code, the rate-limit headers), answers that do not parse or are not the documented
+shape `MalformedResponse`, requests the client cannot send `InvalidRequest`. The API
+key is a `Secret`: it is revealed only into the Authorization header and redacted from
+any provider text we keep.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final
 
-import attrs
-import httpx2
+from actors._errors import ConfigError, ServiceResponseError
+from actors.services import _openai_wire
+from actors.services._base import Secret
+from actors.services._chat import ChatRequest, ChatResponse, ToolCall, Usage
+from actors.services._http import HTTPChatClient, Probe
+from actors.services._wire import Wire, WireLimits
 
-from actors._envelope import current_correlation_id
-from actors._errors import (
-    ConfigError,
-    MalformedResponse,
-    ServiceResponseError,
-    ServiceTimeout,
-    ServiceUnavailable,
-)
-from actors.services._base import Secret, ServiceClient
+__all__ = ["ChatRequest", "ChatResponse", "LLMClient", "ToolCall", "Usage", "chat"]
 
-__all__ = ["ChatRequest", "ChatResponse", "LLMClient", "Usage"]
-
-_KEPT_HEADERS = ("retry-after", "retry-after-ms", "x-should-retry", "x-ratelimit-", "date")
+_MAX_TOKENS_FIELDS: Final = ("max_tokens", "max_completion_tokens")
 
 
-def _messages(value: Iterable[Mapping[str, str]]) -> tuple[Mapping[str, str], ...]:
-    messages = tuple(value)
-    for message in messages:
-        if not isinstance(message, Mapping) or "role" not in message:
-            raise ConfigError("messages", None, "each message must be a mapping with a role")
-    return messages
+class LLMClient(HTTPChatClient):
+    """Talks to an OpenAI-compatible ``/chat/completions`` endpoint.
 
-
-@attrs.frozen(kw_only=True)
-class ChatRequest:
-    """One chat completion.
-
-    Attributes:
-        messages: `{"role": ..., "content": ...}` dicts.
-        model: Overrides the client's model.
-        max_tokens: Completion budget (also used to estimate the token cost).
-        temperature: Sampling temperature.
-        stream: Receive the answer as server-sent events (assembled before replying).
-        on_chunk: Called with each streamed text delta (stream only).
+    Messages are OpenAI's: every role (system, developer, user, assistant with
+    ``tool_calls``, tool), content parts (text, image_url, input_audio, file).
     """
-
-    messages: tuple[Mapping[str, str], ...] = attrs.field(converter=_messages)
-    model: str | None = None
-    max_tokens: int | None = None
-    temperature: float | None = None
-    stream: bool = False
-    on_chunk: Callable[[str], None] | None = attrs.field(default=None, eq=False, repr=False)
-
-    @classmethod
-    def user(cls, content: str, **kwargs: Any) -> ChatRequest:
-        """A one-message request from the user."""
-        return cls(messages=({"role": "user", "content": content},), **kwargs)
-
-    def estimated_tokens(self) -> float:
-        """A cheap upper-ish estimate: prompt characters / 4, plus the completion budget."""
-        prompt = sum(len(message.get("content", "")) for message in self.messages)
-        return prompt / 4 + (self.max_tokens if self.max_tokens is not None else 256)
-
-
-@attrs.frozen
-class Usage:
-    """Tokens a completion used."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = 0
-
-
-@attrs.frozen(kw_only=True)
-class ChatResponse:
-    """A completed chat answer.
-
-    Attributes:
-        content: The assistant's text.
-        model: The model that answered.
-        finish_reason: Why generation stopped, if given.
-        usage: Token usage (zeros when the provider sent none).
-        headers: The response's rate-limit and retry headers.
-        chunks: How many streamed events were received (0 for JSON answers).
-    """
-
-    content: str
-    model: str
-    finish_reason: str | None
-    usage: Usage
-    headers: Mapping[str, str] = attrs.field(factory=dict, repr=False)
-    chunks: int = 0
-
-
-def _kept(headers: httpx2.Headers) -> dict[str, str]:
-    return {
-        key.lower(): value
-        for key, value in headers.items()
-        if key.lower().startswith(_KEPT_HEADERS)
-    }
-
-
-def _usage(data: object) -> Usage:
-    if not isinstance(data, Mapping):
-        return Usage()
-    prompt = int(data.get("prompt_tokens") or 0)
-    completion = int(data.get("completion_tokens") or 0)
-    total = int(data.get("total_tokens") or prompt + completion)
-    return Usage(prompt, completion, total)
-
-
-class LLMClient(ServiceClient[httpx2.AsyncClient, ChatRequest, ChatResponse]):
-    """Talks to an OpenAI-compatible `/chat/completions` endpoint."""
 
     service_type = "llm"
+    wire_name = "openai"
+    path = "chat/completions"
+    kept_headers = (
+        "retry-after",
+        "retry-after-ms",
+        "x-should-retry",
+        "x-ratelimit-",
+        "x-request-id",
+        "date",
+    )
 
     def __init__(
         self,
@@ -140,6 +62,9 @@ class LLMClient(ServiceClient[httpx2.AsyncClient, ChatRequest, ChatResponse]):
         connect_timeout: float = 5.0,
         read_timeout: float = 120.0,
         default_headers: Mapping[str, str] | None = None,
+        probe: Probe = "auto",
+        max_tokens_field: str = "max_tokens",
+        wire_limits: WireLimits | None = None,
     ) -> None:
         """Configures the client (nothing is opened until the actor starts).
 
@@ -147,204 +72,74 @@ class LLMClient(ServiceClient[httpx2.AsyncClient, ChatRequest, ChatResponse]):
             name: The service name.
             base_url: The API root, e.g. "https://api.example.com/v1".
             model: The default model.
-            api_key: Sent as a bearer token; never logged.
+            api_key: Sent as a bearer token; never logged, redacted from provider text.
             max_connections: httpx2 connection limit (match the actor's pool size).
             connect_timeout: Seconds to establish a connection.
             read_timeout: Seconds between bytes of the answer (the caller's deadline
                 bounds the whole call anyway).
-            default_headers: Extra headers on every request (not secrets: use api_key).
+            default_headers: Extra headers on every request (not credentials: use
+                api_key).
+            probe: The health check: "auto" (GET models, or a one-token completion
+                where the server has no models endpoint), "models", "chat",
+                "connect", or an async callable given the `httpx2.AsyncClient`.
+            max_tokens_field: The body field `ChatRequest.max_tokens` is sent as:
+                "max_tokens", or "max_completion_tokens" (OpenAI's reasoning models).
+            wire_limits: Size and depth bounds on answers.
 
         Raises:
-            ConfigError: A bad URL, model or key.
+            ConfigError: A bad URL, model, key, size, timeout, header or probe.
         """
-        super().__init__(name)
-        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
-            raise ConfigError("base_url", base_url, "must be an http(s) URL")
-        if not isinstance(model, str) or not model:
-            raise ConfigError("model", model, "must be a non-empty string")
-        if api_key is not None and not isinstance(api_key, Secret):
-            raise ConfigError("api_key", None, "must be an actors.services.Secret")
-        self.base_url = base_url.rstrip("/") + "/"
-        self.model = model
-        self._api_key = api_key
-        self._max_connections = max_connections
-        self._timeout = httpx2.Timeout(read_timeout, connect=connect_timeout)
-        self._headers = dict(default_headers or {})
-        self._http: httpx2.AsyncClient | None = None
-
-    @contextlib.asynccontextmanager
-    async def lifespan(self) -> AsyncIterator[None]:
-        headers = dict(self._headers)
-        if self._api_key is not None:
-            headers["authorization"] = f"Bearer {self._api_key.reveal()}"
-        limits = httpx2.Limits(
-            max_connections=self._max_connections, max_keepalive_connections=self._max_connections
+        super().__init__(
+            name,
+            base_url,
+            model=model,
+            api_key=api_key,
+            max_connections=max_connections,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            default_headers=default_headers,
+            probe=probe,
+            wire_limits=wire_limits,
         )
-        async with httpx2.AsyncClient(
-            base_url=self.base_url, headers=headers, limits=limits, timeout=self._timeout
-        ) as http:
-            self._http = http
-            try:
-                yield
-            finally:
-                self._http = None
+        if max_tokens_field not in _MAX_TOKENS_FIELDS:
+            raise ConfigError(
+                "max_tokens_field", max_tokens_field, "must be max_tokens or max_completion_tokens"
+            )
+        self.max_tokens_field = max_tokens_field
 
-    async def connect(self) -> httpx2.AsyncClient:
-        """The shared HTTP client: a pool "connection" is a permit for one request."""
-        if self._http is None:
-            raise ServiceUnavailable(self.name, "client is not open")
-        return self._http
+    def auth_headers(self, key: str) -> dict[str, str]:
+        return {"authorization": f"Bearer {key}"}
 
-    def costs(self, request: ChatRequest) -> Mapping[str, float]:
-        return {"requests": 1.0, "tokens": request.estimated_tokens()}
+    def body(self, request: ChatRequest) -> dict[str, Any]:
+        return _openai_wire.build_body(
+            request, model=self.model, max_tokens_field=self.max_tokens_field
+        )
 
-    def usage(self, response: ChatResponse) -> Mapping[str, float]:
-        used = response.usage.total_tokens
-        return {"tokens": float(used)} if used else {}
+    def parse(self, wire: Wire, raw: bytes, headers: Mapping[str, str], model: str) -> ChatResponse:
+        return _openai_wire.parse_completion(wire, raw, headers, model=model)
 
-    def rate_headers(self, response_or_error: object) -> Mapping[str, str] | None:
-        headers = getattr(response_or_error, "headers", None)
-        return headers if isinstance(headers, Mapping) and headers else None
+    def assembler(
+        self, wire: Wire, request: ChatRequest, model: str
+    ) -> _openai_wire.StreamAssembler:
+        return _openai_wire.StreamAssembler(wire, model=model, on_chunk=request.on_chunk)
 
-    async def probe(self, conn: httpx2.AsyncClient) -> None:
-        """GET /models must answer 200."""
-        try:
-            response = await conn.get("models")
-        except httpx2.HTTPError as exc:
-            raise self._transport_error(exc) from exc
-        if response.status_code != 200:
-            raise self._status_error(response, response.content)
+    def error(
+        self, wire: Wire, status: int, headers: Mapping[str, str], raw: bytes | None
+    ) -> ServiceResponseError:
+        return _openai_wire.parse_error(wire, status, headers, raw)
 
-    async def request(self, conn: httpx2.AsyncClient, request: ChatRequest) -> ChatResponse:
-        body: dict[str, Any] = {
-            "model": request.model or self.model,
-            "messages": [dict(message) for message in request.messages],
+    def probe_body(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "messages": [{"role": "user", "content": "ping"}],
+            self.max_tokens_field: 1,
         }
-        if request.max_tokens is not None:
-            body["max_tokens"] = request.max_tokens
-        if request.temperature is not None:
-            body["temperature"] = request.temperature
-        cid = current_correlation_id()
-        headers = {"x-request-id": cid} if cid else None
-        try:
-            if request.stream:
-                body["stream"] = True
-                body["stream_options"] = {"include_usage": True}
-                return await self._stream(conn, body, headers, request.on_chunk)
-            response = await conn.post("chat/completions", json=body, headers=headers)
-            content = response.content
-        except httpx2.HTTPError as exc:
-            raise self._transport_error(exc) from exc
-        if response.status_code >= 400:
-            raise self._status_error(response, content)
-        return self._parse(content, _kept(response.headers))
-
-    async def _stream(
-        self,
-        conn: httpx2.AsyncClient,
-        body: dict[str, Any],
-        headers: dict[str, str] | None,
-        on_chunk: Callable[[str], None] | None,
-    ) -> ChatResponse:
-        async with conn.stream("POST", "chat/completions", json=body, headers=headers) as response:
-            if response.status_code >= 400:
-                raise self._status_error(response, await response.aread())
-            parts: list[str] = []
-            model = body["model"]
-            finish: str | None = None
-            usage = Usage()
-            chunks = 0
-            done = False
-            async for line in response.aiter_lines():
-                if done or not line.startswith("data:"):
-                    continue
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    done = True  # read on to the end: an unfinished iterator leaks
-                    continue
-                chunks += 1
-                try:
-                    event = json.loads(data)
-                except ValueError as exc:
-                    raise self._malformed("a stream event is not JSON") from exc
-                if not isinstance(event, Mapping):
-                    raise self._malformed("a stream event is not an object")
-                model = event.get("model", model)
-                if event.get("usage"):
-                    usage = _usage(event["usage"])
-                for choice in event.get("choices") or ():
-                    delta = (choice.get("delta") or {}).get("content")
-                    if delta:
-                        parts.append(delta)
-                        if on_chunk is not None:
-                            on_chunk(delta)
-                    finish = choice.get("finish_reason") or finish
-            if not done:
-                raise self._malformed("the stream ended without [DONE]")
-            return ChatResponse(
-                content="".join(parts),
-                model=str(model),
-                finish_reason=finish,
-                usage=usage,
-                headers=_kept(response.headers),
-                chunks=chunks,
-            )
-
-    def _parse(self, content: bytes, headers: dict[str, str]) -> ChatResponse:
-        try:
-            data = json.loads(content)
-            choice = data["choices"][0]
-            message = choice["message"]
-            text = message.get("content") or ""
-            if not isinstance(text, str):
-                raise TypeError("content is not a string")
-            return ChatResponse(
-                content=text,
-                model=str(data.get("model", "")),
-                finish_reason=choice.get("finish_reason"),
-                usage=_usage(data.get("usage")),
-                headers=headers,
-            )
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise self._malformed("the answer is not a chat completion") from exc
-
-    def _malformed(self, why: str) -> MalformedResponse:
-        return MalformedResponse(self.name, why, correlation_id=current_correlation_id())
-
-    def _transport_error(self, exc: httpx2.HTTPError) -> ServiceTimeout | ServiceUnavailable:
-        cid = current_correlation_id()
-        if isinstance(exc, httpx2.TimeoutException):
-            return ServiceTimeout(self.name, f"{type(exc).__name__}", correlation_id=cid)
-        return ServiceUnavailable(self.name, f"{type(exc).__name__}", correlation_id=cid)
-
-    def _status_error(self, response: httpx2.Response, content: bytes) -> ServiceResponseError:
-        code: str | None = None
-        message = ""
-        try:
-            error = json.loads(content).get("error") or {}
-            if isinstance(error, Mapping):
-                raw_code = error.get("code") or error.get("type")
-                code = str(raw_code) if raw_code else None
-                message = str(error.get("message") or "")
-        except (ValueError, AttributeError):
-            pass
-        return ServiceResponseError(
-            self.name,
-            response.status_code,
-            headers=_kept(response.headers),
-            code=code,
-            message=self._redact(message)[:200],
-            correlation_id=current_correlation_id(),
-        )
-
-    def _redact(self, text: str) -> str:
-        if self._api_key is not None and self._api_key.reveal():
-            text = text.replace(self._api_key.reveal(), "***")
-        return text
 
 
-def chat(content: str | Sequence[Mapping[str, str]], **kwargs: Any) -> ChatRequest:
-    """A `ChatRequest` from a user string or a list of messages."""
+def chat(
+    content: str | Sequence[Mapping[str, Any]] | Iterable[Mapping[str, Any]], **fields: Any
+) -> ChatRequest:
+    """A `ChatRequest` from a user string or a list of messages (see `ChatRequest.create`)."""
     if isinstance(content, str):
-        return ChatRequest.user(content, **kwargs)
-    return ChatRequest(messages=content, **kwargs)
+        return ChatRequest.user(content, **fields)
+    return ChatRequest.create(content, **fields)

@@ -1,5 +1,5 @@
 """Testing kit: virtual time, event capture, chaos injection, load generation, and the
-mock services (the OpenAI-compatible server, databases, the MCP server script).
+mock services (the OpenAI-compatible and Anthropic server, databases, the MCP server script).
 
 The mock services import their extras (hypercorn for `serve_mock_llm`) only when
 started; the MCP test server runs as `python -m actors.testing.mcp_server`.
@@ -19,7 +19,14 @@ from actors.testing._databases import (
     temporary_sqlite_db,
 )
 from actors.testing._load import LatencyHistogram, LoadConfig, LoadReport, run_load
-from actors.testing._mock_llm import Behaviour, MockLLM, MockLLMServer, serve_mock_llm
+from actors.testing._mock_llm import (
+    Behaviour,
+    MockLLM,
+    MockLLMServer,
+    Quota,
+    ToolRule,
+    serve_mock_llm,
+)
 from actors.testing._redis import RedisServer, redis_server, redis_server_path
 from actors.testing._tasks import count_tasks
 
@@ -37,7 +44,9 @@ __all__ = [
     "MockLLMServer",
     "PostgresServer",
     "PostgresUnavailable",
+    "Quota",
     "RedisServer",
+    "ToolRule",
     "VirtualClockEventLoop",
     "capture_events",
     "count_tasks",

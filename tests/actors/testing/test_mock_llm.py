@@ -49,7 +49,8 @@ async def test_chat_completion_has_content_and_usage() -> None:
     data = response.json()
     assert data["object"] == "chat.completion"
     assert data["choices"][0]["message"] == {"role": "assistant", "content": "hello there"}
-    assert data["usage"] == {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9}
+    usage = data["usage"]
+    assert (usage["prompt_tokens"], usage["completion_tokens"], usage["total_tokens"]) == (7, 2, 9)
     assert mock.last_request == REQUEST
 
 

@@ -1,0 +1,165 @@
+"""Redaction: the one place that scrubs secrets from text we keep or show.
+
+Provider text (an error's message, code, type and param, any header we keep) may echo
+what we sent, including the API key. Everything such text goes through `redact`
+before it is stored on an exception, put in an event or kept on a response:
+
+- each known secret, exactly and case-insensitively, and any run of 8 or more of its
+  characters (a truncated echo such as ``"sk-test-0123..."`` or a key's tail);
+- the generic shapes of credentials, known or not: ``Bearer <token>``, ``sk-...``
+  keys, ``api_key=`` / ``api-key:`` / ``token=`` / ``password=`` / ``secret=`` values
+  (also quoted, as in JSON), and URL query strings.
+
+`one_line` is what an error message should be: the first line, redacted, then cut to a
+length (redacting first, so a cut never exposes the part of a secret it kept).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Final, Protocol
+
+__all__ = ["REDACTED", "Redactor", "one_line", "redact", "redact_headers"]
+
+REDACTED: Final = "<redacted>"
+
+# A secret shorter than this is matched only as a whole (shorter runs would hide
+# ordinary words); longer ones also by any run of this many of their characters.
+_RUN: Final = 8
+_SHORTEST: Final = 4
+
+_PATTERNS: Final = (
+    # Authorization values: "Bearer abc", "Basic abc".
+    re.compile(r"(?i)\b(bearer|basic)(\s+)[^\s,;'\"]+"),
+    # key=value and "key": "value" forms (the name is kept, the value goes).
+    re.compile(
+        r"(?i)(\b(?:x-)?(?:api[_-]?key|access[_-]?token|refresh[_-]?token|auth[_-]?token|token"
+        r"|password|passwd|pwd|secret|client[_-]?secret|authorization)\b[\"']?\s*[=:]\s*)"
+        r"([\"']?)(?!<redacted>)[^\s&,;'\"]+"
+    ),
+    # Provider key shapes: sk-..., sk-ant-..., sk-proj-...
+    re.compile(r"(?i)\b(sk)(-)[A-Za-z0-9_\-]{4,}"),
+)
+_URL_QUERY: Final = re.compile(r"(?i)(\bhttps?://[^\s?#'\"]+)\?[^\s#'\"]*")
+
+
+class _Revealable(Protocol):
+    def reveal(self) -> str: ...
+
+
+def _values(secrets: Iterable[str | _Revealable | None]) -> tuple[str, ...]:
+    values: list[str] = []
+    for secret in secrets:
+        value = secret if isinstance(secret, str) or secret is None else secret.reveal()
+        if value and len(value) >= _SHORTEST:
+            values.append(value)
+    return tuple(values)
+
+
+class Redactor:
+    """Redacts a fixed set of known secrets plus the generic credential shapes.
+
+    Built once per client (the secrets are read once); calling it is cheap for text
+    that holds no secret. Never shows the secrets in its repr.
+    """
+
+    __slots__ = ("_exact", "_runs")
+
+    def __init__(self, secrets: Iterable[str | _Revealable | None] = ()) -> None:
+        values = _values(secrets)
+        self._exact = tuple(value.lower() for value in values)
+        runs: set[str] = set()
+        for value in values:
+            lowered = value.lower()
+            runs.update(lowered[i : i + _RUN] for i in range(len(lowered) - _RUN + 1))
+        self._runs = frozenset(runs)
+
+    def __call__(self, text: str) -> str:
+        """Returns `text` with every known secret and credential shape replaced."""
+        if self._exact:
+            text = self._known(text)
+        return _generic(text)
+
+    def _known(self, text: str) -> str:
+        lowered = text.lower()
+        hidden = bytearray(len(text))  # 1 where a character belongs to a secret
+        for value in self._exact:
+            start = lowered.find(value)
+            while start >= 0:
+                hidden[start : start + len(value)] = b"\x01" * len(value)
+                start = lowered.find(value, start + 1)
+        if self._runs:
+            for i in range(len(lowered) - _RUN + 1):
+                if lowered[i : i + _RUN] in self._runs:
+                    hidden[i : i + _RUN] = b"\x01" * _RUN
+        if not any(hidden):
+            return text
+        out: list[str] = []
+        inside = False
+        for char, flag in zip(text, hidden, strict=True):
+            if flag:
+                if not inside:
+                    out.append(REDACTED)
+                inside = True
+            else:
+                out.append(char)
+                inside = False
+        return "".join(out)
+
+    def __repr__(self) -> str:
+        return f"<Redactor of {len(self._exact)} secret(s)>"
+
+
+def _generic(text: str) -> str:
+    text = _URL_QUERY.sub(rf"\1?{REDACTED}", text)
+    for pattern in _PATTERNS:
+        text = pattern.sub(rf"\1\2{REDACTED}", text)
+    return text
+
+
+_NO_SECRETS: Final = Redactor()
+
+
+def redact(text: str, secrets: Iterable[str | _Revealable | None] = ()) -> str:
+    """Returns `text` with `secrets` and every credential shape replaced by ``<redacted>``.
+
+    Args:
+        text: Any text (non-strings are converted with `str`).
+        secrets: Known secret values (strings or `Secret`s) to hide, with their
+            case-insensitive and truncated (8+ characters) echoes.
+    """
+    redactor = Redactor(secrets) if secrets else _NO_SECRETS
+    return redactor(text if isinstance(text, str) else str(text))
+
+
+def one_line(text: object, *, redactor: Redactor | None = None, limit: int = 200) -> str:
+    """The first line of `text`, redacted, then cut to `limit` characters (with "...").
+
+    What `short_message` and the service clients keep from provider or exception text.
+    A broken `__str__` gives ``"<unprintable>"``.
+    """
+    try:
+        string = text if isinstance(text, str) else str(text)
+    except Exception:  # a hostile __str__ must not break error reporting
+        return "<unprintable>"
+    first = string.splitlines()[0] if string else ""
+    first = (redactor or _NO_SECRETS)(first)
+    if len(first) > limit:
+        first = first[: max(0, limit - 3)] + "..."
+    return first
+
+
+def redact_headers(headers: Mapping[str, str], redactor: Redactor | None = None) -> dict[str, str]:
+    """Header values redacted (names lower-cased); credential headers are dropped."""
+    scrub = redactor or _NO_SECRETS
+    return {
+        name.lower(): scrub(value)
+        for name, value in headers.items()
+        if name.lower() not in _CREDENTIAL_HEADERS
+    }
+
+
+_CREDENTIAL_HEADERS: Final = frozenset(
+    {"authorization", "proxy-authorization", "x-api-key", "api-key", "cookie", "set-cookie"}
+)

@@ -1,0 +1,387 @@
+"""What the HTTP chat clients share: one httpx2 client, bounded reads, error mapping.
+
+`HTTPChatClient` is the `ServiceClient` for chat APIs over HTTP. A subclass says how
+to authenticate, build a body and read an answer in its wire format; everything else
+is here, once: configuration checks, the shared `httpx2.AsyncClient` (its connection
+limits matching the actor's pool), the health probe, reading bodies and streams
+within their bounds, translating transport failures (`ServiceTimeout`,
+`ServiceUnavailable`) and error statuses (`ServiceResponseError`), and redacting every
+header we keep.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, ClassVar, Final, Protocol
+
+import attrs
+import httpx2
+
+from actors._envelope import current_correlation_id
+from actors._errors import (
+    ConfigError,
+    InvalidRequest,
+    ServiceResponseError,
+    ServiceTimeout,
+    ServiceUnavailable,
+)
+from actors._redact import Redactor, one_line, redact, redact_headers
+from actors._validate import check_finite_positive, check_instance, check_positive_int
+from actors.services._base import Secret, ServiceClient
+from actors.services._chat import (
+    DEFAULT_MAX_TOKENS,
+    ChatRequest,
+    ChatResponse,
+    check_chat_request,
+)
+from actors.services._wire import SSEDecoder, SSEEvent, Wire, WireLimits, malformed
+
+__all__ = ["HTTPChatClient", "Probe"]
+
+Probe = str | Callable[[httpx2.AsyncClient], Awaitable[object]]
+"""A health probe: "auto", "models", "chat", "connect", or an async callable."""
+
+_PROBES: Final = ("auto", "models", "chat", "connect")
+_CREDENTIAL_HEADERS: Final = frozenset(
+    {"authorization", "proxy-authorization", "x-api-key", "api-key", "cookie"}
+)
+
+
+class _Assembler(Protocol):
+    done: bool
+
+    def feed(self, event: SSEEvent) -> None: ...
+
+    def result(self, headers: Mapping[str, str]) -> ChatResponse: ...
+
+
+def _check_headers(value: object) -> dict[str, str]:
+    if value is None:
+        return {}
+    headers = check_instance("default_headers", value, Mapping)
+    out: dict[str, str] = {}
+    for key, item in headers.items():
+        if not isinstance(key, str) or not isinstance(item, str):
+            raise ConfigError("default_headers", None, "names and values must be strings")
+        if key.lower() in _CREDENTIAL_HEADERS:
+            raise ConfigError(
+                f"default_headers.{key}", None, "pass credentials as api_key (a Secret)"
+            )
+        out[key] = item
+    return out
+
+
+class HTTPChatClient(ServiceClient[httpx2.AsyncClient, ChatRequest, ChatResponse]):
+    """A chat API over HTTP; subclasses give the wire format (see `LLMClient`)."""
+
+    service_type = "llm"
+
+    wire_name: ClassVar[str]
+    """The `check_chat_request` rules and `ChatResponse.wire` ("openai", "anthropic")."""
+    path: ClassVar[str]
+    """The chat endpoint, relative to the base URL."""
+    kept_headers: ClassVar[tuple[str, ...]]
+    """Prefixes of the response headers kept on answers and errors."""
+
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        *,
+        model: str,
+        api_key: Secret | None = None,
+        max_connections: int = 16,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 120.0,
+        default_headers: Mapping[str, str] | None = None,
+        probe: Probe = "auto",
+        wire_limits: WireLimits | None = None,
+    ) -> None:
+        super().__init__(name)
+        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+            shown = redact(base_url) if isinstance(base_url, str) else base_url
+            raise ConfigError("base_url", shown, "must be an http(s) URL")
+        if not isinstance(model, str) or not model:
+            raise ConfigError("model", model, "must be a non-empty string")
+        if api_key is not None and not isinstance(api_key, Secret):
+            raise ConfigError("api_key", None, "must be an actors.services.Secret")
+        if not (probe in _PROBES or callable(probe)):
+            raise ConfigError("probe", probe, f"must be one of {', '.join(_PROBES)} or a callable")
+        self.base_url = base_url.rstrip("/") + "/"
+        self.model = model
+        self._api_key = api_key
+        self._max_connections = check_positive_int("max_connections", max_connections)
+        self._timeout = httpx2.Timeout(
+            check_finite_positive("read_timeout", read_timeout),
+            connect=check_finite_positive("connect_timeout", connect_timeout),
+        )
+        self._headers = _check_headers(default_headers)
+        self._probe = probe
+        self.wire_limits = check_instance(
+            "wire_limits", WireLimits() if wire_limits is None else wire_limits, WireLimits
+        )
+        self._redactor = Redactor([api_key] if api_key is not None else [])
+        self._http: httpx2.AsyncClient | None = None
+
+    # -- what a wire format says ---------------------------------------------------
+
+    @abc.abstractmethod
+    def auth_headers(self, key: str) -> dict[str, str]:
+        """The headers carrying the API key (and any the API requires on every call)."""
+
+    @abc.abstractmethod
+    def body(self, request: ChatRequest) -> dict[str, Any]:
+        """The request's JSON body."""
+
+    @abc.abstractmethod
+    def parse(self, wire: Wire, raw: bytes, headers: Mapping[str, str], model: str) -> ChatResponse:
+        """A JSON answer."""
+
+    @abc.abstractmethod
+    def assembler(self, wire: Wire, request: ChatRequest, model: str) -> _Assembler:
+        """A fresh assembler for a streamed answer."""
+
+    @abc.abstractmethod
+    def error(
+        self, wire: Wire, status: int, headers: Mapping[str, str], raw: bytes | None
+    ) -> ServiceResponseError:
+        """The error for an error status (never raises)."""
+
+    @abc.abstractmethod
+    def probe_body(self) -> dict[str, Any]:
+        """The body of the one-token completion the "chat" probe sends."""
+
+    def default_max_tokens(self) -> int | None:
+        """The completion budget assumed when a request sets none (None: unknown)."""
+        return None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[None]:
+        headers = dict(self._headers)
+        if self._api_key is not None:
+            headers.update(self.auth_headers(self._api_key.reveal()))
+        limits = httpx2.Limits(
+            max_connections=self._max_connections, max_keepalive_connections=self._max_connections
+        )
+        async with httpx2.AsyncClient(
+            base_url=self.base_url, headers=headers, limits=limits, timeout=self._timeout
+        ) as http:
+            self._http = http
+            try:
+                yield
+            finally:
+                self._http = None
+
+    async def connect(self) -> httpx2.AsyncClient:
+        """The shared HTTP client: a pool "connection" is a permit for one request."""
+        if self._http is None:
+            raise ServiceUnavailable(self.name, "client is not open")
+        return self._http
+
+    # -- the boundary ------------------------------------------------------------------
+
+    def check_request(self, request: object) -> None:
+        """Refuses a malformed request in the caller's task (see `check_chat_request`).
+
+        Raises:
+            InvalidRequest: Naming the offending field.
+        """
+        check_chat_request(self.name, request, wire=self.wire_name)
+
+    def costs(self, request: ChatRequest) -> Mapping[str, float]:
+        """One request, the estimated tokens, and the estimate's input and output parts."""
+        default = self.default_max_tokens() or DEFAULT_MAX_TOKENS
+        total = request.estimated_tokens(default)
+        output = float(request.completion_budget(default) or 0)
+        return {
+            "requests": 1.0,
+            "tokens": total,
+            "input_tokens": max(0.0, total - output),
+            "output_tokens": output,
+        }
+
+    def usage(self, response: ChatResponse) -> Mapping[str, float]:
+        """Tokens used, total and input/output, when the answer reported them."""
+        usage = response.usage
+        if not usage.total_tokens:
+            return {}
+        return {
+            "tokens": float(usage.total_tokens),
+            "input_tokens": float(usage.prompt_tokens),
+            "output_tokens": float(usage.completion_tokens),
+        }
+
+    def rate_headers(self, response_or_error: object) -> Mapping[str, str] | None:
+        headers = getattr(response_or_error, "headers", None)
+        return headers if isinstance(headers, Mapping) and headers else None
+
+    # -- requests ----------------------------------------------------------------------
+
+    def _wire(self, request: ChatRequest | None) -> Wire:
+        wire = Wire(
+            service=self.name,
+            correlation_id=current_correlation_id(),
+            limits=self.wire_limits,
+            redactor=self._redactor,
+        )
+        if request is None:
+            return wire
+        return attrs.evolve(wire, bound=request.usage_bound(self.default_max_tokens()))
+
+    def _kept(self, headers: httpx2.Headers) -> dict[str, str]:
+        prefixes = self.kept_headers
+        return redact_headers(
+            {k: v for k, v in headers.items() if k.lower().startswith(prefixes)}, self._redactor
+        )
+
+    def _encode(self, body: Mapping[str, Any]) -> bytes:
+        try:
+            return json.dumps(body, allow_nan=False, separators=(",", ":")).encode()
+        except (TypeError, ValueError, RecursionError):
+            raise InvalidRequest(self.name, "request", "is not JSON-serialisable") from None
+
+    async def request(self, conn: httpx2.AsyncClient, request: ChatRequest) -> ChatResponse:
+        """Sends one chat request and reads the answer within the wire limits.
+
+        Runs under the caller's deadline; cancelling closes the response and its
+        connection (the provider sees the client go away).
+
+        Raises:
+            ServiceResponseError: An error status (or an error inside a stream).
+            MalformedResponse: An answer that is too large, too deep, not JSON or not
+                the documented shape.
+            ServiceTimeout: Connect or read timeout.
+            ServiceUnavailable: Connection refused, reset or dropped.
+            InvalidRequest: The request cannot be encoded, or `on_chunk` raised.
+        """
+        wire = self._wire(request)
+        try:
+            body = self.body(request)
+        except (TypeError, ValueError, KeyError, AttributeError):  # check_request was skipped
+            raise InvalidRequest(self.name, "request", "cannot be built") from None
+        payload = self._encode(body)
+        model = request.model or self.model
+        headers = {"content-type": "application/json"}
+        if wire.correlation_id:
+            headers["x-request-id"] = wire.correlation_id
+        try:
+            async with conn.stream("POST", self.path, content=payload, headers=headers) as response:
+                kept = self._kept(response.headers)
+                if response.status_code >= 400:
+                    raw = await self._read_error(response)
+                    raise self.error(wire, response.status_code, kept, raw)
+                content_type = response.headers.get("content-type", "")
+                if request.stream and content_type.startswith("text/event-stream"):
+                    return await self._stream(wire, response, request, model, kept)
+                raw = await self._read(wire, response)
+                return self.parse(wire, raw, kept, model)
+        except httpx2.HTTPError as exc:
+            raise self._transport_error(exc, wire) from exc
+
+    async def _read(self, wire: Wire, response: httpx2.Response) -> bytes:
+        limit = wire.limits.max_body_bytes
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise malformed(wire, f"the answer is larger than {limit} bytes")
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > limit:
+                raise malformed(wire, f"the answer is larger than {limit} bytes")
+            parts.append(chunk)
+        return b"".join(parts)
+
+    async def _read_error(self, response: httpx2.Response) -> bytes | None:
+        """An error body, or None when it is larger than the bound (the status stands)."""
+        limit = self.wire_limits.max_error_bytes
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > limit:
+                return None
+            parts.append(chunk)
+        return b"".join(parts)
+
+    async def _stream(
+        self,
+        wire: Wire,
+        response: httpx2.Response,
+        request: ChatRequest,
+        model: str,
+        kept: Mapping[str, str],
+    ) -> ChatResponse:
+        decoder = SSEDecoder(wire)
+        assembler = self.assembler(wire, request, model)
+        async for chunk in response.aiter_bytes():
+            for event in decoder.feed(chunk):
+                assembler.feed(event)
+            # after the end marker, read on to the end: an unfinished body leaks
+        for event in decoder.end():
+            assembler.feed(event)
+        return assembler.result(kept)
+
+    def _transport_error(
+        self, exc: httpx2.HTTPError, wire: Wire
+    ) -> ServiceTimeout | ServiceUnavailable:
+        what = f"{type(exc).__name__}: {one_line(exc, redactor=self._redactor, limit=120)}"
+        if isinstance(exc, httpx2.TimeoutException):
+            return ServiceTimeout(self.name, what, correlation_id=wire.correlation_id)
+        return ServiceUnavailable(self.name, what, correlation_id=wire.correlation_id)
+
+    # -- health --------------------------------------------------------------------------
+
+    async def probe(self, conn: httpx2.AsyncClient) -> None:
+        """Checks health as configured by `probe`.
+
+        "models": GET models answers 200. "chat": a one-token completion succeeds.
+        "connect": the server answers anything below 500 at its base URL. "auto" (the
+        default): "models", falling back to "chat" when the server has no models
+        endpoint (404, 405, 501). A callable gets the HTTP client and raises to report
+        unhealthy.
+
+        Raises:
+            ServiceResponseError, ServiceTimeout, ServiceUnavailable, MalformedResponse:
+                The service is unhealthy.
+        """
+        wire = self._wire(None)
+        probe = self._probe
+        try:
+            if callable(probe):
+                await probe(conn)
+                return
+            if probe == "connect":
+                response = await conn.get("")
+                if response.status_code >= 500:
+                    raise self.error(wire, response.status_code, self._kept(response.headers), None)
+                return
+            if probe in ("models", "auto"):
+                response = await conn.get("models")
+                if response.status_code == 200:
+                    return
+                if probe == "models" or response.status_code not in (404, 405, 501):
+                    raise self.error(
+                        wire,
+                        response.status_code,
+                        self._kept(response.headers),
+                        response.content[:65536],
+                    )
+            await self._probe_chat(conn, wire)
+        except httpx2.HTTPError as exc:
+            raise self._transport_error(exc, wire) from exc
+
+    async def _probe_chat(self, conn: httpx2.AsyncClient, wire: Wire) -> None:
+        payload = self._encode(self.probe_body())
+        async with conn.stream(
+            "POST", self.path, content=payload, headers={"content-type": "application/json"}
+        ) as response:
+            kept = self._kept(response.headers)
+            if response.status_code >= 400:
+                raise self.error(wire, response.status_code, kept, await self._read_error(response))
+            self.parse(wire, await self._read(wire, response), kept, self.model)
