@@ -13,15 +13,16 @@ renders it)::
     THROTTLED   a rate-limit answer (429 that is not a    yes (1)   ignored   yes
                 quota or spend limit)
     PERMANENT   a service failure a retry will not fix:   no        failure   yes
-                401, 403, quota exhausted, ...
+                401, 402, 403, quota or spend
     REJECTED    the caller's mistake, answered correctly  no        success   no
                 by a healthy service: 400, 404, 422, a
                 tool error, a constraint violation, a
-                syntax error, invalid JSON-RPC params
+                syntax error, invalid JSON-RPC params,
+                an InvalidRequest
     IGNORED     not an outcome of the service: our own    no        ignored   (2)
                 refusals (CircuitOpen, RateLimited,
-                BulkheadFull), a ConfigError, a bug's
-                InvalidRequest
+                BulkheadFull, DeadlineExceeded), a
+                ConfigError
 
 (1) after the server's requested delay (``retry-after``), which also holds the
 rate limits for every caller and resyncs them from the answer's headers; a delay
@@ -126,6 +127,14 @@ class ErrorClass(enum.Enum):
         return self is ErrorClass.RETRYABLE or self is ErrorClass.PERMANENT
 
     @property
+    def breaker_outcome(self) -> str:
+        """What a breaker records: "failure", "success" (REJECTED: a healthy service
+        answered the caller's mistake) or "ignored"."""
+        if self.breaker_failure:
+            return "failure"
+        return "success" if self is ErrorClass.REJECTED else "ignored"
+
+    @property
     def routable(self) -> bool:
         """Whether a fallback router passes the request on (RETRYABLE, THROTTLED, PERMANENT)."""
         return self.retried or self is ErrorClass.PERMANENT
@@ -193,14 +202,15 @@ def headers_of(outcome: object) -> dict[str, str] | None:
 def error_codes_of(exc: object) -> frozenset[str]:
     """The provider error codes an exception carries, lower-cased.
 
-    Collects the strings in ``.code``, ``.type`` and, when ``.body`` is a mapping,
-    ``body["code"]``, ``body["type"]``, ``body["error"]["code"]`` and
-    ``body["error"]["type"]`` (the OpenAI and Anthropic error bodies).
+    Collects the strings in ``.code``, ``.type``, ``.error_code`` and, when ``.body``
+    is a mapping, its ``code`` and ``type``, those of ``body["error"]`` and
+    ``body["error"]["details"]["error_code"]`` (the OpenAI and Anthropic error bodies;
+    Anthropic names a spend limit only in ``details.error_code``).
     """
     found: set[str] = set()
 
     def add(source: object) -> None:
-        for name in ("code", "type"):
+        for name in ("code", "type", "error_code"):
             value = source.get(name) if isinstance(source, Mapping) else _attr(source, name)
             if isinstance(value, str):
                 found.add(value.lower())
@@ -212,6 +222,9 @@ def error_codes_of(exc: object) -> frozenset[str]:
         error = body.get("error")
         if isinstance(error, Mapping):
             add(error)
+            details = error.get("details")
+            if isinstance(details, Mapping):
+                add(details)
     return frozenset(found)
 
 
@@ -306,8 +319,12 @@ DEFAULT_QUOTA_CODES: Final = frozenset(
         "billing_not_active",
         "spend_limit_exceeded",
         "credit_balance_too_low",
+        "enforced_spend_limit_reached",  # Anthropic's, in error.details.error_code
+        "contract_spend_limit_reached",
+        "linked_organization_spend_limit_reached",
     }
 )
+_ACCOUNT_STATUSES: Final = (401, 402, 403)  # credentials, billing, permissions
 
 
 def _http_rule(
@@ -322,15 +339,18 @@ def _http_rule(
         if should_retry == "true":
             return _THROTTLED if status == 429 else _RETRYABLE
         if should_retry == "false" and status >= 400:
-            return _REJECTED if 400 <= status < 500 and status not in (401, 403) else _PERMANENT
+            # Not retried; a rate or quota limit and an account problem stay ours.
+            if status < 500 and status != 429 and status not in _ACCOUNT_STATUSES:
+                return _REJECTED
+            return _PERMANENT
     if status < 400:
         return None
     if status == 429:
         return _PERMANENT if codes & quota_codes else _THROTTLED
     if status in (408, 409) or status >= 500:
         return _RETRYABLE
-    if status in (401, 403):
-        return _PERMANENT  # credentials or permissions: ours to fix, not the caller's
+    if status in _ACCOUNT_STATUSES:
+        return _PERMANENT  # credentials, billing or permissions: ours to fix, not the caller's
     return _REJECTED
 
 
@@ -367,9 +387,7 @@ def _sqlite_rule(exc: BaseException) -> ErrorClass | None:
     if isinstance(name, str):
         if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
             return _RETRYABLE
-        if name.startswith(
-            ("SQLITE_CONSTRAINT", "SQLITE_MISMATCH", "SQLITE_RANGE", "SQLITE_ERROR")
-        ):
+        if name.startswith(_SQLITE_CALLER):
             return _REJECTED
         return _PERMANENT
     return None
@@ -526,7 +544,7 @@ class HTTPClassifier(ErrorClassifier):
     ``x-should-retry: true|false`` decides first (OpenAI and Anthropic send it); a 429
     is THROTTLED unless its error code is in `quota_codes` (PERMANENT: quota and spend
     limits do not reset in seconds); 408, 409, 5xx (including 529 "overloaded") are
-    RETRYABLE; 401 and 403 PERMANENT; other 4xx (400, 404, 413, 422, ...) REJECTED.
+    RETRYABLE; 401, 402 and 403 PERMANENT; other 4xx (400, 404, 413, 422, ...) REJECTED.
     A returned value with an error status (e.g. an `httpx2.Response` with 503) is
     judged by the same rule. Then the base rules (timeouts, broken transports, ...).
 

@@ -90,9 +90,85 @@ def default(f: Any) -> str:
     return f"`{d!r}`"
 
 
+def _seconds(value: float | None) -> str:
+    if value is None or math.isinf(value):
+        return "none"
+    return f"{value:g} s"
+
+
+def verdicts() -> list[str]:
+    """The one table of what each verdict means to every layer (from `ErrorClass`)."""
+    lines = [
+        "## Verdicts\n",
+        "Every attempt's outcome is judged once, by the service kind's classifier, and",
+        "every layer acts on that verdict ([classification](resilience/classification.md)).\n",
+        "| verdict | meaning | retried | breaker records | passed to a fallback |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for verdict in actors.ErrorClass:
+        lines.append(
+            f"| `{verdict.name}` | {_CLASS_MEANING[verdict.name]} | "
+            f"{'yes' if verdict.retried else 'no'} | {verdict.breaker_outcome} | "
+            f"{'yes' if verdict.routable else 'no'} |"
+        )
+    lines.append("")
+    return lines
+
+
+_CLASS_MEANING = {
+    "RETRYABLE": "transient service trouble: timeouts, dropped connections, 5xx, 529, 408, "
+    "409, deadlocks, serialization failures, a closed MCP transport",
+    "THROTTLED": "a rate-limit answer (429 that is not a quota or spend limit): the limits "
+    "resync from its headers and hold every caller until its `retry-after`",
+    "PERMANENT": "a service failure a retry will not fix: 401, 403, quota exhausted",
+    "REJECTED": "the caller's mistake, answered by a healthy service: 400, 404, 422, a tool "
+    "error, a constraint violation or syntax error, invalid JSON-RPC params",
+    "IGNORED": "not an outcome of the service: our own refusals (`CircuitOpen`, "
+    "`RateLimited`, `BulkheadFull`, `DeadlineExceeded`), a `ConfigError`",
+}
+
+
+def kinds() -> list[str]:
+    """The presets of every kind of service (from `actors.KINDS`)."""
+    lines = [
+        "## Kinds of service\n",
+        "Each `ServiceKind` holds its classifier and presets; `RetryPolicy.for_llm()`,",
+        "`BreakerConfig.for_database()`, `ServiceConfig.for_mcp()`, `@resilient.http()` and",
+        "`preset = \"...\"` in TOML all read this table.\n",
+        "| kind | classifier | attempts | backoff | attempt timeout | breaker window | "
+        "opens at | slow call | open for | call timeout | pool |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for kind in actors.KINDS.values():
+        retry, breaker = kind.retry, kind.breaker
+        window = (
+            f"{breaker.window_size} s" if breaker.window == "time" else f"{breaker.window_size} calls"
+        )
+        opens = f"{breaker.failure_rate_threshold:.0%} failures (min {breaker.minimum_calls})"
+        if breaker.consecutive_failures is not None:
+            opens += f" or {breaker.consecutive_failures} in a row"
+        slow = (
+            "off"
+            if math.isinf(breaker.slow_call_duration)
+            else f"> {breaker.slow_call_duration:g} s at {breaker.slow_call_rate_threshold:.0%}"
+        )
+        pool = f"{kind.pool.max_size}"
+        if kind.max_concurrency is not None:
+            pool += f" ({kind.max_concurrency} at once)"
+        lines.append(
+            f"| `{kind.name}` | `{type(kind.classifier).__name__}` | {retry.attempts} | "
+            f"{retry.backoff_initial:g} s -> {retry.backoff_max:g} s | "
+            f"{_seconds(retry.attempt_timeout)} | {window} | {opens} | {slow} | "
+            f"{breaker.open_duration:g} s (x{breaker.open_backoff_multiplier:g} up to "
+            f"{breaker.max_open_duration:g} s) | {_seconds(kind.actor.call_timeout)} | {pool} |"
+        )
+    lines.append("")
+    return lines
+
+
 def render() -> str:
     """The whole page."""
-    lines = [HEADER]
+    lines = [HEADER, *verdicts(), *kinds()]
     for title, group in CLASSES:
         lines.append(f"## {title}\n")
         for cls in group:

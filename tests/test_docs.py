@@ -52,3 +52,24 @@ def test_readme_example_runs(tmp_path: Path, backend: str) -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "echo: Hello!" in result.stdout
+
+
+def test_classification_page_states_the_verdicts_the_code_applies() -> None:
+    """Every row of the verdict table in classification.md matches ErrorClass's columns."""
+    from actors import ErrorClass
+
+    text = (DOCS / "resilience" / "classification.md").read_text()
+    rows = {
+        cells[0].strip("` "): cells
+        for line in text.splitlines()
+        if line.startswith("| `")
+        and len(cells := [c.strip() for c in line.strip("|").split("|")]) == 5
+    }
+    assert set(rows) == {verdict.name for verdict in ErrorClass}
+    for verdict in ErrorClass:
+        _, _, retried, breaker, fallback = rows[verdict.name]
+        assert retried.startswith("yes") is verdict.retried
+        assert breaker == {"failure": "a failure", "success": "a success"}.get(
+            verdict.breaker_outcome, "nothing"
+        )
+        assert (fallback == "yes") is verdict.routable

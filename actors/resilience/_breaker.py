@@ -73,9 +73,6 @@ class BreakerState(enum.Enum):
     METRICS_ONLY = "metrics_only"
 
 
-_RETRYABLE = ErrorClass.RETRYABLE
-_PERMANENT = ErrorClass.PERMANENT
-_REJECTED = ErrorClass.REJECTED
 _CLOSED = BreakerState.CLOSED
 _OPEN = BreakerState.OPEN
 _HALF_OPEN = BreakerState.HALF_OPEN
@@ -582,10 +579,14 @@ class CircuitBreaker:
         by a healthy service) is a success; THROTTLED and IGNORED count neither way
         and return a trial permit. A cancelled attempt is `on_cancel`, not a verdict.
         """
-        if verdict is None or verdict is _REJECTED:
+        if verdict is None:
             self.on_success(permit, duration, now=now)
-        elif verdict is _RETRYABLE or verdict is _PERMANENT:
+            return
+        outcome = verdict.breaker_outcome
+        if outcome == "failure":
             self.on_failure(permit, duration, now=now)
+        elif outcome == "success":
+            self.on_success(permit, duration, now=now)
         else:
             self.on_ignored(permit)
 
