@@ -105,12 +105,12 @@ def verdicts() -> list[str]:
         "| verdict | meaning | retried | breaker records | passed to a fallback |",
         "| --- | --- | --- | --- | --- |",
     ]
-    for verdict in actors.ErrorClass:
-        lines.append(
-            f"| `{verdict.name}` | {_CLASS_MEANING[verdict.name]} | "
-            f"{'yes' if verdict.retried else 'no'} | {verdict.breaker_outcome} | "
-            f"{'yes' if verdict.routable else 'no'} |"
-        )
+    lines.extend(
+        f"| `{verdict.name}` | {_CLASS_MEANING[verdict.name]} | "
+        f"{'yes' if verdict.retried else 'no'} | {verdict.breaker_outcome} | "
+        f"{'yes' if verdict.routable else 'no'} |"
+        for verdict in actors.ErrorClass
+    )
     lines.append("")
     return lines
 
@@ -134,16 +134,15 @@ def kinds() -> list[str]:
         "## Kinds of service\n",
         "Each `ServiceKind` holds its classifier and presets; `RetryPolicy.for_llm()`,",
         "`BreakerConfig.for_database()`, `ServiceConfig.for_mcp()`, `@resilient.http()` and",
-        "`preset = \"...\"` in TOML all read this table.\n",
+        '`preset = "..."` in TOML all read this table.\n',
         "| kind | classifier | attempts | backoff | attempt timeout | breaker window | "
         "opens at | slow call | open for | call timeout | pool |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for kind in actors.KINDS.values():
         retry, breaker = kind.retry, kind.breaker
-        window = (
-            f"{breaker.window_size} s" if breaker.window == "time" else f"{breaker.window_size} calls"
-        )
+        unit = "s" if breaker.window == "time" else "calls"
+        window = f"{breaker.window_size} {unit}"
         opens = f"{breaker.failure_rate_threshold:.0%} failures (min {breaker.minimum_calls})"
         if breaker.consecutive_failures is not None:
             opens += f" or {breaker.consecutive_failures} in a row"
