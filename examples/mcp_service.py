@@ -24,7 +24,8 @@ async def main() -> None:
         ServiceConfig.for_mcp(retry=None),
     )
     async with open_actor(tools.actor(), name="tools") as ref:
-        print("tools:", await ref.call(ListTools(), timeout=30))
+        tools = await ref.call(ListTools(), timeout=30)
+        print("tools:", ", ".join(f"{tool.name} ({tool.description})" for tool in tools))
         print("add(2, 3) =", (await ref.call(CallTool("add", {"a": 2, "b": 3}))).text)
         try:
             await ref.call(CallTool("fail", {"message": "no such file"}))

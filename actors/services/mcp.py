@@ -7,10 +7,21 @@ lifespan; the pool only holds handles. Several requests share a session (JSON-RP
 multiplexes them), so the default pool holds one session and the actor handles several
 requests at once.
 
-A broken transport (the subprocess exited, the stream closed) is `ServiceUnavailable`:
-the pool discards that session and the next request starts a fresh one — that is how a
-crashed server subprocess is restarted. A tool that runs and reports an error is a
-`ToolError`, which is never retried.
+Errors are translated at this boundary:
+
+- a broken transport (the subprocess exited or was killed, the stream closed, JSON-RPC
+  -32000 "connection closed") is `ServiceUnavailable`: the pool discards that session
+  and the next attempt starts a fresh one — that is how a crashed server is replaced;
+- no answer in time (JSON-RPC -32001) is `ServiceTimeout`;
+- any other JSON-RPC error the server sends (-32602 invalid params, which is also what
+  servers answer for an unknown tool, -32601 method not found, ...) is `ProtocolError`
+  with its code: the caller's mistake;
+- an answer that does not have the documented shape is `MalformedResponse`;
+- a tool that runs and reports an error is `ToolError` (never retried), or, with
+  ``CallTool(return_errors=True)``, a `ToolResult` with `is_error` set.
+
+`check_request` refuses, before the request is queued, what the SDK could not even send
+(see `CallTool`): such a value would end the whole session, not just its own call.
 """
 
 from __future__ import annotations
@@ -18,26 +29,41 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
+import urllib.parse
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import anyio
 import anyio.abc
-import attrs
 
 from actors._envelope import current_correlation_id
 from actors._errors import (
     ConfigError,
+    InvalidRequest,
+    MalformedResponse,
+    ProtocolError,
     ServiceResponseError,
     ServiceTimeout,
     ServiceUnavailable,
     ToolError,
 )
+from actors._public import publish as _publish
+from actors._validate import check_finite_positive
 from actors.services._base import ServiceClient
+from actors.services._mcp_requests import (
+    CallTool,
+    ListTools,
+    ToolResult,
+    ToolSpec,
+    call_problem,
+)
 
-__all__ = ["CallTool", "ListTools", "MCPClient", "ToolResult"]
+__all__ = ["CallTool", "ListTools", "MCPClient", "ToolResult", "ToolSpec", "server_command"]
 
-_CONNECTION_CLOSED = -32000
+_CONNECTION_CLOSED = -32000  # JSON-RPC codes the SDK uses for its own transport trouble
+_REQUEST_TIMEOUT = -32001
+_MAX_PAGES = 100  # of a paginated tools/list
+_MESSAGE_LIMIT = 200
 _TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
     EOFError,
@@ -46,32 +72,6 @@ _TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
     anyio.ClosedResourceError,
     anyio.EndOfStream,
 )
-
-
-@attrs.frozen
-class ListTools:
-    """Ask the server for its tools."""
-
-
-@attrs.frozen
-class CallTool:
-    """Call one tool.
-
-    Attributes:
-        name: The tool's name.
-        arguments: Its arguments (JSON-serialisable).
-    """
-
-    name: str
-    arguments: Mapping[str, Any] = attrs.field(factory=dict)
-
-
-@attrs.frozen
-class ToolResult:
-    """A successful tool call: its text content and any structured content."""
-
-    text: str
-    structured: Any = None
 
 
 class _Session:
@@ -86,7 +86,49 @@ class _Session:
         self.failure: BaseException | None = None
 
 
-class MCPClient(ServiceClient[_Session, "ListTools | CallTool", "list[str] | ToolResult"]):
+Request = ListTools | CallTool
+Response = list[ToolSpec] | ToolResult
+
+
+def _command_problem(command: object) -> str | None:
+    if isinstance(command, str | bytes) or not isinstance(command, Sequence) or not command:
+        return "must be a non-empty list of arguments"
+    for part in command:
+        if not isinstance(part, str) or "\x00" in part:
+            return "every argument must be a string without NUL characters"
+    if not command[0]:
+        return "must start with the program to run"
+    return None
+
+
+def _url_problem(url: object) -> str | None:
+    if not isinstance(url, str):
+        return f"must be a string, not {type(url).__name__}"
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be an http:// or https:// URL with a host"
+    return None
+
+
+def _env_problem(env: object) -> str | None:
+    if not isinstance(env, Mapping):
+        return f"must be a mapping of strings, not {type(env).__name__}"
+    for key, value in env.items():
+        if not isinstance(key, str) or not key or "=" in key or "\x00" in key:
+            return "names must be non-empty strings without '=' or NUL"
+        if not isinstance(value, str) or "\x00" in value:
+            return f"{key}: values must be strings without NUL"
+    return None
+
+
+def _content_blocks(result: Any) -> tuple[dict[str, Any], ...]:
+    return tuple(
+        part.model_dump(mode="json", by_alias=True, exclude_none=True)
+        for part in result.content or ()
+    )
+
+
+class MCPClient(ServiceClient[_Session, Request, Response]):
     """Talks to one MCP tool server (a subprocess over stdio, or streamable HTTP)."""
 
     service_type = "mcp"
@@ -110,13 +152,20 @@ class MCPClient(ServiceClient[_Session, "ListTools | CallTool", "list[str] | Too
             start_timeout: Seconds a session may take to start and initialise.
 
         Raises:
-            ConfigError: Neither or both transports, or the `mcp` extra is missing.
+            ConfigError: Neither or both transports, a field of the wrong type or out of
+                range (named; `env` values are never shown), or the `mcp` extra is
+                missing.
         """
         super().__init__(name)
         if (command is None) == (url is None):
             raise ConfigError("command", command, "give exactly one of command and url")
-        if command is not None and (isinstance(command, str) or not command):
-            raise ConfigError("command", command, "must be a non-empty list of arguments")
+        reason = _command_problem(command) if command is not None else _url_problem(url)
+        if reason is not None:
+            # Neither is shown: a command line or a URL may carry a token.
+            raise ConfigError("command" if command is not None else "url", None, reason)
+        reason = _env_problem(env) if env is not None else None
+        if reason is not None:
+            raise ConfigError("env", None, reason)
         try:
             import mcp  # noqa: F401
         except ImportError as exc:  # pragma: no cover - depends on the extra
@@ -124,7 +173,7 @@ class MCPClient(ServiceClient[_Session, "ListTools | CallTool", "list[str] | Too
         self.command = list(command) if command is not None else None
         self.url = url
         self.env = dict(env or {})
-        self.start_timeout = start_timeout
+        self.start_timeout = check_finite_positive("start_timeout", start_timeout)
         self._tg: anyio.abc.TaskGroup | None = None
 
     @contextlib.asynccontextmanager
@@ -190,62 +239,125 @@ class MCPClient(ServiceClient[_Session, "ListTools | CallTool", "list[str] | Too
     async def validate(self, conn: _Session) -> bool:
         return not conn.done.is_set()
 
+    def check_request(self, request: object) -> None:
+        """Refuses a request that is not `ListTools` or `CallTool` (or one built around
+        their checks), a tool name that is not a non-empty string, and arguments that
+        are not plain JSON (see `CallTool`).
+
+        Raises:
+            InvalidRequest: Naming the field, e.g. ``arguments.items[3]``.
+        """
+        if isinstance(request, ListTools):
+            return
+        if not isinstance(request, CallTool):
+            kind = type(request).__name__
+            raise InvalidRequest(self.name, "request", f"must be ListTools or CallTool, not {kind}")
+        problem = call_problem(request)
+        if problem is not None:
+            raise InvalidRequest(self.name, *problem)
+
     async def probe(self, conn: _Session) -> None:
         """Listing the tools must succeed (MCP's ping is deprecated in current protocols)."""
-        await self._do(conn, lambda client: client.list_tools())
+        await self._list_tools(conn)
 
-    async def request(
-        self, conn: _Session, request: ListTools | CallTool
-    ) -> list[str] | ToolResult:
+    async def request(self, conn: _Session, request: Request) -> Response:
+        self.check_request(request)  # the dispatch; also refuses what skipped the screen
         if isinstance(request, ListTools):
-            result = await self._do(conn, lambda client: client.list_tools())
-            return [tool.name for tool in result.tools]
-        if isinstance(request, CallTool):
-            result = await self._do(
-                conn, lambda client: client.call_tool(request.name, dict(request.arguments))
+            return await self._list_tools(conn)
+        return await self._call_tool(conn, request)
+
+    async def _list_tools(self, conn: _Session) -> list[ToolSpec]:
+        tools: list[ToolSpec] = []
+        cursor: str | None = None
+        for _ in range(_MAX_PAGES):
+            page = await self._do(
+                conn, lambda client, cursor=cursor: client.list_tools(cursor=cursor)
             )
-            text = "".join(getattr(part, "text", "") for part in result.content or ())
-            if getattr(result, "is_error", None) or getattr(result, "isError", None):
-                raise ToolError(
-                    self.name,
-                    f"tool {request.name!r} failed: {text[:200]}",
-                    correlation_id=current_correlation_id(),
+            tools.extend(
+                ToolSpec(
+                    name=tool.name,
+                    description=tool.description or "",
+                    input_schema=tool.input_schema,
+                    output_schema=tool.output_schema,
                 )
-            structured = getattr(result, "structured_content", None)
-            return ToolResult(text=text, structured=structured)
-        raise ConfigError("request", type(request).__name__, "must be ListTools or CallTool")
+                for tool in page.tools
+            )
+            cursor = page.next_cursor
+            if cursor is None:
+                return tools
+        raise MalformedResponse(
+            self.name,
+            f"tools/list did not end within {_MAX_PAGES} pages",
+            correlation_id=current_correlation_id(),
+        )
+
+    async def _call_tool(self, conn: _Session, request: CallTool) -> ToolResult:
+        result = await self._do(
+            conn, lambda client: client.call_tool(request.name, dict(request.arguments))
+        )
+        text = "".join(part.text for part in result.content or () if part.type == "text")
+        reply = ToolResult(
+            text=text,
+            structured=result.structured_content,
+            content=_content_blocks(result),
+            is_error=bool(result.is_error),
+        )
+        if reply.is_error and not request.return_errors:
+            raise ToolError(
+                self.name,
+                f"tool {request.name!r} failed: {text[:_MESSAGE_LIMIT]}",
+                correlation_id=current_correlation_id(),
+            )
+        return reply
 
     async def _do(self, conn: _Session, operation: Any) -> Any:
+        """Runs one SDK call, translating what it raises (see the module docstring)."""
+        import httpx2
+        import pydantic
+        from mcp.shared.exceptions import MCPError
+
         if conn.done.is_set() or conn.client is None:
             raise ServiceUnavailable(self.name, "the session has ended")
         cid = current_correlation_id()
+        transport: tuple[type[BaseException], ...] = (*_TRANSPORT_ERRORS, httpx2.TransportError)
         try:
             return await operation(conn.client)
-        except TimeoutError as exc:
-            raise ServiceTimeout(
-                self.name, "the server did not answer", correlation_id=cid
-            ) from exc
-        except _TRANSPORT_ERRORS as exc:
-            raise ServiceUnavailable(
-                self.name, f"transport: {type(exc).__name__}", correlation_id=cid
-            ) from exc
-        except Exception as exc:
-            code = getattr(exc, "code", None)
+        except MCPError as exc:
+            code = exc.code
             if code == _CONNECTION_CLOSED or conn.done.is_set():
                 raise ServiceUnavailable(
                     self.name, "connection closed", correlation_id=cid
                 ) from exc
-            if isinstance(code, int):
-                raise ServiceResponseError(
-                    self.name,
-                    400 if code != 408 else 408,
-                    code=str(code),
-                    message=str(exc)[:200],
-                    correlation_id=cid,
+            if code == _REQUEST_TIMEOUT:
+                raise ServiceTimeout(
+                    self.name, "the server did not answer", correlation_id=cid
                 ) from exc
-            raise
+            raise ProtocolError(
+                self.name, code, str(exc.message)[:_MESSAGE_LIMIT], correlation_id=cid
+            ) from exc
+        except httpx2.HTTPStatusError as exc:
+            raise ServiceResponseError(
+                self.name, exc.response.status_code, correlation_id=cid
+            ) from exc
+        except (TimeoutError, httpx2.TimeoutException) as exc:
+            raise ServiceTimeout(
+                self.name, "the server did not answer", correlation_id=cid
+            ) from exc
+        except transport as exc:
+            raise ServiceUnavailable(
+                self.name, f"transport: {type(exc).__name__}", correlation_id=cid
+            ) from exc
+        except pydantic.ValidationError as exc:
+            raise MalformedResponse(
+                self.name,
+                f"the answer is not the documented shape: {exc.error_count()} errors",
+                correlation_id=cid,
+            ) from exc
 
 
 def server_command(*args: str) -> list[str]:
     """The command line running `actors.testing.mcp_server` with this interpreter."""
     return [sys.executable, "-m", "actors.testing.mcp_server", *args]
+
+
+_publish(globals(), "actors.services.mcp")

@@ -11,13 +11,46 @@ from collections.abc import AsyncIterator, Iterator
 import anyio
 import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from actors import CallTimeout, RetryPolicy, ServiceUnavailable, ToolError, open_actor
+from actors import (
+    CallTimeout,
+    ConfigError,
+    InvalidRequest,
+    RetryPolicy,
+    ServiceUnavailable,
+    ToolError,
+    open_actor,
+)
 from actors.services import Service, ServiceConfig
+from actors.services._mcp_requests import json_problem
 from actors.services.mcp import CallTool, ListTools, MCPClient, ToolResult, server_command
 from actors.testing.mcp_server import URL_PREFIX
 
 pytestmark = pytest.mark.anyio
+
+# Values shaped like tool arguments, and what is not JSON: any code point (surrogates
+# too), non-finite floats, bytes, non-string keys, sets, objects.
+json_like = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(),
+        st.text(st.characters(codec=None, exclude_categories=())),
+        st.binary(max_size=4),
+        st.builds(object),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.tuples(inner),
+        st.frozensets(st.integers(), max_size=2),
+        st.dictionaries(st.text(st.characters(codec=None, exclude_categories=())), inner),
+        st.dictionaries(st.integers() | st.none(), inner, max_size=2),
+    ),
+    max_leaves=8,
+)
 
 FAST = RetryPolicy.for_mcp(backoff_initial=0.01, backoff_max=0.05, budget_ratio=None)
 
@@ -43,8 +76,11 @@ async def tools() -> AsyncIterator[object]:
 async def test_list_and_call_tools(tools: tuple[Service[object, object], object]) -> None:
     """Tools are listed and called over stdio."""
     _, ref = tools
-    names = await ref.call(ListTools(), timeout=20)  # type: ignore[attr-defined]
-    assert {"echo", "add", "slow", "fail", "crash"} <= set(names)
+    tools = await ref.call(ListTools(), timeout=20)  # type: ignore[attr-defined]
+    assert {"echo", "add", "slow", "fail", "crash"} <= {tool.name for tool in tools}
+    echo = next(tool for tool in tools if tool.name == "echo")
+    assert echo.description == "Returns the text unchanged."
+    assert echo.input_schema["properties"]["text"]["type"] == "string"
     result = await ref.call(CallTool("add", {"a": 2, "b": 3}), timeout=10)  # type: ignore[attr-defined]
     assert isinstance(result, ToolResult)
     assert float(result.text) == 5
@@ -126,3 +162,162 @@ async def test_streamable_http_transport(http_server: str) -> None:
         assert reply.text == "over http"
         await ref.probe(timeout=10)
     await anyio.lowlevel.checkpoint()
+
+
+async def test_tool_error_can_be_returned_as_a_result(
+    tools: tuple[Service[object, object], object],
+) -> None:
+    """With return_errors=True a failing tool answers with an is_error ToolResult."""
+    _, ref = tools
+    result = await ref.call(  # type: ignore[attr-defined]
+        CallTool("fail", {"message": "nope"}, return_errors=True), timeout=20
+    )
+    assert result.is_error
+    assert result.text == "Error executing tool fail: nope"
+    assert result.content == ({"type": "text", "text": result.text},)
+
+
+async def test_structured_content_and_blocks_are_kept(
+    tools: tuple[Service[object, object], object],
+) -> None:
+    """A tool's structured content and its content blocks reach the caller."""
+    _, ref = tools
+    result = await ref.call(CallTool("add", {"a": 1, "b": 2}), timeout=20)  # type: ignore[attr-defined]
+    assert result.structured == {"result": 3.0}
+    assert result.content == ({"type": "text", "text": "3.0"},)
+    assert not result.is_error
+
+
+async def test_unsendable_arguments_fail_only_their_caller(
+    tools: tuple[Service[object, object], object],
+) -> None:
+    """Arguments the SDK could not serialise (a lone surrogate would end the session for
+    every call on it) are InvalidRequest for that caller; a concurrent call succeeds on
+    the same session."""
+    _, ref = tools
+    await ref.call(ListTools(), timeout=20)  # type: ignore[attr-defined]
+    slow = CallTool("slow", {"seconds": 0.3})
+    async with anyio.create_task_group() as tg:
+        results: list[object] = []
+
+        async def in_flight() -> None:
+            results.append(await ref.call(slow, timeout=20))  # type: ignore[attr-defined]
+
+        tg.start_soon(in_flight)
+        await anyio.sleep(0.05)
+        forged = object.__new__(CallTool)
+        for field, value in (("name", "echo"), ("arguments", {"text": "\ud800"})):
+            object.__setattr__(forged, field, value)
+        object.__setattr__(forged, "return_errors", False)
+        with pytest.raises(InvalidRequest) as info:
+            await ref.call(forged, timeout=20)  # type: ignore[attr-defined]
+        assert info.value.field == "arguments.text"
+    assert [r.text for r in results] == ["slept 0.3"]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [42, "echo", None, {"name": "echo"}],
+    ids=["int", "str", "None", "dict"],
+)
+async def test_what_is_not_a_request_fails_only_its_caller(request_: object) -> None:
+    """Anything but ListTools or CallTool is InvalidRequest; the actor carries on."""
+    svc = mcp_service()
+    async with open_actor(svc.actor()) as ref:
+        with pytest.raises(InvalidRequest) as info:
+            await ref.call(request_, timeout=20)  # type: ignore[arg-type]
+        assert info.value.field == "request"
+        assert ref.alive
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "field"),
+    [
+        ((42,), {}, "name"),
+        (("",), {}, "name"),
+        (("x\ud800",), {}, "name"),
+        (("echo", "text"), {}, "arguments"),
+        (("echo", ["text"]), {}, "arguments"),
+        (("echo", {1: "a"}), {}, "arguments"),
+        (("echo", {"a": float("nan")}), {}, "arguments.a"),
+        (("echo", {"a": {"b": [1, object()]}}), {}, "arguments.a.b[1]"),
+        (("echo", {"a": {"b": b"bytes"}}), {}, "arguments.a.b"),
+        (("echo", {"a": "\udfff"}), {}, "arguments.a"),
+        (("echo", {}), {"return_errors": "yes"}, "return_errors"),
+    ],
+)
+def test_call_tool_refuses_malformed_fields(
+    args: tuple[object, ...], kwargs: dict[str, object], field: str
+) -> None:
+    """The CallTool constructor names the malformed field."""
+    with pytest.raises(InvalidRequest) as info:
+        CallTool(*args, **kwargs)  # type: ignore[arg-type]
+    assert (info.value.service, info.value.field) == ("CallTool", field)
+
+
+def test_arguments_nested_too_deeply_are_refused() -> None:
+    """Arguments nested past MAX_DEPTH are refused before the SDK's serialiser fails."""
+    from actors.services._mcp_requests import MAX_DEPTH
+
+    nested: dict[str, object] = {}
+    inner = nested
+    for _ in range(MAX_DEPTH + 1):
+        inner["n"] = {}
+        inner = inner["n"]  # type: ignore[assignment]
+    with pytest.raises(InvalidRequest, match="deeper"):
+        CallTool("echo", nested)
+
+
+def test_call_tool_repr_hides_the_arguments() -> None:
+    """A CallTool's repr shows how many arguments it has, never their values."""
+    call = CallTool("login", {"password": "hunter2"})
+    assert repr(call) == "CallTool(name='login', arguments=<1 arguments>, return_errors=False)"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"command": []}, "command"),
+        ({"command": "python -m server"}, "command"),
+        ({"command": ["python", 3]}, "command"),
+        ({"command": ["python", "a\x00b"]}, "command"),
+        ({"command": [""]}, "command"),
+        ({"url": "ftp://127.0.0.1/mcp"}, "url"),
+        ({"url": "127.0.0.1:8000"}, "url"),
+        ({"url": 8000}, "url"),
+        ({"command": ["python"], "env": ["A=1"]}, "env"),
+        ({"command": ["python"], "env": {"A=B": "1"}}, "env"),
+        ({"command": ["python"], "env": {"A": 1}}, "env"),
+        ({"command": ["python"], "start_timeout": 0}, "start_timeout"),
+        ({"command": ["python"], "start_timeout": float("inf")}, "start_timeout"),
+        ({"command": ["python"], "start_timeout": "10"}, "start_timeout"),
+        ({"command": ["python"], "url": "http://127.0.0.1/mcp"}, "command"),
+        ({}, "command"),
+    ],
+)
+def test_client_options_are_checked(kwargs: dict[str, object], field: str) -> None:
+    """Every MCPClient option is type- and range-checked, naming the field."""
+    with pytest.raises(ConfigError) as info:
+        MCPClient("tools", **kwargs)  # type: ignore[arg-type]
+    assert info.value.field == field
+
+
+def test_env_values_are_never_shown() -> None:
+    """A refused env shows none of its values."""
+    with pytest.raises(ConfigError) as info:
+        MCPClient("tools", command=["python"], env={"TOKEN": "s3cr3t", "BAD": 1})  # type: ignore[dict-item]
+    assert "s3cr3t" not in str(info.value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=json_like)
+def test_arguments_the_check_accepts_are_sendable(value: object) -> None:
+    """Whatever json_problem accepts serialises as JSON and as UTF-8 (what the SDK does);
+    it never raises, whatever the input."""
+    import json
+
+    import pydantic_core
+
+    if json_problem(value, "arguments") is None:
+        json.dumps(value, allow_nan=False, ensure_ascii=False).encode("utf-8")
+        pydantic_core.to_json(value)
