@@ -19,23 +19,17 @@ from actors.resilience._breaker_registry import BreakerRegistry
 from actors.resilience._budget import RetryBudget
 from actors.resilience._bulkhead import Bulkhead, BulkheadConfig, BulkheadMetrics, create_bulkhead
 from actors.resilience._decorators import Resilience, ResilientFunction, resilient
-from actors.resilience._limiter import (
+from actors.resilience._limit_algorithms import (
     GCRA,
     LimitConfig,
-    Limiter,
-    LimiterMetrics,
+    LimitState,
     RateLimit,
     SlidingWindow,
     TokenBucket,
-    create_limiter,
 )
-from actors.resilience._limiter_store import (
-    LimitAlgorithm,
-    LimiterStore,
-    LimitState,
-    MemoryLimiterStore,
-    SyncLimiterStore,
-)
+from actors.resilience._limit_queue import ColdStart
+from actors.resilience._limiter import Limiter, LimiterMetrics, create_limiter
+from actors.resilience._limiter_store import LimiterStore, MemoryLimiterStore, SyncLimiterStore
 from actors.resilience._multilimit import (
     HeaderLimits,
     MultiLimit,
@@ -59,9 +53,9 @@ __all__ = [
     "BulkheadConfig",
     "BulkheadMetrics",
     "CircuitBreaker",
+    "ColdStart",
     "HeaderLimits",
     "InMemoryBreakerStore",
-    "LimitAlgorithm",
     "LimitConfig",
     "LimitState",
     "Limiter",

@@ -1,113 +1,84 @@
 """Where rate-limiter state lives: the store protocols and the in-memory store.
 
-A limit's algorithm is a set of *pure functions* of `(state, now, cost)` (see
-`LimitAlgorithm`); a store only keeps one small state tuple per key and applies those
-functions atomically. The in-memory store does it with plain dict operations (the event
-loop is single-threaded, so nothing can interleave). A shared store (Redis, issue 7)
-implements the same functions in a Lua script that reads the *server's* clock, so many
-processes agree on one time line; it then ignores the `now` it is given.
+A store keeps one small state tuple per key and applies the pure functions of the
+limit configs (`actors.resilience._limit_algorithms`) atomically. The in-memory store
+does it with plain dict operations (the event loop is single-threaded, so nothing can
+interleave). A shared store (Redis) implements the same functions in a Lua script that
+reads the *server's* clock, so many processes agree on one time line; it then ignores
+the `now` it is given.
 
-Keys are namespaced as ``"<namespace>:<service>:<limit>"`` by the limiters, so one
-store can hold the limits of many services (and of many applications).
+Keys are grouped: a limiter's keys all start with its *group* ``"<namespace>:<name>"``
+(a `Limiter`'s one key is the group itself, a `MultiLimit`'s are
+``"<group>:<limit>"``). A group is the unit of atomicity (one request's limits are
+decided together; a clustered store keeps a group in one slot) and of holds (after a
+rate-limit answer, nothing in the group is admitted until the hold ends).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, TypeAlias, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import attrs
 
+from actors.resilience._limit_algorithms import LimitConfig, LimitState
+
 __all__ = [
-    "LimitAlgorithm",
-    "LimitState",
+    "LimitRequest",
     "LimiterStore",
     "MemoryLimiterStore",
     "SyncLimiterStore",
 ]
 
-LimitState: TypeAlias = tuple[float, ...]
-"""An algorithm's state for one key: a few floats (O(1) per key, whatever the traffic)."""
-
-
-class LimitAlgorithm(Protocol):
-    """The pure functions a limit configuration provides (token bucket, sliding window, GCRA).
-
-    Every function takes the stored state (`None` for a key never seen: a full limit) and
-    the current time in seconds, and returns a new state without mutating anything, so a
-    store can apply several of them and commit all or none.
-    """
-
-    @property
-    def max_cost(self) -> float:
-        """The largest cost one request may ask for (units): the capacity."""
-        ...
-
-    @property
-    def mean_rate(self) -> float:
-        """The long-run admission rate in units per second."""
-        ...
-
-    def decide(
-        self, state: LimitState | None, now: float, cost: float
-    ) -> tuple[bool, LimitState, float]:
-        """Tries to admit `cost`: `(admitted, new_state, retry_after)` (0 when admitted)."""
-        ...
-
-    def charge(self, state: LimitState | None, now: float, cost: float) -> LimitState:
-        """Consumes `cost` unconditionally (may go into debt); a negative cost refunds."""
-        ...
-
-    def wait_time(self, state: LimitState | None, now: float, cost: float) -> float:
-        """Seconds until `cost` could be admitted, extrapolated when cost exceeds capacity."""
-        ...
-
-    def available(self, state: LimitState | None, now: float) -> float:
-        """Units that could be admitted right now (never negative)."""
-        ...
-
-    def resync(self, state: LimitState | None, now: float, remaining: float) -> LimitState:
-        """Lowers the state so that at most `remaining` units are available now."""
-        ...
+LimitRequest = tuple[str, LimitConfig, float]
+"""One limit of a request: `(key, config, cost)`."""
 
 
 @runtime_checkable
 class LimiterStore(Protocol):
     """Keeps limiter state, possibly shared between processes (the interface Redis implements).
 
-    Every method is atomic for the keys it touches. A shared store uses its own clock and
-    ignores `now`; durations it returns are relative, so clocks need not agree.
+    Every method is atomic for the keys it touches; every key passed starts with
+    `group`. A shared store uses its own clock and ignores `now` (except to turn the
+    absolute `until` of `hold` into a duration); durations it returns are relative, so
+    clocks need not agree.
     """
 
     async def decide(
-        self, requests: Sequence[tuple[str, LimitAlgorithm, float]], *, now: float
+        self, group: str, requests: Sequence[LimitRequest], *, now: float
     ) -> tuple[bool, float]:
-        """Admits every `(key, algorithm, cost)` or none.
+        """Admits every `(key, config, cost)` or none; nothing while the group is held.
 
         Returns:
             `(admitted, retry_after)`: when refused, `retry_after` is the longest wait among
-            the limits that refused (nothing was consumed).
+            the limits that refused and the group's hold (nothing was consumed).
         """
         ...
 
-    async def charge(self, key: str, algorithm: LimitAlgorithm, cost: float, *, now: float) -> None:
+    async def charge(
+        self, group: str, key: str, config: LimitConfig, cost: float, *, now: float
+    ) -> None:
         """Consumes (or, when negative, refunds) `cost` without checking the limit."""
         ...
 
     async def wait_time(
-        self, key: str, algorithm: LimitAlgorithm, cost: float, *, now: float
+        self, group: str, key: str, config: LimitConfig, cost: float, *, now: float
     ) -> float:
-        """Seconds until `cost` could be admitted (0 when it could be now)."""
+        """Seconds until `cost` could be admitted (0 when it could be now), hold included."""
         ...
 
-    async def available(self, key: str, algorithm: LimitAlgorithm, *, now: float) -> float:
-        """Units available now."""
+    async def available(self, group: str, key: str, config: LimitConfig, *, now: float) -> float:
+        """Units available now (ignoring a hold)."""
         ...
 
     async def resync(
-        self, key: str, algorithm: LimitAlgorithm, remaining: float, *, now: float
+        self, group: str, key: str, config: LimitConfig, remaining: float, *, now: float
     ) -> None:
         """Lowers the key's availability to at most `remaining` (from a server's headers)."""
+        ...
+
+    async def hold(self, group: str, until: float, *, now: float) -> None:
+        """Admits nothing in `group` before `until` (loop time; a later hold wins)."""
         ...
 
 
@@ -119,35 +90,37 @@ class SyncLimiterStore(LimiterStore, Protocol):
     """
 
     def decide_nowait(
-        self, requests: Sequence[tuple[str, LimitAlgorithm, float]], now: float
+        self, group: str, requests: Sequence[LimitRequest], now: float
     ) -> tuple[bool, float]:
         """Synchronous `decide`."""
         ...
 
     def decide_one_nowait(
-        self, key: str, algorithm: LimitAlgorithm, cost: float, now: float
+        self, group: str, key: str, config: LimitConfig, cost: float, now: float
     ) -> tuple[bool, float]:
         """Synchronous `decide` for a single limit (the hot path)."""
         ...
 
-    def charge_nowait(self, key: str, algorithm: LimitAlgorithm, cost: float, now: float) -> None:
+    def charge_nowait(self, key: str, config: LimitConfig, cost: float, now: float) -> None:
         """Synchronous `charge`."""
         ...
 
     def wait_time_nowait(
-        self, key: str, algorithm: LimitAlgorithm, cost: float, now: float
+        self, group: str, key: str, config: LimitConfig, cost: float, now: float
     ) -> float:
         """Synchronous `wait_time`."""
         ...
 
-    def available_nowait(self, key: str, algorithm: LimitAlgorithm, now: float) -> float:
+    def available_nowait(self, key: str, config: LimitConfig, now: float) -> float:
         """Synchronous `available`."""
         ...
 
-    def resync_nowait(
-        self, key: str, algorithm: LimitAlgorithm, remaining: float, now: float
-    ) -> None:
+    def resync_nowait(self, key: str, config: LimitConfig, remaining: float, now: float) -> None:
         """Synchronous `resync`."""
+        ...
+
+    def hold_nowait(self, group: str, until: float) -> None:
+        """Synchronous `hold`."""
         ...
 
 
@@ -156,80 +129,107 @@ class MemoryLimiterStore:
     """Limiter state in a dict, for one process: one small tuple per key.
 
     State belongs to the store, not to a limiter object: a service actor that restarts
-    and builds a new limiter on the same store and key keeps its rate limit. Use it from
-    one event loop (thread) only; keys are never expired (one small tuple per limit).
+    and builds a new limiter on the same store and key keeps its rate limit (and its
+    hold). Use it from one event loop (thread) only; keys are never expired (one small
+    tuple per limit), holds are dropped once past.
     """
 
     _states: dict[str, LimitState] = attrs.field(factory=dict, init=False)
+    _holds: dict[str, float] = attrs.field(factory=dict, init=False)
+
+    def _held(self, group: str, now: float) -> float:
+        """Seconds left of `group`'s hold (0 when none)."""
+        until = self._holds.get(group)
+        if until is None:
+            return 0.0
+        if until <= now:
+            del self._holds[group]
+            return 0.0
+        return until - now
 
     def decide_one_nowait(
-        self, key: str, algorithm: LimitAlgorithm, cost: float, now: float
+        self, group: str, key: str, config: LimitConfig, cost: float, now: float
     ) -> tuple[bool, float]:
-        admitted, state, retry_after = algorithm.decide(self._states.get(key), now, cost)
+        if self._holds:
+            held = self._held(group, now)
+            if held:
+                return False, max(held, config.wait_time(self._states.get(key), now, cost))
+        admitted, state, retry_after = config.decide(self._states.get(key), now, cost)
         if admitted:
             self._states[key] = state
         return admitted, retry_after
 
     def decide_nowait(
-        self, requests: Sequence[tuple[str, LimitAlgorithm, float]], now: float
+        self, group: str, requests: Sequence[LimitRequest], now: float
     ) -> tuple[bool, float]:
         states = self._states
+        held = self._held(group, now) if self._holds else 0.0
         new: list[tuple[str, LimitState]] = []
-        longest = 0.0
-        for key, algorithm, cost in requests:
-            admitted, state, retry_after = algorithm.decide(states.get(key), now, cost)
+        longest = held
+        for key, config, cost in requests:
+            admitted, state, retry_after = config.decide(states.get(key), now, cost)
             if admitted:
                 new.append((key, state))
             elif retry_after > longest:
                 longest = retry_after
-        if len(new) != len(requests):
+        if held or len(new) != len(requests):
             return False, longest
         for key, state in new:
             states[key] = state
         return True, 0.0
 
-    def charge_nowait(self, key: str, algorithm: LimitAlgorithm, cost: float, now: float) -> None:
-        self._states[key] = algorithm.charge(self._states.get(key), now, cost)
+    def charge_nowait(self, key: str, config: LimitConfig, cost: float, now: float) -> None:
+        self._states[key] = config.charge(self._states.get(key), now, cost)
 
     def wait_time_nowait(
-        self, key: str, algorithm: LimitAlgorithm, cost: float, now: float
+        self, group: str, key: str, config: LimitConfig, cost: float, now: float
     ) -> float:
-        return algorithm.wait_time(self._states.get(key), now, cost)
+        wait = config.wait_time(self._states.get(key), now, cost)
+        return max(wait, self._held(group, now)) if self._holds else wait
 
-    def available_nowait(self, key: str, algorithm: LimitAlgorithm, now: float) -> float:
-        return algorithm.available(self._states.get(key), now)
+    def available_nowait(self, key: str, config: LimitConfig, now: float) -> float:
+        return config.available(self._states.get(key), now)
 
-    def resync_nowait(
-        self, key: str, algorithm: LimitAlgorithm, remaining: float, now: float
-    ) -> None:
-        self._states[key] = algorithm.resync(self._states.get(key), now, remaining)
+    def resync_nowait(self, key: str, config: LimitConfig, remaining: float, now: float) -> None:
+        self._states[key] = config.resync(self._states.get(key), now, remaining)
+
+    def hold_nowait(self, group: str, until: float) -> None:
+        if until > self._holds.get(group, -float("inf")):
+            self._holds[group] = until
 
     async def decide(
-        self, requests: Sequence[tuple[str, LimitAlgorithm, float]], *, now: float
+        self, group: str, requests: Sequence[LimitRequest], *, now: float
     ) -> tuple[bool, float]:
         """Same as `decide_nowait`; never suspends (not a checkpoint)."""
-        return self.decide_nowait(requests, now)
+        return self.decide_nowait(group, requests, now)
 
-    async def charge(self, key: str, algorithm: LimitAlgorithm, cost: float, *, now: float) -> None:
+    async def charge(
+        self, group: str, key: str, config: LimitConfig, cost: float, *, now: float
+    ) -> None:
         """Same as `charge_nowait`; never suspends (not a checkpoint)."""
-        self.charge_nowait(key, algorithm, cost, now)
+        self.charge_nowait(key, config, cost, now)
 
     async def wait_time(
-        self, key: str, algorithm: LimitAlgorithm, cost: float, *, now: float
+        self, group: str, key: str, config: LimitConfig, cost: float, *, now: float
     ) -> float:
         """Same as `wait_time_nowait`; never suspends (not a checkpoint)."""
-        return self.wait_time_nowait(key, algorithm, cost, now)
+        return self.wait_time_nowait(group, key, config, cost, now)
 
-    async def available(self, key: str, algorithm: LimitAlgorithm, *, now: float) -> float:
+    async def available(self, group: str, key: str, config: LimitConfig, *, now: float) -> float:
         """Same as `available_nowait`; never suspends (not a checkpoint)."""
-        return self.available_nowait(key, algorithm, now)
+        return self.available_nowait(key, config, now)
 
     async def resync(
-        self, key: str, algorithm: LimitAlgorithm, remaining: float, *, now: float
+        self, group: str, key: str, config: LimitConfig, remaining: float, *, now: float
     ) -> None:
         """Same as `resync_nowait`; never suspends (not a checkpoint)."""
-        self.resync_nowait(key, algorithm, remaining, now)
+        self.resync_nowait(key, config, remaining, now)
+
+    async def hold(self, group: str, until: float, *, now: float) -> None:
+        """Same as `hold_nowait`; never suspends (not a checkpoint)."""
+        self.hold_nowait(group, until)
 
     def clear(self) -> None:
-        """Forgets every key (every limit becomes full again)."""
+        """Forgets every key and hold (every limit becomes full again)."""
         self._states.clear()
+        self._holds.clear()

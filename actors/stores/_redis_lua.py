@@ -18,7 +18,8 @@ sliding        ``"<start> <previous> <current>"``  limit, window
 =============  ==================================  =======================================
 
 A state with the wrong number of fields (the algorithm of a key was changed) is read as
-absent: a full limit.
+absent: a full limit. A group's hold is one more string, ``"<until>"`` (seconds since
+`EPOCH` on the server's clock), expiring with the hold.
 """
 
 from __future__ import annotations
@@ -31,13 +32,15 @@ EPOCH: Final = 1_700_000_000
 """Seconds subtracted from the server's Unix time in both scripts."""
 
 LIMITER_SCRIPT: Final = r"""
--- KEYS[i]: limiter state keys.
+-- KEYS[1]: the group's hold key; KEYS[2..]: limiter state keys (one group: one slot).
 -- ARGV[1]: op: 'd' decide (all or nothing), 'c' charge, 'w' wait time, 'a' available,
---          'r' resync.   ARGV[2]: expiry margin in seconds.
--- Then 4 arguments per key: kind ('t' token bucket, 'g' GCRA, 's' sliding window),
--- two parameters, and the cost (or, for 'r', the remaining units).
+--          'r' resync, 'h' hold.   ARGV[2]: expiry margin in seconds.
+-- For 'h', ARGV[3] is the hold's length in seconds. Otherwise 4 arguments per state
+-- key: kind ('t' token bucket, 'g' GCRA, 's' sliding window), two parameters, and the
+-- cost (or, for 'r', the remaining units).
 -- Returns {admitted 0/1, number as string}: for 'd' the retry_after (0 when admitted),
--- for 'w' the wait, for 'a' the units available, otherwise 0.
+-- for 'w' the wait, for 'a' the units available, otherwise 0. A hold refuses 'd' and
+-- lengthens 'w'.
 -- Straight-line code on purpose: a script's body runs at every call, so every local
 -- function would be a new closure per call (this halves the script's server time).
 local t = redis.call('TIME')
@@ -45,10 +48,24 @@ local now = (tonumber(t[1]) - 1700000000) + tonumber(t[2]) / 1000000
 local op = ARGV[1]
 local margin = tonumber(ARGV[2])
 local EPS = 1e-9
+local held = 0
+local raw_hold = redis.call('GET', KEYS[1])
+if raw_hold then
+  local until_ = tonumber(raw_hold)
+  if until_ and until_ > now then held = until_ - now end
+end
+if op == 'h' then
+  local seconds = tonumber(ARGV[3])
+  if seconds > held then
+    redis.call('SET', KEYS[1], string.format('%.17g', now + seconds),
+      'PX', math.ceil((seconds + margin) * 1000))
+  end
+  return {1, '0'}
+end
 local admitted, result = 1, 0
 local wkeys, wvals, wttls = {}, {}, {}
-for i = 1, #KEYS do
-  local base = 2 + (i - 1) * 4
+for i = 2, #KEYS do
+  local base = 2 + (i - 2) * 4
   local kind = ARGV[base + 1]
   local p1, p2, x = tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
   local raw = redis.call('GET', KEYS[i])
@@ -105,18 +122,19 @@ for i = 1, #KEYS do
       ttl = nt - now
     end
   else
-    -- sliding window counter: p1 limit, p2 window; state "start previous current"
+    -- sliding window counter: p1 limit, p2 window; state "start previous current",
+    -- windows anchored at the first admission and re-anchored after two idle windows
     local limit, width = p1, p2
-    local start = math.floor(now / width + 1e-9) * width
-    local previous, current = 0, 0
+    local start, previous, current = now, 0, 0
     if raw then
       local a, b, c = string.match(raw, '^(%S+) (%S+) (%S+)$')
       if a then
         local old = tonumber(a)
-        if start <= old + 0.5 * width then
+        local passed = math.floor((now - old) / width + 1e-9)
+        if passed <= 0 then
           start, previous, current = old, tonumber(b), tonumber(c)
-        elseif start < old + 1.5 * width then
-          previous = tonumber(c)
+        elseif passed == 1 then
+          start, previous = old + width, tonumber(c)
         end
       end
     end
@@ -170,6 +188,10 @@ for i = 1, #KEYS do
     local n = #wkeys + 1
     wkeys[n], wvals[n], wttls[n] = KEYS[i], new, ttl
   end
+end
+if held > 0 and (op == 'd' or op == 'w') then
+  if op == 'd' then admitted = 0 end
+  if held > result then result = held end
 end
 if admitted == 1 then
   for j = 1, #wkeys do

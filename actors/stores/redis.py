@@ -52,8 +52,8 @@ from actors._errors import ConfigError
 from actors._events import emit
 from actors._validate import positive, positive_int
 from actors.resilience._breaker import BreakerRecord, BreakerState
-from actors.resilience._limiter import GCRA, SlidingWindow, TokenBucket
-from actors.resilience._limiter_store import LimitAlgorithm, MemoryLimiterStore
+from actors.resilience._limit_algorithms import GCRA, LimitConfig, SlidingWindow, TokenBucket
+from actors.resilience._limiter_store import LimitRequest, MemoryLimiterStore
 from actors.stores._redis_lua import BREAKER_SCRIPT, EPOCH, LIMITER_SCRIPT
 
 __all__ = [
@@ -468,37 +468,18 @@ class RedisStores:
 # --------------------------------------------------------------------------- limiter
 
 
-def _params(algorithm: LimitAlgorithm) -> tuple[str, str, str]:
-    if isinstance(algorithm, TokenBucket):
-        return "t", repr(float(algorithm.max_cost)), repr(algorithm.rate / algorithm.period)
-    if isinstance(algorithm, GCRA):
-        return "g", repr(algorithm.emission_interval), repr(algorithm.burst_tolerance)
-    if isinstance(algorithm, SlidingWindow):
-        return "s", repr(float(algorithm.limit)), repr(float(algorithm.window))
+def _params(config: LimitConfig) -> tuple[str, str, str]:
+    """The script's kind and two parameters for `config`."""
+    if isinstance(config, TokenBucket):
+        return "t", repr(float(config.max_cost)), repr(config.mean_rate)
+    if isinstance(config, GCRA):
+        return "g", repr(config.emission_interval), repr(config.burst_tolerance)
+    if isinstance(config, SlidingWindow):
+        return "s", repr(float(config.limit)), repr(float(config.window))
     raise TypeError(
         f"the Redis limiter store supports TokenBucket, GCRA and SlidingWindow, "
-        f"not {type(algorithm).__name__}"
+        f"not {type(config).__name__}"
     )
-
-
-def _scaled(algorithm: LimitAlgorithm, replicas: int) -> LimitAlgorithm:
-    """The same limit at `1 / replicas` of its rate and burst (for fail-open)."""
-    if replicas == 1:
-        return algorithm
-    if isinstance(algorithm, TokenBucket):
-        return TokenBucket(
-            rate=algorithm.rate / replicas,
-            period=algorithm.period,
-            capacity=algorithm.max_cost / replicas,
-        )
-    if isinstance(algorithm, GCRA):
-        interval = algorithm.emission_interval * replicas
-        burst = max(1.0, algorithm.max_cost / replicas)
-        return GCRA(emission_interval=interval, burst_tolerance=(burst - 1.0) * interval)
-    if isinstance(algorithm, SlidingWindow):
-        return SlidingWindow(limit=algorithm.limit / replicas, window=algorithm.window)
-    _params(algorithm)  # raises TypeError
-    raise AssertionError  # pragma: no cover
 
 
 @attrs.define(eq=False)
@@ -506,7 +487,10 @@ class RedisLimiterStore:
     """A `LimiterStore` in Redis, with a failure policy; get it from `RedisStores.limiter_store`.
 
     Every method is one atomic script on the server's clock (the `now` argument is used
-    only by the local fallback). Keys are ``"<app>:limiter:<limiter key>"``.
+    only by the local fallback, and to turn a hold's end into a duration). Keys are
+    ``"<app>:limiter:{<group>}<rest of the limiter key>"``: the group is a hash tag, so
+    all the keys of one limiter (and its hold, ``"...{<group>}#hold"``) live in one
+    cluster slot.
 
     Attributes:
         policy: What to do while Redis is unreachable.
@@ -515,10 +499,10 @@ class RedisLimiterStore:
     _stores: RedisStores = attrs.field(alias="_stores", repr=False)
     policy: FailurePolicy
     _local: MemoryLimiterStore = attrs.field(factory=MemoryLimiterStore, init=False, repr=False)
-    _param_cache: dict[LimitAlgorithm, tuple[str, str, str]] = attrs.field(
+    _param_cache: dict[LimitConfig, tuple[str, str, str]] = attrs.field(
         factory=dict, init=False, repr=False
     )
-    _scaled_cache: dict[LimitAlgorithm, LimitAlgorithm] = attrs.field(
+    _scaled_cache: dict[LimitConfig, LimitConfig] = attrs.field(
         factory=dict, init=False, repr=False
     )
     _prefix: str = attrs.field(init=False, repr=False)
@@ -529,25 +513,33 @@ class RedisLimiterStore:
         self._prefix = f"{options.app}:limiter:"
         self._margin = repr(options.expiry_margin)
 
-    def redis_key(self, key: str) -> str:
-        """The Redis key holding the state of limiter key `key`."""
-        return self._prefix + key
+    def redis_key(self, group: str, key: str) -> str:
+        """The Redis key holding the state of limiter key `key` of `group`."""
+        if not key.startswith(group):
+            raise ValueError(f"key {key!r} is not in group {group!r}")
+        return f"{self._prefix}{{{group}}}{key[len(group) :]}"
+
+    def hold_key(self, group: str) -> str:
+        """The Redis key holding `group`'s hold."""
+        return f"{self._prefix}{{{group}}}#hold"
 
     async def _run(
-        self, op: str, requests: Sequence[tuple[str, LimitAlgorithm, float]]
+        self, op: str, group: str, requests: Sequence[LimitRequest], extra: str = ""
     ) -> tuple[bool, float] | None:
         """Runs the script; `None` when Redis is unavailable (or just failed)."""
         stores = self._stores
         if not stores._available:
             return None
-        prefix, cache = self._prefix, self._param_cache
-        keys: list[str] = []
+        cache = self._param_cache
+        keys = [self.hold_key(group)]
         args = [op, self._margin]
-        for key, algorithm, cost in requests:
-            keys.append(prefix + key)
-            params = cache.get(algorithm)
+        if extra:
+            args.append(extra)
+        for key, config, cost in requests:
+            keys.append(self.redis_key(group, key))
+            params = cache.get(config)
             if params is None:
-                params = cache[algorithm] = _params(algorithm)
+                params = cache[config] = _params(config)
             args.extend(params)
             args.append(repr(float(cost)))
         try:
@@ -557,14 +549,17 @@ class RedisLimiterStore:
             return None
         return reply[0] == 1, float(reply[1])
 
-    def _scale(self, algorithm: LimitAlgorithm) -> LimitAlgorithm:
-        scaled = self._scaled_cache.get(algorithm)
+    def _scale(self, config: LimitConfig) -> LimitConfig:
+        scaled = self._scaled_cache.get(config)
         if scaled is None:
-            scaled = self._scaled_cache[algorithm] = _scaled(algorithm, self.policy.replicas)
+            _params(config)  # TypeError for anything but the three configs
+            replicas = self.policy.replicas
+            scaled = config if replicas == 1 else config.scaled(1.0 / replicas)
+            self._scaled_cache[config] = scaled
         return scaled
 
     def _fallback_decide(
-        self, requests: Sequence[tuple[str, LimitAlgorithm, float]], now: float
+        self, group: str, requests: Sequence[LimitRequest], now: float
     ) -> tuple[bool, float]:
         stores = self._stores
         if self.policy.mode == "fail_closed":
@@ -573,14 +568,14 @@ class RedisLimiterStore:
         stores.fallback_decisions += 1
         local = []
         excess = []
-        for key, algorithm, cost in requests:
-            scaled = self._scale(algorithm)
+        for key, config, cost in requests:
+            scaled = self._scale(config)
             # A cost above the scaled capacity waits for a full local limit, then goes
             # into debt (it could never be admitted otherwise).
             fits = min(cost, scaled.max_cost)
             local.append((key, scaled, fits))
             excess.append(cost - fits)
-        admitted, retry_after = self._local.decide_nowait(local, now)
+        admitted, retry_after = self._local.decide_nowait(group, local, now)
         if admitted:
             for (key, scaled, _), extra in zip(local, excess, strict=True):
                 if extra > 0:
@@ -588,61 +583,70 @@ class RedisLimiterStore:
         return admitted, retry_after
 
     async def decide(
-        self, requests: Sequence[tuple[str, LimitAlgorithm, float]], *, now: float
+        self, group: str, requests: Sequence[LimitRequest], *, now: float
     ) -> tuple[bool, float]:
-        """Admits every `(key, algorithm, cost)` or none, atomically on the server.
+        """Admits every `(key, config, cost)` or none, atomically on the server.
 
         A checkpoint while Redis is available (one round trip, bounded by `op_timeout`
         and the enclosing cancel scopes); while it is not, answers at once by the
-        policy. Cancellation during the round trip propagates; the server may have
-        admitted the request (those units are lost, erring on the safe side).
+        policy (the limiter's `acquire` is the checkpoint then). Cancellation during the
+        round trip propagates; the server may have admitted the request (those units are
+        lost, erring on the safe side).
 
         Raises:
-            TypeError: An algorithm other than TokenBucket, GCRA or SlidingWindow.
+            TypeError: A config other than TokenBucket, GCRA or SlidingWindow.
         """
-        result = await self._run("d", requests)
+        result = await self._run("d", group, requests)
         if result is not None:
             return result
-        return self._fallback_decide(requests, now)
+        return self._fallback_decide(group, requests, now)
 
-    async def charge(self, key: str, algorithm: LimitAlgorithm, cost: float, *, now: float) -> None:
+    async def charge(
+        self, group: str, key: str, config: LimitConfig, cost: float, *, now: float
+    ) -> None:
         """Consumes (refunds when negative) `cost`; locally when fail-open and Redis is down.
 
         Fail-closed drops a charge made while Redis is down (nothing was admitted then).
         """
-        result = await self._run("c", ((key, algorithm, cost),))
+        result = await self._run("c", group, ((key, config, cost),))
         if result is None and self.policy.mode == "fail_open":
-            self._local.charge_nowait(key, self._scale(algorithm), cost, now)
+            self._local.charge_nowait(key, self._scale(config), cost, now)
 
     async def wait_time(
-        self, key: str, algorithm: LimitAlgorithm, cost: float, *, now: float
+        self, group: str, key: str, config: LimitConfig, cost: float, *, now: float
     ) -> float:
         """Seconds until `cost` could be admitted (by the policy while Redis is down)."""
-        result = await self._run("w", ((key, algorithm, cost),))
+        result = await self._run("w", group, ((key, config, cost),))
         if result is not None:
             return result[1]
         if self.policy.mode == "fail_closed":
             return self._stores._retry_after()
-        scaled = self._scale(algorithm)
-        return self._local.wait_time_nowait(key, scaled, min(cost, scaled.max_cost), now)
+        scaled = self._scale(config)
+        return self._local.wait_time_nowait(group, key, scaled, min(cost, scaled.max_cost), now)
 
-    async def available(self, key: str, algorithm: LimitAlgorithm, *, now: float) -> float:
+    async def available(self, group: str, key: str, config: LimitConfig, *, now: float) -> float:
         """Units available now (0 while Redis is down and the policy is fail-closed)."""
-        result = await self._run("a", ((key, algorithm, 0.0),))
+        result = await self._run("a", group, ((key, config, 0.0),))
         if result is not None:
             return result[1]
         if self.policy.mode == "fail_closed":
             return 0.0
-        return self._local.available_nowait(key, self._scale(algorithm), now)
+        return self._local.available_nowait(key, self._scale(config), now)
 
     async def resync(
-        self, key: str, algorithm: LimitAlgorithm, remaining: float, *, now: float
+        self, group: str, key: str, config: LimitConfig, remaining: float, *, now: float
     ) -> None:
         """Lowers the key's availability to at most `remaining` (1/N of it locally)."""
-        result = await self._run("r", ((key, algorithm, remaining),))
+        result = await self._run("r", group, ((key, config, remaining),))
         if result is None and self.policy.mode == "fail_open":
             share = remaining / self.policy.replicas
-            self._local.resync_nowait(key, self._scale(algorithm), share, now)
+            self._local.resync_nowait(key, self._scale(config), share, now)
+
+    async def hold(self, group: str, until: float, *, now: float) -> None:
+        """Holds `group` for `until - now` seconds on the server's clock (for every
+        replica); also locally, so the hold outlasts an outage."""
+        self._local.hold_nowait(group, until)
+        await self._run("h", group, (), repr(max(0.0, until - now)))
 
 
 # --------------------------------------------------------------------------- breaker

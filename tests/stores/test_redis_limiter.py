@@ -18,8 +18,8 @@ import coredis
 import pytest
 
 from actors._errors import RateLimited
+from actors.resilience import LimitState
 from actors.resilience._limiter import GCRA, SlidingWindow, TokenBucket, create_limiter
-from actors.resilience._limiter_store import LimitState
 from actors.resilience._multilimit import create_multi_limit
 from actors.stores._redis_lua import LIMITER_SCRIPT
 from actors.stores.redis import FailurePolicy, RedisStores, _params, open_redis_stores
@@ -49,9 +49,9 @@ async def test_admits_up_to_the_burst_then_refuses(redis_server: RedisServer) ->
     bucket = TokenBucket.per_second(10)
     async with stores_for(redis_server, new_app()) as stores:
         store = stores.limiter_store()
-        results = [await store.decide([("k", bucket, 1)], now=0.0) for _ in range(10)]
+        results = [await store.decide("k", [("k", bucket, 1)], now=0.0) for _ in range(10)]
         assert all(admitted for admitted, _ in results)
-        admitted, retry_after = await store.decide([("k", bucket, 1)], now=0.0)
+        admitted, retry_after = await store.decide("k", [("k", bucket, 1)], now=0.0)
     assert not admitted
     assert 0 < retry_after <= 0.1
 
@@ -63,10 +63,10 @@ async def test_two_clients_share_one_limit(redis_server: RedisServer) -> None:
     async with stores_for(redis_server, app) as one, stores_for(redis_server, app) as two:
         first, second = one.limiter_store(), two.limiter_store()
         for _ in range(3):
-            assert (await first.decide([("api", bucket, 1)], now=0.0))[0]
-            assert (await second.decide([("api", bucket, 1)], now=0.0))[0]
-        assert not (await second.decide([("api", bucket, 1)], now=0.0))[0]
-        assert not (await first.decide([("api", bucket, 1)], now=0.0))[0]
+            assert (await first.decide("api", [("api", bucket, 1)], now=0.0))[0]
+            assert (await second.decide("api", [("api", bucket, 1)], now=0.0))[0]
+        assert not (await second.decide("api", [("api", bucket, 1)], now=0.0))[0]
+        assert not (await first.decide("api", [("api", bucket, 1)], now=0.0))[0]
 
 
 async def test_weighted_cost_consumes_its_units(redis_server: RedisServer) -> None:
@@ -74,9 +74,9 @@ async def test_weighted_cost_consumes_its_units(redis_server: RedisServer) -> No
     bucket = TokenBucket.per_minute(10)
     async with stores_for(redis_server, new_app()) as stores:
         store = stores.limiter_store()
-        assert (await store.decide([("k", bucket, 7)], now=0.0))[0]
-        assert await store.available("k", bucket, now=0.0) == pytest.approx(3, abs=0.05)
-        admitted, retry_after = await store.decide([("k", bucket, 4)], now=0.0)
+        assert (await store.decide("k", [("k", bucket, 7)], now=0.0))[0]
+        assert await store.available("k", "k", bucket, now=0.0) == pytest.approx(3, abs=0.05)
+        admitted, retry_after = await store.decide("k", [("k", bucket, 4)], now=0.0)
     assert not admitted
     assert 5.5 < retry_after <= 6.0  # one unit at 10/min, less the refill since
 
@@ -87,12 +87,18 @@ async def test_several_limits_are_all_or_nothing(redis_server: RedisServer) -> N
     tokens = TokenBucket.per_minute(1_000)
     async with stores_for(redis_server, new_app()) as stores:
         store = stores.limiter_store()
-        assert (await store.decide([("tok", tokens, 900)], now=0.0))[0]
-        admitted, _ = await store.decide([("req", requests, 1), ("tok", tokens, 500)], now=0.0)
+        assert (await store.decide("g", [("g:tok", tokens, 900)], now=0.0))[0]
+        admitted, _ = await store.decide(
+            "g", [("g:req", requests, 1), ("g:tok", tokens, 500)], now=0.0
+        )
         assert not admitted
-        assert await store.available("req", requests, now=0.0) == pytest.approx(100, abs=0.01)
-        assert (await store.decide([("req", requests, 1), ("tok", tokens, 50)], now=0.0))[0]
-        assert await store.available("req", requests, now=0.0) == pytest.approx(99, abs=0.1)
+        assert await store.available("g", "g:req", requests, now=0.0) == pytest.approx(
+            100, abs=0.01
+        )
+        assert (await store.decide("g", [("g:req", requests, 1), ("g:tok", tokens, 50)], now=0.0))[
+            0
+        ]
+        assert await store.available("g", "g:req", requests, now=0.0) == pytest.approx(99, abs=0.1)
 
 
 async def test_gcra_admits_its_burst(redis_server: RedisServer) -> None:
@@ -101,8 +107,8 @@ async def test_gcra_admits_its_burst(redis_server: RedisServer) -> None:
     async with stores_for(redis_server, new_app()) as stores:
         store = stores.limiter_store()
         for _ in range(3):
-            assert (await store.decide([("g", gcra, 1)], now=0.0))[0]
-        admitted, retry_after = await store.decide([("g", gcra, 1)], now=0.0)
+            assert (await store.decide("g", [("g", gcra, 1)], now=0.0))[0]
+        admitted, retry_after = await store.decide("g", [("g", gcra, 1)], now=0.0)
     assert not admitted
     assert 0.4 < retry_after <= 0.5
 
@@ -112,8 +118,8 @@ async def test_sliding_window_admits_its_limit(redis_server: RedisServer) -> Non
     window = SlidingWindow(limit=5, window=60)
     async with stores_for(redis_server, new_app()) as stores:
         store = stores.limiter_store()
-        assert (await store.decide([("s", window, 5)], now=0.0))[0]
-        admitted, retry_after = await store.decide([("s", window, 1)], now=0.0)
+        assert (await store.decide("s", [("s", window, 5)], now=0.0))[0]
+        admitted, retry_after = await store.decide("s", [("s", window, 1)], now=0.0)
     assert not admitted
     assert 0 < retry_after <= 120
 
@@ -123,20 +129,20 @@ async def test_charge_refund_and_resync_match_the_algorithm(redis_server: RedisS
     bucket = TokenBucket.per_minute(10)
     async with stores_for(redis_server, new_app()) as stores:
         store = stores.limiter_store()
-        await store.charge("k", bucket, 4, now=0.0)
-        assert await store.available("k", bucket, now=0.0) == pytest.approx(6, abs=0.05)
-        assert await store.wait_time("k", bucket, 8, now=0.0) == pytest.approx(12, abs=0.3)
-        await store.charge("k", bucket, -100, now=0.0)
-        assert await store.available("k", bucket, now=0.0) == pytest.approx(10, abs=0.05)
-        await store.resync("k", bucket, 3, now=0.0)
-        assert await store.available("k", bucket, now=0.0) == pytest.approx(3, abs=0.05)
-        await store.charge("k", bucket, 5, now=0.0)  # into debt
-        assert await store.available("k", bucket, now=0.0) == 0
-        assert await store.wait_time("k", bucket, 1, now=0.0) == pytest.approx(18, abs=0.3)
+        await store.charge("k", "k", bucket, 4, now=0.0)
+        assert await store.available("k", "k", bucket, now=0.0) == pytest.approx(6, abs=0.05)
+        assert await store.wait_time("k", "k", bucket, 8, now=0.0) == pytest.approx(12, abs=0.3)
+        await store.charge("k", "k", bucket, -100, now=0.0)
+        assert await store.available("k", "k", bucket, now=0.0) == pytest.approx(10, abs=0.05)
+        await store.resync("k", "k", bucket, 3, now=0.0)
+        assert await store.available("k", "k", bucket, now=0.0) == pytest.approx(3, abs=0.05)
+        await store.charge("k", "k", bucket, 5, now=0.0)  # into debt
+        assert await store.available("k", "k", bucket, now=0.0) == 0
+        assert await store.wait_time("k", "k", bucket, 1, now=0.0) == pytest.approx(18, abs=0.3)
 
 
 async def test_keys_are_namespaced_and_expire_when_idle(redis_server: RedisServer) -> None:
-    """The key is '<app>:limiter:<namespace>:<name>' with a TTL of refill time + margin."""
+    """The key is '<app>:limiter:{<namespace>:<name>}' with a TTL of refill time + margin."""
     app = new_app()
     async with stores_for(redis_server, app) as stores, raw_client(redis_server) as raw:
         limiter = create_limiter(
@@ -144,7 +150,7 @@ async def test_keys_are_namespaced_and_expire_when_idle(redis_server: RedisServe
         )
         await limiter.acquire(5)
         keys = [key.decode() async for key in raw.scan_iter(match=f"{app}:*")]
-        assert keys == [f"{app}:limiter:actors:svc"]
+        assert keys == [f"{app}:limiter:{{actors:svc}}"]
         ttl = await raw.pttl(keys[0])
     # 5 units at 10/s refill in 0.5 s; the default margin is 10 s.
     assert 10_000 < ttl <= 10_500
@@ -155,9 +161,9 @@ async def test_a_flushed_script_is_reloaded(redis_server: RedisServer) -> None:
     bucket = TokenBucket.per_second(10)
     async with stores_for(redis_server, new_app()) as stores, raw_client(redis_server) as raw:
         store = stores.limiter_store()
-        assert (await store.decide([("k", bucket, 1)], now=0.0))[0]
+        assert (await store.decide("k", [("k", bucket, 1)], now=0.0))[0]
         await raw.script_flush()
-        assert (await store.decide([("k", bucket, 1)], now=0.0))[0]
+        assert (await store.decide("k", [("k", bucket, 1)], now=0.0))[0]
         assert stores.metrics().script_loads == 1
         assert stores.metrics().errors == 0
 
@@ -190,7 +196,7 @@ async def test_multi_limit_on_redis_reserves_and_reconciles(redis_server: RedisS
         reservation = await multi.reserve(requests=1, tokens=800)
         await reservation.reconcile(tokens=300)
         tokens = TokenBucket.per_minute(1000)
-        available = await store.available("actors:llm:tokens", tokens, now=0.0)
+        available = await store.available("actors:llm", "actors:llm:tokens", tokens, now=0.0)
     assert available == pytest.approx(700, abs=2)
 
 
@@ -266,7 +272,7 @@ async def test_unsupported_algorithm_raises_type_error(redis_server: RedisServer
     async with stores_for(redis_server, new_app()) as stores:
         store = stores.limiter_store(FailurePolicy.fail_open(replicas=2))
         with pytest.raises(TypeError, match="Custom"):
-            await store.decide([("k", Custom(), 1)], now=0.0)  # type: ignore[list-item]
+            await store.decide("k", [("k", Custom(), 1)], now=0.0)  # type: ignore[list-item]
 
 
 def test_importing_actors_stores_does_not_import_coredis() -> None:
@@ -297,18 +303,27 @@ CLOCKED_SCRIPT = LIMITER_SCRIPT.replace(
 async def test_lua_matches_the_python_algorithm(
     redis_server: RedisServer, config: TokenBucket | GCRA | SlidingWindow
 ) -> None:
-    """300 random operations give the same decisions, waits and states in Lua and Python."""
+    """300 random operations (holds too) give the same decisions, waits and states in Lua
+    and Python."""
     assert CLOCKED_SCRIPT != LIMITER_SCRIPT
     rng = random.Random(7)
     state: LimitState | None = None
     key = f"{new_app()}:diff"
+    held_until = 0.0
     ms = 0
     async with raw_client(redis_server) as raw:
         for _ in range(300):
             ms += rng.choice([0, 0, 1, 37, 100, 250, 700, 1500])
             micros = ms * 1000
             now = micros / 1e6
-            op = rng.choice("ddddddccwar")
+            op = rng.choice("ddddddccwarh")
+            if op == "h":
+                seconds = rng.choice([0.05, 0.3, 2.0])
+                args = [str(micros), "h", "10", repr(seconds)]
+                await raw.eval(CLOCKED_SCRIPT, keys=[f"{key}#hold", key], args=args)
+                held_until = max(held_until, now + seconds)
+                continue
+            held = max(0.0, held_until - now)
             if op == "c":
                 x = float(rng.choice([-3, -1, 1, 2, 5]))
             elif op == "r":
@@ -316,10 +331,14 @@ async def test_lua_matches_the_python_algorithm(
             else:
                 x = float(rng.choice([0, 0.5, 1, 1, 2, 3]))
             args = [str(micros), op, "10", *_params(config), repr(x)]
-            reply = cast("list[Any]", await raw.eval(CLOCKED_SCRIPT, keys=[key], args=args))
+            reply = cast(
+                "list[Any]", await raw.eval(CLOCKED_SCRIPT, keys=[f"{key}#hold", key], args=args)
+            )
             admitted, value = reply[0], float(reply[1])
             if op == "d":
                 expected_admitted, new_state, retry_after = config.decide(state, now, x)
+                if held:
+                    expected_admitted, retry_after = False, max(retry_after, held)
                 assert admitted == int(expected_admitted)
                 assert value == pytest.approx(retry_after, rel=1e-9, abs=1e-9)
                 if expected_admitted:
@@ -329,7 +348,8 @@ async def test_lua_matches_the_python_algorithm(
             elif op == "r":
                 state = config.resync(state, now, x)
             elif op == "w":
-                assert value == pytest.approx(config.wait_time(state, now, x), abs=1e-9)
+                expected = max(config.wait_time(state, now, x), held)
+                assert value == pytest.approx(expected, abs=1e-9)
             else:
                 assert value == pytest.approx(config.available(state, now), abs=1e-9)
             stored = await raw.get(key)

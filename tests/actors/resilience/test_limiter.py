@@ -7,17 +7,18 @@ from collections.abc import Sequence
 import anyio
 import pytest
 
-from actors._errors import ConfigError, RateLimited
-from actors.resilience._limiter import (
+from actors import (
     GCRA,
-    LimitConfig,
+    ConfigError,
     Limiter,
+    MemoryLimiterStore,
     RateLimit,
+    RateLimited,
     SlidingWindow,
     TokenBucket,
     create_limiter,
 )
-from actors.resilience._limiter_store import LimitAlgorithm, MemoryLimiterStore
+from actors.resilience import LimitConfig
 from actors.testing import capture_events
 
 pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
@@ -31,27 +32,42 @@ class RemoteLikeStore:
         self.calls = 0
 
     async def decide(
-        self, requests: Sequence[tuple[str, LimitAlgorithm, float]], *, now: float
+        self, group: str, requests: Sequence[tuple[str, LimitConfig, float]], *, now: float
     ) -> tuple[bool, float]:
         self.calls += 1
         await anyio.lowlevel.checkpoint()
-        return self.inner.decide_nowait(requests, now)
+        return self.inner.decide_nowait(group, requests, now)
 
-    async def charge(self, key: str, algorithm: LimitAlgorithm, cost: float, *, now: float) -> None:
-        self.inner.charge_nowait(key, algorithm, cost, now)
+    async def charge(
+        self, group: str, key: str, config: LimitConfig, cost: float, *, now: float
+    ) -> None:
+        self.inner.charge_nowait(key, config, cost, now)
 
     async def wait_time(
-        self, key: str, algorithm: LimitAlgorithm, cost: float, *, now: float
+        self, group: str, key: str, config: LimitConfig, cost: float, *, now: float
     ) -> float:
-        return self.inner.wait_time_nowait(key, algorithm, cost, now)
+        return self.inner.wait_time_nowait(group, key, config, cost, now)
 
-    async def available(self, key: str, algorithm: LimitAlgorithm, *, now: float) -> float:
-        return self.inner.available_nowait(key, algorithm, now)
+    async def available(self, group: str, key: str, config: LimitConfig, *, now: float) -> float:
+        return self.inner.available_nowait(key, config, now)
 
     async def resync(
-        self, key: str, algorithm: LimitAlgorithm, remaining: float, *, now: float
+        self, group: str, key: str, config: LimitConfig, remaining: float, *, now: float
     ) -> None:
-        self.inner.resync_nowait(key, algorithm, remaining, now)
+        self.inner.resync_nowait(key, config, remaining, now)
+
+    async def hold(self, group: str, until: float, *, now: float) -> None:
+        self.inner.hold_nowait(group, until)
+
+
+class DegradedStore(RemoteLikeStore):
+    """A remote store that answers at once without suspending (Redis down, a policy)."""
+
+    async def decide(
+        self, group: str, requests: Sequence[tuple[str, LimitConfig, float]], *, now: float
+    ) -> tuple[bool, float]:
+        self.calls += 1
+        return self.inner.decide_nowait(group, requests, now)
 
 
 def elapsed_since(start: float) -> float:
@@ -357,10 +373,9 @@ async def test_limiters_on_one_store_and_name_share_state() -> None:
 
 
 async def test_sliding_window_admits_limit_then_waits_for_decay() -> None:
-    """After a full window at t=0, the next unit waits until 10% of the next window."""
+    """After a full window from a mid-second start, the next unit waits 10% into the next."""
     limiter = create_limiter(SlidingWindow.per_second(10), name="svc")
-    start = anyio.current_time()
-    await anyio.sleep(-start % 1.0)  # align to a window boundary
+    await anyio.sleep(0.37)  # windows start at the first admission, not on the second
     start = anyio.current_time()
     for _ in range(10):
         await limiter.acquire()
@@ -430,8 +445,7 @@ async def test_accuracy_over_ten_seconds(config: LimitConfig, remote: bool) -> N
     """At 100/s with demand above the limit, 10 s admit the limit (+burst) within 1%."""
     store = RemoteLikeStore() if remote else MemoryLimiterStore()
     limiter = create_limiter(config, name="svc", store=store)
-    start = anyio.current_time()
-    await anyio.sleep(-start % 1.0)  # windows aligned with the measurement
+    await anyio.sleep(0.5)  # a mid-window start
     start = anyio.current_time()
     admitted = 0
 
@@ -467,15 +481,64 @@ async def test_metrics_count_waits_and_wait_time() -> None:
     assert metrics.available == pytest.approx(0, abs=1e-9)
 
 
-async def test_immediate_admission_is_not_a_checkpoint() -> None:
-    """With units available, acquire completes without yielding, even in a cancelled scope."""
+async def test_immediate_admission_is_a_checkpoint() -> None:
+    """With units available, acquire in a cancelled scope is cancelled and consumes nothing."""
     limiter = create_limiter(TokenBucket.per_second(10), name="svc")
     with anyio.CancelScope() as scope:
         scope.cancel()
         await limiter.acquire()
-        admitted = True
-    assert admitted
-    assert limiter.metrics().admitted == 1
+    assert scope.cancelled_caught
+    assert limiter.metrics().admitted == 0
+    assert limiter.metrics().available == 10
+
+
+async def test_immediate_admission_yields_to_other_tasks() -> None:
+    """A loop of admitted acquires lets another task run between them."""
+    limiter = create_limiter(TokenBucket.per_second(1e9), name="svc")
+    ticks = 0
+
+    async def other() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await anyio.lowlevel.checkpoint()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(other)
+        await anyio.lowlevel.checkpoint()
+        for _ in range(100):
+            await limiter.acquire()
+        tg.cancel_scope.cancel()
+    assert ticks >= 100
+
+
+@pytest.mark.parametrize("store_kind", ["memory", "degraded"])
+async def test_refused_acquires_do_not_starve_other_tasks(store_kind: str) -> None:
+    """A loop of acquires refused at once lets another task run between them."""
+    store = MemoryLimiterStore() if store_kind == "memory" else DegradedStore()
+    limiter = create_limiter(TokenBucket.per_second(1), name="svc", store=store)
+    await limiter.acquire()
+    ticks = 0
+
+    async def other() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await anyio.lowlevel.checkpoint()
+
+    refused = 0
+    with capture_events():
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(other)
+            await anyio.lowlevel.checkpoint()
+            for _ in range(100):
+                try:
+                    await limiter.acquire(deadline=anyio.current_time())
+                except RateLimited:
+                    refused += 1
+            tg.cancel_scope.cancel()
+    assert refused == 100
+    assert ticks >= 100
 
 
 async def test_cancelled_scope_does_not_wait() -> None:
@@ -501,4 +564,66 @@ async def test_refund_never_exceeds_capacity() -> None:
     limiter = create_limiter(TokenBucket.per_second(10), name="svc")
     await limiter.acquire(4)
     await limiter.refund(100)
+    assert limiter.metrics().available == 10
+
+
+# --- reservations on a single limit --------------------------------------------------
+
+
+async def test_reserve_then_reconcile_a_single_limit() -> None:
+    """A Limiter's reservation reconciles with one number, refunding the difference."""
+    limiter = create_limiter(TokenBucket.per_second(10), name="svc")
+    reservation = await limiter.reserve(6)
+    assert limiter.metrics().available == 4
+    await reservation.reconcile(2)
+    assert limiter.metrics().available == 8
+    assert reservation.costs == {"cost": 2}
+
+
+async def test_reserve_nowait_admits_at_once_or_declines() -> None:
+    """reserve_nowait admits when the units are there and declines (uncounted) otherwise."""
+    limiter = create_limiter(TokenBucket.per_second(10), name="svc")
+    now = anyio.current_time()
+    held = limiter.reserve_nowait(8, now)
+    assert held is not None
+    assert limiter.reserve_nowait(8, now) is None
+    assert limiter.metrics().rejected == 0
+    await held.release()
+    assert limiter.reserve_nowait(8, now) is not None
+
+
+async def test_reserve_nowait_declines_a_remote_store() -> None:
+    """With a remote store the fast path always declines: the caller awaits reserve."""
+    limiter = create_limiter(TokenBucket.per_second(10), name="svc", store=RemoteLikeStore())
+    assert limiter.reserve_nowait(1, anyio.current_time()) is None
+    reservation = await limiter.reserve(1)
+    assert reservation.costs == {"cost": 1}
+
+
+async def test_reserve_nowait_declines_while_others_wait() -> None:
+    """The fast path does not overtake a queued waiter."""
+    limiter = create_limiter(TokenBucket.per_second(10), name="svc")
+    await limiter.acquire(8)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(limiter.acquire, 10)
+        await until_queued(limiter, 1)
+        assert limiter.reserve_nowait(1, anyio.current_time()) is None
+        tg.cancel_scope.cancel()
+
+
+async def test_a_positional_usage_needs_a_single_limit() -> None:
+    """reconcile(number) is for a single limit's reservation."""
+    limiter = create_limiter(TokenBucket.per_second(10), name="svc")
+    reservation = await limiter.reserve(1)
+    with pytest.raises(TypeError, match="exactly one limit"):
+        await reservation.reconcile(1, cost=2)
+
+
+async def test_reserve_is_a_checkpoint() -> None:
+    """reserve in a cancelled scope is cancelled before anything is reserved."""
+    limiter = create_limiter(TokenBucket.per_second(10), name="svc")
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await limiter.reserve(5)
+    assert scope.cancelled_caught
     assert limiter.metrics().available == 10

@@ -14,14 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from actors.resilience._limiter import (
-    GCRA,
-    LimitConfig,
-    SlidingWindow,
-    TokenBucket,
-    create_limiter,
-)
-from actors.resilience._limiter_store import MemoryLimiterStore
+from actors import GCRA, MemoryLimiterStore, SlidingWindow, TokenBucket, create_limiter
+from actors.resilience import LimitConfig
 from actors.testing import virtual_time_backend
 
 SETTINGS = settings(
@@ -90,8 +84,8 @@ class BucketMachine(RuleBasedStateMachine):
     def acquire(self, data: st.DataObject) -> None:
         cost = data.draw(st.integers(0, self.capacity))
         now = self.now / 1000
-        wait = self.store.wait_time_nowait("k", self.config, cost, now)
-        admitted, retry_after = self.store.decide_one_nowait("k", self.config, cost, now)
+        wait = self.store.wait_time_nowait("k", "k", self.config, cost, now)
+        admitted, retry_after = self.store.decide_one_nowait("k", "k", self.config, cost, now)
         margin = self.model.margin(self.now, cost)
         if abs(margin) > MARGIN:
             assert admitted == (margin >= 0)
@@ -149,9 +143,21 @@ class SlidingMachine(RuleBasedStateMachine):
         self.limit = limit
         self.window_ms = window_ms
 
+    def window_start(self, now: int) -> int:
+        """The start of the window holding `now`: windows are anchored at the first
+        admission and re-anchored at an admission two or more windows after the last start."""
+        start: int | None = None
+        for t in [t for t, _ in self.log if t <= now] + [now]:
+            if start is None or t - start >= 2 * self.window_ms:
+                start = t
+            elif t - start >= self.window_ms:
+                start += self.window_ms
+        assert start is not None
+        return start
+
     def estimate(self) -> Fraction:
         """The sliding-window-counter estimate recomputed from the full admission log."""
-        start = self.now // self.window_ms * self.window_ms
+        start = self.window_start(self.now)
         current = sum(c for t, c in self.log if start <= t)
         previous = sum(c for t, c in self.log if start - self.window_ms <= t < start)
         return previous * (1 - Fraction(self.now - start, self.window_ms)) + current
@@ -164,7 +170,7 @@ class SlidingMachine(RuleBasedStateMachine):
     def acquire(self, data: st.DataObject) -> None:
         cost = data.draw(st.integers(0, self.limit))
         admitted, retry_after = self.store.decide_one_nowait(
-            "k", self.config, cost, self.now / 1000
+            "k", "k", self.config, cost, self.now / 1000
         )
         margin = self.limit - self.estimate() - cost
         if abs(margin) > MARGIN:
@@ -178,10 +184,11 @@ class SlidingMachine(RuleBasedStateMachine):
             assert self.config.decide(state, later, cost)[0]
 
     @invariant()
-    def aligned_windows_stay_within_limit(self) -> None:
+    def anchored_windows_stay_within_limit(self) -> None:
         counts: dict[int, int] = {}
         for t, cost in self.log:
-            counts[t // self.window_ms] = counts.get(t // self.window_ms, 0) + cost
+            start = self.window_start(t)
+            counts[start] = counts.get(start, 0) + cost
         assert all(total <= self.limit for total in counts.values())
 
     @invariant()
@@ -213,7 +220,7 @@ class MultiKeyMachine(RuleBasedStateMachine):
             self.store.available_nowait("t", self.tokens, self.now),
         )
         admitted, _ = self.store.decide_nowait(
-            [("r", self.requests, requests), ("t", self.tokens, tokens)], self.now
+            "g", [("r", self.requests, requests), ("t", self.tokens, tokens)], self.now
         )
         after = (
             self.store.available_nowait("r", self.requests, self.now),
@@ -300,3 +307,40 @@ def test_fifo_admission_times_match_the_exact_schedule(
     expected = fifo_schedule(arrivals, Fraction(rate), capacity)
     assert [index for index, _ in admitted] == list(range(len(arrivals)))
     assert [at for _, at in admitted] == pytest.approx([float(x) for x in expected], abs=1e-6)
+
+
+# --- the sliding window's accuracy from any start ---------------------------------------
+
+
+def flood(config: SlidingWindow, start: float, seconds: float) -> int:
+    """Unit requests as fast as admitted from `start`: how many in `seconds`."""
+    state = None
+    now, admitted = start, 0
+    while now < start + seconds:
+        ok, new, retry_after = config.decide(state, now, 1)
+        if ok:
+            state, admitted = new, admitted + 1
+        else:
+            now += retry_after
+    return admitted
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    start=st.floats(0, 1e6, allow_nan=False),
+    config=st.sampled_from(
+        [
+            SlidingWindow.per_second(100),
+            SlidingWindow(limit=50, window=0.5),
+            SlidingWindow(limit=500, window=2.0),
+        ]
+    ),
+)
+def test_sliding_window_floods_admit_the_rate_from_any_start(
+    start: float, config: SlidingWindow
+) -> None:
+    """A 10 s flood admits at most 1 % over the window's rate, whatever the start time, and
+    at least (limit - 1) per window after the first (99 % for 100 per window)."""
+    expected = config.mean_rate * 10
+    steady = (config.limit - 1) / config.limit
+    assert expected * steady * 0.99 <= flood(config, start, 10.0) <= expected * 1.01

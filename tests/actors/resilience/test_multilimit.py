@@ -5,12 +5,15 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from actors._errors import ConfigError, RateLimited
-from actors.resilience._limiter import GCRA, SlidingWindow, TokenBucket
-from actors.resilience._limiter_store import MemoryLimiterStore
-from actors.resilience._multilimit import (
+from actors import (
+    GCRA,
+    ConfigError,
     HeaderLimits,
+    MemoryLimiterStore,
     MultiLimit,
+    RateLimited,
+    SlidingWindow,
+    TokenBucket,
     create_multi_limit,
 )
 from actors.testing import capture_events
@@ -228,15 +231,40 @@ async def test_release_refunds_everything_once() -> None:
         await reservation.reconcile(tokens=10)
 
 
-async def test_reconcile_rejects_bad_usage() -> None:
-    """Negative or unknown usage figures raise ValueError and change nothing."""
+@pytest.mark.parametrize("usage", [-1, float("nan"), float("inf"), True, "812"])
+async def test_reconcile_ignores_a_usage_that_is_not_a_count(usage: object) -> None:
+    """A usage that is not a finite number >= 0 is ignored with a warning event."""
     multi = llm_limit()
     reservation = await multi.reserve(requests=1, tokens=500)
-    with pytest.raises(ValueError, match="tokens=-1"):
-        await reservation.reconcile(tokens=-1)
+    with capture_events() as events:
+        await reservation.reconcile(tokens=usage)  # type: ignore[arg-type]
+    assert available(multi)["tokens"] == 500
+    assert reservation.costs["tokens"] == 500
+    assert [(e["event"], e["log_level"], e["limit"]) for e in events] == [
+        ("limiter.usage_rejected", "warning", "tokens")
+    ]
+
+
+async def test_reconcile_rejects_an_unknown_limit() -> None:
+    """A usage for a limit that does not exist is the caller's bug: ValueError."""
+    multi = llm_limit()
+    reservation = await multi.reserve(requests=1, tokens=500)
     with pytest.raises(ValueError, match="'images'"):
         await reservation.reconcile(images=3)
     assert available(multi)["tokens"] == 500
+
+
+async def test_absurd_usage_is_clamped_to_one_capacity_of_debt() -> None:
+    """A usage of 10**12 tokens charges at most the capacity above the reservation."""
+    multi = llm_limit()
+    reservation = await multi.reserve(requests=1, tokens=100)
+    with capture_events() as events:
+        await reservation.reconcile(tokens=10**12)
+    assert reservation.costs["tokens"] == 1100
+    assert [(e["event"], e["charged"]) for e in events] == [("limiter.usage_clamped", 1100)]
+    start = anyio.current_time()
+    await multi.acquire(requests=1, tokens=1)
+    assert anyio.current_time() - start == pytest.approx(0.101, abs=1e-9)  # 100 of debt
 
 
 async def test_refund_lets_a_waiter_in_at_once() -> None:
@@ -289,14 +317,88 @@ async def test_headers_never_raise_local_capacity() -> None:
     assert available(multi) == {"requests": 5, "tokens": 400}
 
 
-async def test_malformed_headers_are_ignored() -> None:
-    """Garbage header values change nothing and raise nothing."""
+async def test_malformed_headers_are_ignored_with_events() -> None:
+    """Garbage header values change nothing, raise nothing and are reported."""
     multi = llm_limit()
-    seen = await multi.sync_from_headers(
-        {"x-ratelimit-remaining-tokens": "lots", "x-ratelimit-reset-tokens": "soon"}
-    )
+    with capture_events() as events:
+        seen = await multi.sync_from_headers(
+            {"x-ratelimit-remaining-tokens": "lots", "x-ratelimit-reset-tokens": "soon"}
+        )
     assert available(multi) == {"requests": 10, "tokens": 1000}
     assert seen == {}
+    assert [(e["event"], e["header"]) for e in events] == [
+        ("limiter.header_rejected", "x-ratelimit-remaining-tokens"),
+        ("limiter.header_rejected", "x-ratelimit-reset-tokens"),
+    ]
+
+
+async def test_remaining_above_capacity_is_clamped() -> None:
+    """A remaining figure above the capacity is clamped to it and reported."""
+    multi = llm_limit()
+    with capture_events() as events:
+        seen = await multi.sync_from_headers({"x-ratelimit-remaining-tokens": "1e15"})
+    assert seen["tokens"].remaining == 1000
+    assert available(multi)["tokens"] == 1000
+    assert [e["event"] for e in events] == ["limiter.header_clamped"]
+
+
+async def test_a_reset_months_away_is_ignored() -> None:
+    """A reset 69 days away is not believed: reported, and left out of the figures."""
+    multi = llm_limit()
+    with capture_events() as events:
+        seen = await multi.sync_from_headers(
+            {"x-ratelimit-remaining-tokens": "500", "x-ratelimit-reset-tokens": "1656h"}
+        )
+    assert seen["tokens"] == HeaderLimits(limit=None, remaining=500, reset_after=None)
+    assert [(e["event"], e["reason"]) for e in events] == [
+        ("limiter.header_rejected", "implausibly far away")
+    ]
+
+
+async def test_anthropic_headers_resync_each_limit() -> None:
+    """anthropic-ratelimit-* headers map onto requests, tokens, input and output tokens."""
+    multi = create_multi_limit(
+        {
+            "requests": TokenBucket.per_minute(50),
+            "tokens": TokenBucket.per_minute(100_000),
+            "input_tokens": TokenBucket.per_minute(80_000),
+            "output_tokens": TokenBucket.per_minute(20_000),
+        },
+        name="anthropic",
+    )
+    seen = await multi.sync_from_headers(
+        {
+            "date": "Mon, 01 Dec 2025 10:00:00 GMT",
+            "anthropic-ratelimit-requests-limit": "50",
+            "anthropic-ratelimit-requests-remaining": "49",
+            "anthropic-ratelimit-requests-reset": "2025-12-01T10:00:01Z",
+            "anthropic-ratelimit-tokens-remaining": "90000",
+            "anthropic-ratelimit-input-tokens-remaining": "70000",
+            "anthropic-ratelimit-input-tokens-reset": "2025-12-01T10:00:30+00:00",
+            "anthropic-ratelimit-output-tokens-remaining": "15000",
+        }
+    )
+    assert seen["requests"] == HeaderLimits(limit=50, remaining=49, reset_after=1.0)
+    assert seen["input_tokens"].reset_after == 30.0
+    assert available(multi) == {
+        "requests": 49,
+        "tokens": 90_000,
+        "input_tokens": 70_000,
+        "output_tokens": 15_000,
+    }
+
+
+async def test_an_anthropic_reset_without_date_is_unknown() -> None:
+    """Without the response's date header an RFC 3339 reset cannot become seconds."""
+    multi = create_multi_limit({"requests": TokenBucket.per_minute(50)}, name="anthropic")
+    with capture_events():
+        seen = await multi.sync_from_headers(
+            {
+                "anthropic-ratelimit-requests-remaining": "10",
+                "anthropic-ratelimit-requests-reset": "2025-12-01T10:00:01Z",
+            }
+        )
+    assert seen["requests"] == HeaderLimits(limit=None, remaining=10, reset_after=None)
 
 
 async def test_header_limit_mismatch_emits_warning() -> None:
