@@ -1,263 +1,466 @@
-"""Error classification: per-service defaults, overrides, metrics and logged errors."""
+"""Classification: one verdict per outcome, from exception types and structured fields.
+
+The optional libraries' exceptions are the real ones (httpx2, openai, anthropic,
+psycopg, psycopg-pool, sqlite3, mcp), built the way the libraries build them.
+"""
 
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import anyio
+import httpx2
+import openai
+import psycopg
+import psycopg.errors
+import psycopg_pool
 import pytest
-import structlog
+from mcp.shared.exceptions import MCPError
 
-from actors._classify import (
+from actors import (
+    KINDS,
+    ActorDown,
+    AttemptTimeout,
+    BreakerConfig,
+    BulkheadFull,
+    CallCycle,
+    CallTimeout,
+    CircuitBreaker,
+    CircuitOpen,
     Classifier,
+    ConfigError,
     DatabaseClassifier,
+    DeadlineExceeded,
     ErrorClass,
     ErrorClassifier,
-    ErrorMetrics,
+    HTTPClassifier,
+    InvalidRequest,
     LLMClassifier,
+    MalformedResponse,
     MCPClassifier,
-    classifier_for,
-    error_codes_of,
-    headers_of,
-    report_error,
-    short_message,
-    status_of,
+    PoolTimeout,
+    ProtocolError,
+    QueryError,
+    RateLimited,
+    RetryPolicy,
+    ServiceResponseError,
+    ServiceTimeout,
+    ServiceUnavailable,
+    ToolError,
+    resilient,
 )
-from actors._errors import BulkheadFull, CircuitOpen, ConfigError, RateLimited
-from actors.testing import capture_events
+from actors._classify import error_codes_of, headers_of, mark, status_of, verdict_of
 
 R = ErrorClass.RETRYABLE
+T = ErrorClass.THROTTLED
 P = ErrorClass.PERMANENT
+J = ErrorClass.REJECTED
 I = ErrorClass.IGNORED  # noqa: E741
 
+HTTP_KINDS = [pytest.param(HTTPClassifier(), id="http"), pytest.param(LLMClassifier(), id="llm")]
+CLASSIFIERS = [
+    pytest.param(ErrorClassifier(), id="custom"),
+    pytest.param(HTTPClassifier(), id="http"),
+    pytest.param(LLMClassifier(), id="llm"),
+    pytest.param(DatabaseClassifier(), id="database"),
+    pytest.param(MCPClassifier(), id="mcp"),
+]
 
-# --- neutral error shapes, shaped like the libraries' own exceptions -----------------
+# --- the real libraries' exceptions -------------------------------------------------------
 
-
-class HeadersOnly(TimeoutError):
-    """A timeout carrying response headers but no status (a transport error with headers)."""
-
-    def __init__(self, headers: dict[str, str]) -> None:
-        super().__init__("read timeout")
-        self.headers = headers
-
-
-class HTTPError(Exception):
-    """An HTTP failure carrying status, headers and a body, like openai's APIStatusError."""
-
-    def __init__(
-        self,
-        status_code: int,
-        headers: dict[str, str] | None = None,
-        *,
-        code: str | None = None,
-        body: Any = None,
-    ) -> None:
-        super().__init__(f"HTTP {status_code}")
-        self.status_code = status_code
-        self.headers = headers or {}
-        self.code = code
-        self.body = body
+REQUEST = httpx2.Request("POST", "https://api.example.com/v1/chat/completions")
 
 
-class Response:
-    def __init__(self, status_code: int, headers: dict[str, str] | None = None) -> None:
-        self.status_code = status_code
-        self.headers = headers or {}
+def response(
+    status: int, headers: dict[str, str] | None = None, body: object = None
+) -> httpx2.Response:
+    return httpx2.Response(status, headers=headers, json=body, request=REQUEST)
 
 
-class HTTPStatusError(Exception):
-    """Shaped like httpx2.HTTPStatusError: the status lives on `.response`."""
-
-    def __init__(self, response: Response) -> None:
-        super().__init__("status error")
-        self.response = response
+def status_error(status: int, headers: dict[str, str] | None = None) -> httpx2.HTTPStatusError:
+    """What `httpx2.Response.raise_for_status()` raises."""
+    return httpx2.HTTPStatusError("failed", request=REQUEST, response=response(status, headers))
 
 
-# httpx's transport tree, by name.
-class TransportError(Exception):
-    pass
+OPENAI_BY_STATUS: dict[int, type[openai.APIStatusError]] = {
+    400: openai.BadRequestError,
+    401: openai.AuthenticationError,
+    403: openai.PermissionDeniedError,
+    404: openai.NotFoundError,
+    409: openai.ConflictError,
+    422: openai.UnprocessableEntityError,
+    429: openai.RateLimitError,
+}
 
 
-class TimeoutException(TransportError):
-    pass
+def openai_error(
+    status: int, *, code: str | None = None, headers: dict[str, str] | None = None
+) -> openai.APIStatusError:
+    """As the openai SDK builds it: the class by status, ``body`` the inner error object."""
+    error = {"message": "failed", "type": code, "code": code, "param": None}
+    kind = OPENAI_BY_STATUS.get(status, openai.InternalServerError)
+    return kind("failed", response=response(status, headers, {"error": error}), body=error)
 
 
-class ReadTimeout(TimeoutException):
-    pass
+def anthropic_error(
+    kind: type[anthropic.APIStatusError],
+    status: int,
+    error_type: str,
+    *,
+    error_code: str | None = None,
+) -> anthropic.APIStatusError:
+    """As the anthropic SDK builds it: ``body`` the whole error document."""
+    error: dict[str, Any] = {"type": error_type, "message": "failed"}
+    if error_code is not None:
+        error["details"] = {"error_code": error_code}
+    body = {"type": "error", "error": error}
+    return kind("failed", response=response(status, None, body), body=body)
 
 
-class NetworkError(TransportError):
-    pass
+# --- the verdict table, row by row --------------------------------------------------------
 
 
-class ConnectError(NetworkError):
-    pass
+@pytest.mark.parametrize(
+    ("verdict", "retried", "breaker_failure", "routable"),
+    [
+        (R, True, True, True),
+        (T, True, False, True),
+        (P, False, True, True),
+        (J, False, False, False),
+        (I, False, False, False),
+    ],
+    ids=lambda value: value.name if isinstance(value, ErrorClass) else None,
+)
+def test_each_verdict_means_what_the_table_says(
+    verdict: ErrorClass, retried: bool, breaker_failure: bool, routable: bool
+) -> None:
+    """Each verdict is retried, counted and routed as its row of the table says."""
+    assert (verdict.retried, verdict.breaker_failure, verdict.routable) == (
+        retried,
+        breaker_failure,
+        routable,
+    )
 
 
-class RemoteProtocolError(TransportError):
-    pass
+@pytest.mark.parametrize(
+    ("verdict", "counted"),
+    [(R, "failures"), (T, "ignored"), (P, "failures"), (J, "successes"), (I, "ignored")],
+    ids=lambda value: value.name if isinstance(value, ErrorClass) else None,
+)
+def test_the_breaker_records_each_verdict_as_its_row_says(
+    verdict: ErrorClass, counted: str
+) -> None:
+    """`CircuitBreaker.record` counts a verdict as a failure, a success or neither."""
+    breaker = CircuitBreaker.create("svc", BreakerConfig())
+    breaker.record(breaker.acquire(now=0.0), verdict, 0.0, now=0.0)
+    metrics = breaker.metrics(now=0.0)
+    counts = {
+        "failures": metrics.failures,
+        "successes": metrics.successes,
+        "ignored": metrics.ignored,
+    }
+    assert counts == {key: int(key == counted) for key in counts}
 
 
-class LocalProtocolError(TransportError):
-    pass
+@pytest.mark.anyio
+@pytest.mark.parametrize("verdict", list(ErrorClass), ids=lambda value: value.name)
+async def test_the_pipeline_retries_exactly_the_retried_verdicts(verdict: ErrorClass) -> None:
+    """Under a 3-attempt policy a failure is attempted 3 times if its verdict is retried,
+    else once."""
+    attempts = 0
+
+    @resilient(
+        retry=RetryPolicy(attempts=3, backoff_initial=0, backoff_max=0, budget_ratio=None),
+        classifier=ErrorClassifier(custom=lambda _exc: verdict),
+    )
+    async def fail() -> None:
+        nonlocal attempts
+        attempts += 1
+        raise ValueError("scripted")
+
+    with pytest.raises(ValueError, match="scripted"):
+        await fail()
+    assert attempts == (3 if verdict.retried else 1)
 
 
-class APIConnectionError(Exception):
-    pass
+# --- the library's own errors: the same verdict from every kind ---------------------------
 
-
-class FlaggedTimeout(Exception):
-    is_timeout = True
-
-
-class PgError(Exception):
-    """Shaped like psycopg.Error: a SQLSTATE on `.sqlstate`."""
-
-    def __init__(self, sqlstate: str | None) -> None:
-        super().__init__(f"pg error {sqlstate}")
-        self.sqlstate = sqlstate
-
-
-class Psycopg2Error(Exception):
-    def __init__(self, pgcode: str) -> None:
-        super().__init__("pg2 error")
-        self.pgcode = pgcode
-
-
-class OperationalError(Exception):
-    """Shaped like psycopg.OperationalError with no SQLSTATE (connection lost)."""
-
-    sqlstate = None
-
-
-class PoolTimeout(OperationalError):
-    pass
-
-
-class ErrorData:
-    def __init__(self, code: int) -> None:
-        self.code = code
-
-
-class McpError(Exception):
-    """Shaped like mcp.McpError: a JSON-RPC error on `.error`."""
-
-    def __init__(self, code: int) -> None:
-        super().__init__(f"mcp error {code}")
-        self.error = ErrorData(code)
-
-
-class ToolError(Exception):
-    pass
-
-
-class FlaggedToolError(Exception):
-    is_tool_error = True
-
-
-# --- tables ------------------------------------------------------------------------
-
-LLM_TABLE = [
-    pytest.param(TimeoutError(), R, id="builtin-timeout"),
-    pytest.param(ReadTimeout(), R, id="httpx-read-timeout"),
-    pytest.param(FlaggedTimeout(), R, id="is_timeout-attribute"),
-    pytest.param(ConnectError(), R, id="httpx-connect-error"),
-    pytest.param(RemoteProtocolError(), R, id="httpx-remote-protocol"),
-    pytest.param(APIConnectionError(), R, id="openai-connection-error"),
-    pytest.param(ConnectionResetError(), R, id="connection-reset"),
-    pytest.param(LocalProtocolError(), P, id="httpx-local-protocol"),
-    pytest.param(HTTPError(408), R, id="408"),
-    pytest.param(HTTPError(409), R, id="409"),
-    pytest.param(HTTPError(429), R, id="429-rate"),
-    pytest.param(HTTPError(500), R, id="500"),
-    pytest.param(HTTPError(502), R, id="502"),
-    pytest.param(HTTPError(503), R, id="503"),
-    pytest.param(HTTPError(529), R, id="529-overloaded"),
-    pytest.param(HTTPError(400), P, id="400"),
-    pytest.param(HTTPError(401), P, id="401"),
-    pytest.param(HTTPError(403), P, id="403"),
-    pytest.param(HTTPError(404), P, id="404"),
-    pytest.param(HTTPError(422), P, id="422"),
-    pytest.param(HTTPError(429, code="insufficient_quota"), P, id="429-quota-code"),
+OWN_ERRORS = [
+    pytest.param(lambda: ServiceResponseError("s", 500), R, id="response-500"),
+    pytest.param(lambda: ServiceResponseError("s", 503), R, id="response-503"),
+    pytest.param(lambda: ServiceResponseError("s", 529), R, id="response-529"),
+    pytest.param(lambda: ServiceResponseError("s", 408), R, id="response-408"),
+    pytest.param(lambda: ServiceResponseError("s", 409), R, id="response-409"),
+    pytest.param(lambda: ServiceResponseError("s", 429), T, id="response-429"),
     pytest.param(
-        HTTPError(429, body={"error": {"type": "insufficient_quota", "message": "quota"}}),
+        lambda: ServiceResponseError("s", 429, code="insufficient_quota"), P, id="response-quota"
+    ),
+    pytest.param(lambda: ServiceResponseError("s", 401), P, id="response-401"),
+    pytest.param(lambda: ServiceResponseError("s", 402), P, id="response-402"),
+    pytest.param(lambda: ServiceResponseError("s", 403), P, id="response-403"),
+    pytest.param(lambda: ServiceResponseError("s", 400), J, id="response-400"),
+    pytest.param(lambda: ServiceResponseError("s", 404), J, id="response-404"),
+    pytest.param(lambda: ServiceResponseError("s", 422), J, id="response-422"),
+    pytest.param(
+        lambda: ServiceResponseError("s", 503, headers={"x-should-retry": "false"}),
         P,
-        id="429-quota-body",
+        id="response-503-should-not-retry",
     ),
     pytest.param(
-        HTTPError(429, body={"error": {"code": "rate_limit_exceeded"}}), R, id="429-rate-body"
-    ),
-    pytest.param(HTTPError(500, {"x-should-retry": "false"}), P, id="should-retry-false"),
-    pytest.param(HTTPError(400, {"X-Should-Retry": "true"}), R, id="should-retry-true"),
-    pytest.param(
-        HTTPError(429, {"x-should-retry": "true"}, code="insufficient_quota"),
+        lambda: ServiceResponseError("s", 400, headers={"x-should-retry": "true"}),
         R,
-        id="should-retry-beats-quota",
+        id="response-400-should-retry",
     ),
-    pytest.param(HeadersOnly({"x-should-retry": "false"}), P, id="should-retry-false-no-status"),
-    pytest.param(HeadersOnly({"X-Should-Retry": "true"}), R, id="should-retry-true-no-status"),
-    pytest.param(HeadersOnly({"retry-after": "1"}), R, id="timeout-with-headers-no-status"),
-    pytest.param(HTTPStatusError(Response(503)), R, id="status-on-response-503"),
-    pytest.param(HTTPStatusError(Response(401)), P, id="status-on-response-401"),
-    pytest.param(ValueError("bad"), P, id="unknown-exception"),
-    pytest.param(CircuitOpen("llm", 1.0), I, id="circuit-open"),
-    pytest.param(RateLimited("llm", 1.0), I, id="rate-limited"),
-    pytest.param(BulkheadFull("llm"), I, id="bulkhead-full"),
-    pytest.param(ConfigError("x", 1, "bad"), I, id="config-error"),
-    pytest.param(KeyboardInterrupt(), I, id="keyboard-interrupt"),
+    pytest.param(lambda: QueryError("s", "m", sqlstate="40001"), R, id="query-serialization"),
+    pytest.param(lambda: QueryError("s", "m", sqlstate="40p01"), R, id="query-deadlock-lower"),
+    pytest.param(lambda: QueryError("s", "m", sqlstate="08006"), R, id="query-connection"),
+    pytest.param(lambda: QueryError("s", "m", sqlstate="23505"), J, id="query-unique"),
+    pytest.param(lambda: QueryError("s", "m", sqlstate="42601"), J, id="query-syntax"),
+    pytest.param(lambda: QueryError("s", "m", sqlstate="57014"), P, id="query-canceled"),
+    pytest.param(
+        lambda: QueryError("s", "m", sqlite_errorname="SQLITE_BUSY_SNAPSHOT"), R, id="query-busy"
+    ),
+    pytest.param(
+        lambda: QueryError("s", "m", sqlite_errorname="SQLITE_CONSTRAINT_UNIQUE"),
+        J,
+        id="query-constraint",
+    ),
+    pytest.param(
+        lambda: QueryError("s", "m", sqlite_errorname="SQLITE_READONLY"), P, id="query-readonly"
+    ),
+    pytest.param(lambda: QueryError("s", "m"), P, id="query-no-code"),
+    pytest.param(lambda: ProtocolError("s", -32602), J, id="jsonrpc-invalid-params"),
+    pytest.param(lambda: ProtocolError("s", -32601), J, id="jsonrpc-method-not-found"),
+    pytest.param(lambda: ProtocolError("s", -32000), R, id="jsonrpc-connection-closed"),
+    pytest.param(lambda: ProtocolError("s", -32001), R, id="jsonrpc-request-timeout"),
+    pytest.param(lambda: ProtocolError("s", -32603), P, id="jsonrpc-internal"),
+    pytest.param(lambda: ToolError("s", "the tool said no"), J, id="tool-error"),
+    pytest.param(lambda: InvalidRequest("s", "messages", "is empty"), J, id="invalid-request"),
+    pytest.param(lambda: ServiceTimeout("s", "slow"), R, id="service-timeout"),
+    pytest.param(lambda: AttemptTimeout("s", 1.0), R, id="attempt-timeout"),
+    pytest.param(lambda: ServiceUnavailable("s", "reset"), R, id="service-unavailable"),
+    pytest.param(lambda: MalformedResponse("s", "truncated"), R, id="malformed-response"),
+    pytest.param(lambda: PoolTimeout("pool", 1.0), R, id="pool-timeout"),
+    pytest.param(lambda: CallTimeout("other", 1.0), R, id="nested-call-timeout"),
+    pytest.param(lambda: ActorDown("other", None), R, id="nested-actor-down"),
+    pytest.param(lambda: CallCycle("self"), P, id="call-cycle"),
+    pytest.param(lambda: CircuitOpen("s", 1.0), I, id="circuit-open"),
+    pytest.param(lambda: RateLimited("s", 1.0), I, id="rate-limited"),
+    pytest.param(lambda: BulkheadFull("s"), I, id="bulkhead-full"),
+    pytest.param(lambda: DeadlineExceeded("s", 1.0), I, id="deadline-exceeded"),
+    pytest.param(lambda: ConfigError("x", 1, "bad"), I, id="config-error"),
+    pytest.param(TimeoutError, R, id="builtin-timeout"),
+    pytest.param(ConnectionResetError, R, id="connection-reset"),
+    pytest.param(BrokenPipeError, R, id="broken-pipe"),
+    pytest.param(EOFError, R, id="eof"),
+    pytest.param(anyio.BrokenResourceError, R, id="anyio-broken"),
+    pytest.param(anyio.ClosedResourceError, R, id="anyio-closed"),
+    pytest.param(anyio.EndOfStream, R, id="anyio-end-of-stream"),
+    pytest.param(lambda: httpx2.ConnectError("refused"), R, id="httpx2-connect"),
+    pytest.param(lambda: httpx2.ReadTimeout("slow"), R, id="httpx2-read-timeout"),
+    pytest.param(lambda: openai.APIConnectionError(request=REQUEST), R, id="openai-connection"),
+    pytest.param(lambda: ValueError("bug"), P, id="unknown"),
+    pytest.param(lambda: KeyError("bug"), P, id="unknown-key-error"),
 ]
 
 
-@pytest.mark.parametrize(("exc", "expected"), LLM_TABLE)
-def test_llm_defaults(exc: BaseException, expected: ErrorClass) -> None:
-    """The LLM classifier follows the DESIGN.md defaults table."""
-    assert LLMClassifier().classify(exc) is expected
+@pytest.mark.parametrize("classifier", CLASSIFIERS)
+@pytest.mark.parametrize(("make", "expected"), OWN_ERRORS)
+def test_own_errors_get_one_verdict_from_every_kind(
+    classifier: Classifier, make: Callable[[], Exception], expected: ErrorClass
+) -> None:
+    """The library's own errors (and neutral shapes) are judged alike by every kind."""
+    assert classifier.classify(make()) is expected
 
 
-DB_TABLE = [
-    pytest.param(PgError("40001"), R, id="serialization-failure"),
-    pytest.param(PgError("40P01"), R, id="deadlock"),
-    pytest.param(PgError("40p01"), R, id="deadlock-lowercase"),
-    pytest.param(PgError("08006"), R, id="connection-failure"),
-    pytest.param(PgError("08001"), R, id="cannot-connect"),
-    pytest.param(PgError("57P01"), R, id="admin-shutdown"),
-    pytest.param(PgError("55P03"), R, id="lock-not-available"),
-    pytest.param(PgError("53300"), R, id="too-many-connections"),
-    pytest.param(Psycopg2Error("40001"), R, id="psycopg2-pgcode"),
-    pytest.param(PgError("42601"), P, id="syntax-error"),
-    pytest.param(PgError("23505"), P, id="unique-violation"),
-    pytest.param(PgError("23503"), P, id="fk-violation"),
-    pytest.param(PgError("22012"), P, id="division-by-zero"),
-    pytest.param(PgError("57014"), P, id="query-canceled"),
-    pytest.param(OperationalError("server closed the connection"), R, id="connection-lost"),
-    pytest.param(PoolTimeout("no connection in 30s"), R, id="pool-timeout"),
-    pytest.param(TimeoutError(), R, id="timeout"),
-    pytest.param(BrokenPipeError(), R, id="broken-pipe"),
-    pytest.param(sqlite3.OperationalError("database is locked"), R, id="sqlite-locked-msg"),
-    pytest.param(sqlite3.OperationalError("no such table: t"), P, id="sqlite-no-table-msg"),
-    pytest.param(sqlite3.IntegrityError("UNIQUE constraint failed"), P, id="sqlite-integrity"),
-    pytest.param(ValueError(), P, id="unknown"),
-    pytest.param(RateLimited("db", 1.0), I, id="rate-limited"),
+# --- HTTP and LLM APIs --------------------------------------------------------------------
+
+HTTP_ERRORS = [
+    pytest.param(lambda: status_error(408), R, id="httpx2-408"),
+    pytest.param(lambda: status_error(409), R, id="httpx2-409"),
+    pytest.param(lambda: status_error(429, {"retry-after": "2"}), T, id="httpx2-429"),
+    pytest.param(lambda: status_error(500), R, id="httpx2-500"),
+    pytest.param(lambda: status_error(502), R, id="httpx2-502"),
+    pytest.param(lambda: status_error(503), R, id="httpx2-503"),
+    pytest.param(lambda: status_error(529), R, id="httpx2-529"),
+    pytest.param(lambda: status_error(400), J, id="httpx2-400"),
+    pytest.param(lambda: status_error(401), P, id="httpx2-401"),
+    pytest.param(lambda: status_error(402), P, id="httpx2-402"),
+    pytest.param(lambda: status_error(403), P, id="httpx2-403"),
+    pytest.param(lambda: status_error(404), J, id="httpx2-404"),
+    pytest.param(lambda: status_error(413), J, id="httpx2-413"),
+    pytest.param(lambda: status_error(422), J, id="httpx2-422"),
+    pytest.param(
+        lambda: status_error(503, {"X-Should-Retry": "false"}), P, id="httpx2-503-should-not"
+    ),
+    pytest.param(lambda: status_error(400, {"x-should-retry": "true"}), R, id="httpx2-400-should"),
+    pytest.param(
+        lambda: status_error(429, {"x-should-retry": "false"}), P, id="httpx2-429-should-not"
+    ),
+    pytest.param(lambda: openai_error(429, code="rate_limit_exceeded"), T, id="openai-rate"),
+    pytest.param(lambda: openai_error(429, code="insufficient_quota"), P, id="openai-quota"),
+    pytest.param(
+        lambda: openai_error(429, code="insufficient_quota", headers={"x-should-retry": "false"}),
+        P,
+        id="openai-quota-should-not-retry",
+    ),
+    pytest.param(lambda: openai_error(401, code="invalid_api_key"), P, id="openai-401"),
+    pytest.param(lambda: openai_error(403), P, id="openai-403"),
+    pytest.param(lambda: openai_error(400, code="context_length_exceeded"), J, id="openai-400"),
+    pytest.param(lambda: openai_error(404, code="model_not_found"), J, id="openai-404"),
+    pytest.param(lambda: openai_error(409), R, id="openai-409"),
+    pytest.param(lambda: openai_error(422), J, id="openai-422"),
+    pytest.param(lambda: openai_error(500), R, id="openai-500"),
+    pytest.param(lambda: openai_error(503), R, id="openai-503"),
+    pytest.param(lambda: openai.APIConnectionError(request=REQUEST), R, id="openai-connection"),
+    pytest.param(lambda: openai.APITimeoutError(request=REQUEST), R, id="openai-timeout"),
+    pytest.param(
+        lambda: anthropic_error(anthropic.RateLimitError, 429, "rate_limit_error"),
+        T,
+        id="anthropic-rate",
+    ),
+    pytest.param(
+        lambda: anthropic_error(
+            anthropic.EnforcedSpendLimitReachedError,
+            429,
+            "rate_limit_error",
+            error_code="enforced_spend_limit_reached",
+        ),
+        P,
+        id="anthropic-spend-limit",
+    ),
+    pytest.param(
+        lambda: anthropic_error(anthropic.PaymentRequiredError, 402, "billing_error"),
+        P,
+        id="anthropic-billing",
+    ),
+    pytest.param(
+        lambda: anthropic_error(anthropic.OverloadedError, 529, "overloaded_error"),
+        R,
+        id="anthropic-overloaded",
+    ),
+    pytest.param(
+        lambda: anthropic_error(anthropic.AuthenticationError, 401, "authentication_error"),
+        P,
+        id="anthropic-401",
+    ),
+    pytest.param(
+        lambda: anthropic_error(anthropic.BadRequestError, 400, "invalid_request_error"),
+        J,
+        id="anthropic-400",
+    ),
+    pytest.param(
+        lambda: anthropic.APIConnectionError(request=REQUEST), R, id="anthropic-connection"
+    ),
+    pytest.param(lambda: anthropic.APITimeoutError(request=REQUEST), R, id="anthropic-timeout"),
+    pytest.param(lambda: httpx2.ConnectTimeout("t"), R, id="httpx2-connect-timeout"),
+    pytest.param(lambda: httpx2.WriteTimeout("t"), R, id="httpx2-write-timeout"),
+    pytest.param(lambda: httpx2.PoolTimeout("t"), R, id="httpx2-pool-timeout"),
+    pytest.param(lambda: httpx2.ReadError("reset"), R, id="httpx2-read-error"),
+    pytest.param(lambda: httpx2.RemoteProtocolError("eof"), R, id="httpx2-remote-protocol"),
+    pytest.param(lambda: httpx2.LocalProtocolError("bad"), P, id="httpx2-local-protocol"),
+    pytest.param(lambda: httpx2.UnsupportedProtocol("ftp"), P, id="httpx2-unsupported"),
 ]
 
 
-@pytest.mark.parametrize(("exc", "expected"), DB_TABLE)
-def test_database_defaults(exc: BaseException, expected: ErrorClass) -> None:
-    """The database classifier follows the DESIGN.md defaults table."""
-    assert DatabaseClassifier().classify(exc) is expected
+@pytest.mark.parametrize(
+    "classifier",
+    [pytest.param(HTTPClassifier(), id="http"), pytest.param(LLMClassifier(), id="llm")],
+)
+@pytest.mark.parametrize(("make", "expected"), HTTP_ERRORS)
+def test_http_rule_over_the_real_sdk_errors(
+    classifier: Classifier, make: Callable[[], Exception], expected: ErrorClass
+) -> None:
+    """HTTP and LLM APIs judge httpx2's and the SDKs' errors by status, headers and code."""
+    assert classifier.classify(make()) is expected
 
 
-def _sqlite_error(tmp_path: Path, statement: str) -> sqlite3.Error:
-    path = tmp_path / "db.sqlite"
+def test_a_foreign_status_is_read_only_by_the_http_kinds() -> None:
+    """An httpx2 503 is PERMANENT for a custom kind (it opts in to nothing it does not know)."""
+    exc = status_error(503)
+    assert ErrorClassifier().classify(exc) is P
+    assert DatabaseClassifier().classify(exc) is P
+    assert HTTPClassifier().classify(exc) is R
+
+
+@pytest.mark.anyio
+async def test_a_real_refused_connection_through_the_openai_sdk_is_retryable() -> None:
+    """The openai SDK's error for a refused loopback connection is RETRYABLE."""
+    client = openai.AsyncOpenAI(base_url="http://127.0.0.1:1/v1", api_key="k", max_retries=0)
+    try:
+        with anyio.fail_after(10), pytest.raises(openai.APIConnectionError) as info:
+            await client.models.list()
+    finally:
+        await client.close()
+    assert LLMClassifier().classify(info.value) is R
+
+
+@pytest.mark.anyio
+async def test_a_real_refused_connection_through_httpx2_is_retryable() -> None:
+    """httpx2's error for a refused loopback connection is RETRYABLE for every kind."""
+    with anyio.fail_after(10):
+        async with httpx2.AsyncClient() as client:
+            with pytest.raises(httpx2.TransportError) as info:
+                await client.get("http://127.0.0.1:1/")
+    for kind in KINDS.values():
+        assert kind.classifier.classify(info.value) is R
+
+
+# --- databases ----------------------------------------------------------------------------
+
+DATABASE_ERRORS = [
+    pytest.param(psycopg.errors.SerializationFailure, R, id="pg-serialization"),
+    pytest.param(psycopg.errors.DeadlockDetected, R, id="pg-deadlock"),
+    pytest.param(psycopg.errors.LockNotAvailable, R, id="pg-lock-not-available"),
+    pytest.param(psycopg.errors.TooManyConnections, R, id="pg-too-many-connections"),
+    pytest.param(psycopg.errors.AdminShutdown, R, id="pg-admin-shutdown"),
+    pytest.param(psycopg.errors.CannotConnectNow, R, id="pg-cannot-connect-now"),
+    pytest.param(psycopg.errors.ConnectionFailure, R, id="pg-connection-failure"),
+    pytest.param(psycopg.errors.UniqueViolation, J, id="pg-unique"),
+    pytest.param(psycopg.errors.ForeignKeyViolation, J, id="pg-foreign-key"),
+    pytest.param(psycopg.errors.SyntaxError, J, id="pg-syntax"),
+    pytest.param(psycopg.errors.UndefinedTable, J, id="pg-undefined-table"),
+    pytest.param(psycopg.errors.DivisionByZero, J, id="pg-division-by-zero"),
+    pytest.param(psycopg.errors.QueryCanceled, P, id="pg-query-canceled"),
+    pytest.param(psycopg.errors.DiskFull, P, id="pg-disk-full"),
+    pytest.param(lambda: psycopg.OperationalError("server closed the connection"), R, id="pg-lost"),
+    pytest.param(lambda: psycopg_pool.PoolTimeout("no connection"), R, id="pg-pool-timeout"),
+    pytest.param(lambda: sqlite3.OperationalError("database is locked"), R, id="sqlite-locked"),
+    pytest.param(lambda: sqlite3.IntegrityError("UNIQUE"), J, id="sqlite-integrity-bare"),
+    pytest.param(lambda: sqlite3.DatabaseError("file is not a database"), P, id="sqlite-bare"),
+    pytest.param(lambda: ValueError("bug"), P, id="unknown"),
+]
+
+
+@pytest.mark.parametrize(("make", "expected"), DATABASE_ERRORS)
+def test_database_rule_over_the_real_driver_errors(
+    make: Callable[[], Exception], expected: ErrorClass
+) -> None:
+    """The database kind judges psycopg's and sqlite3's errors by SQLSTATE and type."""
+    assert DatabaseClassifier().classify(make()) is expected
+
+
+def test_a_real_refused_postgres_connection_is_retryable() -> None:
+    """psycopg's OperationalError for a refused loopback connection is RETRYABLE."""
+    with pytest.raises(psycopg.OperationalError) as info:
+        psycopg.connect("host=127.0.0.1 port=1 connect_timeout=5")
+    assert DatabaseClassifier().classify(info.value) is R
+
+
+def _sqlite_failure(path: Path, statement: str, *, lock: bool = False) -> sqlite3.Error:
     holder = sqlite3.connect(path, isolation_level=None)
     other = sqlite3.connect(path, timeout=0, isolation_level=None)
     try:
-        holder.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
-        holder.execute("INSERT INTO t VALUES (1)")
-        holder.execute("BEGIN EXCLUSIVE")
+        holder.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY)")
+        holder.execute("INSERT OR IGNORE INTO t VALUES (1)")
+        if lock:
+            holder.execute("BEGIN EXCLUSIVE")
         with pytest.raises(sqlite3.Error) as info:
             other.execute(statement)
         return info.value
@@ -266,131 +469,101 @@ def _sqlite_error(tmp_path: Path, statement: str) -> sqlite3.Error:
         other.close()
 
 
-def test_real_sqlite_busy_is_retryable(tmp_path: Path) -> None:
-    """A real SQLITE_BUSY from a locked database file is retryable."""
-    exc = _sqlite_error(tmp_path, "SELECT * FROM t")
-    assert exc.sqlite_errorname.startswith("SQLITE_BUSY")
-    assert DatabaseClassifier().classify(exc) is R
-
-
-def test_real_sqlite_missing_table_is_permanent(tmp_path: Path) -> None:
-    """A real "no such table" error from SQLite is permanent."""
-    connection = sqlite3.connect(tmp_path / "other.sqlite")
-    try:
-        with pytest.raises(sqlite3.OperationalError) as info:
-            connection.execute("SELECT * FROM missing")
-    finally:
-        connection.close()
-    assert DatabaseClassifier().classify(info.value) is P
-
-
-MCP_TABLE = [
-    pytest.param(BrokenPipeError(), R, id="broken-pipe"),
-    pytest.param(ConnectionResetError(), R, id="connection-reset"),
-    pytest.param(EOFError(), R, id="eof"),
-    pytest.param(anyio.BrokenResourceError(), R, id="anyio-broken"),
-    pytest.param(anyio.ClosedResourceError(), R, id="anyio-closed"),
-    pytest.param(anyio.EndOfStream(), R, id="anyio-end-of-stream"),
-    pytest.param(TimeoutError(), R, id="timeout"),
-    pytest.param(ConnectError(), R, id="httpx-connect"),
-    pytest.param(McpError(-32000), R, id="jsonrpc-connection-closed"),
-    pytest.param(McpError(408), R, id="sdk-request-timeout"),
-    pytest.param(McpError(-32001), R, id="ts-request-timeout"),
-    pytest.param(McpError(-32602), P, id="invalid-params"),
-    pytest.param(McpError(-32601), P, id="method-not-found"),
-    pytest.param(HTTPStatusError(Response(503)), R, id="http-503"),
-    pytest.param(HTTPStatusError(Response(404)), P, id="http-404"),
-    pytest.param(ToolError("tool failed"), P, id="tool-error-class"),
-    pytest.param(FlaggedToolError(), P, id="tool-error-flag"),
-    pytest.param(RuntimeError(), P, id="unknown"),
-    pytest.param(CircuitOpen("mcp", 1.0), I, id="circuit-open"),
-]
-
-
-@pytest.mark.parametrize(("exc", "expected"), MCP_TABLE)
-def test_mcp_defaults(exc: BaseException, expected: ErrorClass) -> None:
-    """The MCP classifier retries transport trouble and never tool errors."""
-    assert MCPClassifier().classify(exc) is expected
-
-
-GENERIC_TABLE = [
-    pytest.param(TimeoutError(), R, id="timeout"),
-    pytest.param(ConnectionRefusedError(), R, id="connection"),
-    pytest.param(HTTPError(503), P, id="http-not-known-generically"),
-    pytest.param(ValueError(), P, id="unknown"),
-    pytest.param(BulkheadFull("x"), I, id="bulkhead-full"),
-]
-
-
-@pytest.mark.parametrize(("exc", "expected"), GENERIC_TABLE)
-def test_generic_defaults(exc: BaseException, expected: ErrorClass) -> None:
-    """The generic classifier retries only timeouts and connection errors."""
-    assert ErrorClassifier().classify(exc) is expected
-
-
 @pytest.mark.parametrize(
-    "classifier",
-    [ErrorClassifier(), LLMClassifier(), DatabaseClassifier(), MCPClassifier()],
-    ids=["generic", "llm", "database", "mcp"],
+    ("statement", "lock", "name", "expected"),
+    [
+        pytest.param("SELECT * FROM t", True, "SQLITE_BUSY", R, id="busy"),
+        pytest.param("INSERT INTO t VALUES (1)", False, "SQLITE_CONSTRAINT", J, id="constraint"),
+        pytest.param("SELEC 1", False, "SQLITE_ERROR", J, id="syntax"),
+        pytest.param("SELECT * FROM missing", False, "SQLITE_ERROR", J, id="missing-table"),
+    ],
 )
-def test_every_classifier_satisfies_the_protocol(classifier: Classifier) -> None:
-    """Every shipped classifier is a `Classifier`."""
+def test_real_sqlite_errors_by_their_error_name(
+    tmp_path: Path, statement: str, lock: bool, name: str, expected: ErrorClass
+) -> None:
+    """A real SQLite failure is judged by its ``sqlite_errorname``."""
+    exc = _sqlite_failure(tmp_path / "db.sqlite", statement, lock=lock)
+    assert exc.sqlite_errorname.startswith(name)
+    assert DatabaseClassifier().classify(exc) is expected
+
+
+# --- MCP tool servers ---------------------------------------------------------------------
+
+
+class FlaggedToolError(Exception):
+    """A tool's own error marked only by ``is_tool_error``."""
+
+    is_tool_error = True
+
+
+MCP_ERRORS = [
+    pytest.param(lambda: MCPError(-32000, "connection closed"), R, id="mcp-connection-closed"),
+    pytest.param(lambda: MCPError(-32001, "request timeout"), R, id="mcp-request-timeout"),
+    pytest.param(lambda: MCPError(408, "request timeout"), R, id="mcp-sdk-timeout"),
+    pytest.param(lambda: MCPError(-32602, "invalid params"), J, id="mcp-invalid-params"),
+    pytest.param(lambda: MCPError(-32601, "no such method"), J, id="mcp-method-not-found"),
+    pytest.param(lambda: MCPError(-32700, "parse error"), J, id="mcp-parse-error"),
+    pytest.param(lambda: MCPError(-32603, "internal"), P, id="mcp-internal"),
+    pytest.param(lambda: status_error(503), R, id="http-503"),
+    pytest.param(lambda: status_error(404), J, id="http-404"),
+    pytest.param(lambda: status_error(401), P, id="http-401"),
+    pytest.param(FlaggedToolError, J, id="is_tool_error-flag"),
+    pytest.param(lambda: RuntimeError("bug"), P, id="unknown"),
+]
+
+
+@pytest.mark.parametrize(("make", "expected"), MCP_ERRORS)
+def test_mcp_rule_over_the_sdk_errors(make: Callable[[], Exception], expected: ErrorClass) -> None:
+    """The MCP kind judges mcp's MCPError by JSON-RPC code, HTTP statuses by the HTTP rule."""
+    assert MCPClassifier().classify(make()) is expected
+
+
+def test_mcp_errors_are_only_read_by_the_mcp_kind() -> None:
+    """An MCPError carries no field the other kinds read: it is PERMANENT for them."""
+    exc = MCPError(-32000, "connection closed")
+    assert ErrorClassifier().classify(exc) is P
+    assert LLMClassifier().classify(exc) is P
+
+
+def test_optional_libraries_are_never_imported_by_classification() -> None:
+    """Classifying with every kind imports none of the optional libraries."""
+    code = (
+        "import sys\n"
+        "import actors\n"
+        "for kind in actors.KINDS.values():\n"
+        "    kind.classifier.classify(ValueError())\n"
+        "    kind.classifier.classify(TimeoutError())\n"
+        "optional = ('openai', 'anthropic', 'httpx2', 'psycopg', 'psycopg_pool', 'mcp')\n"
+        "print(sorted(name for name in optional if name in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(("name", "classifier"), [(n, k.classifier) for n, k in KINDS.items()])
+def test_each_kind_holds_its_classifier(name: str, classifier: Classifier) -> None:
+    """Every kind's classifier is a `Classifier` of that kind."""
     assert isinstance(classifier, Classifier)
+    assert type(classifier).kind == name  # type: ignore[attr-defined]
 
 
-@pytest.mark.anyio
-async def test_cancellation_is_ignored() -> None:
-    """The backend's cancellation exception is never retryable, whatever the overrides."""
-    cancelled: BaseException | None = None
-    with anyio.CancelScope() as scope:
-        scope.cancel()
-        try:
-            await anyio.sleep(1)
-        except anyio.get_cancelled_exc_class() as exc:
-            cancelled = exc
-            raise
-    assert cancelled is not None
-    classifier = LLMClassifier(overrides={BaseException: R}, custom=lambda _exc: R)
-    assert classifier.classify(cancelled) is I
-
-
-def test_only_ignored_is_not_a_failure() -> None:
-    """Breakers count retryable and permanent failures, never ignored ones."""
-    assert R.is_failure
-    assert P.is_failure
-    assert not I.is_failure
-
-
-# --- composition ---------------------------------------------------------------------
+# --- composition with user rules ----------------------------------------------------------
 
 
 def test_overrides_beat_defaults() -> None:
-    """An override mapping replaces the default class of a type."""
+    """An override replaces the default verdict of a type."""
     classifier = LLMClassifier(overrides={ValueError: R, TimeoutError: P})
     assert classifier.classify(ValueError()) is R
     assert classifier.classify(TimeoutError()) is P
 
 
 def test_most_specific_override_wins() -> None:
-    """The override for the most specific class in the MRO wins."""
+    """The override of the most specific type in the MRO wins."""
     classifier = ErrorClassifier(overrides={OSError: P, ConnectionError: R})
     assert classifier.classify(ConnectionResetError()) is R
     assert classifier.classify(FileNotFoundError()) is P
-
-
-def test_custom_function_is_consulted_first() -> None:
-    """A custom function decides before overrides and defaults."""
-    classifier = LLMClassifier(
-        overrides={ValueError: R},
-        custom=lambda exc: I if isinstance(exc, ValueError) else None,
-    )
-    assert classifier.classify(ValueError()) is I
-
-
-def test_custom_function_none_falls_through() -> None:
-    """A custom function returning None leaves the decision to the defaults."""
-    classifier = LLMClassifier(custom=lambda _exc: None)
-    assert classifier.classify(HTTPError(503)) is R
 
 
 def test_overrides_accept_pairs() -> None:
@@ -398,77 +571,198 @@ def test_overrides_accept_pairs() -> None:
     assert ErrorClassifier(overrides=[(KeyError, R)]).classify(KeyError()) is R
 
 
+def test_custom_function_is_consulted_first() -> None:
+    """A custom function decides before overrides and defaults."""
+    classifier = LLMClassifier(
+        overrides={ValueError: R}, custom=lambda exc: I if isinstance(exc, ValueError) else None
+    )
+    assert classifier.classify(ValueError()) is I
+
+
+def test_custom_function_none_falls_through() -> None:
+    """A custom function returning None leaves the decision to the defaults."""
+    assert LLMClassifier(custom=lambda _exc: None).classify(status_error(503)) is R
+
+
+def test_a_raising_custom_function_falls_through() -> None:
+    """A custom function that raises is ignored: the defaults decide."""
+
+    def broken(_exc: Exception) -> ErrorClass:
+        raise RuntimeError("broken rule")
+
+    assert LLMClassifier(custom=broken).classify(status_error(429)) is T
+
+
 def test_quota_codes_are_configurable() -> None:
-    """A custom quota code list marks other 429 codes as permanent."""
+    """Custom quota codes (any case) replace the default ones."""
     classifier = LLMClassifier(quota_codes={"Tokens_Exhausted"})
-    assert classifier.classify(HTTPError(429, code="tokens_exhausted")) is P
-    assert classifier.classify(HTTPError(429, code="insufficient_quota")) is R
+    assert classifier.classify(openai_error(429, code="tokens_exhausted")) is P
+    assert classifier.classify(openai_error(429, code="insufficient_quota")) is T
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "field"),
+    ("make", "field"),
     [
-        pytest.param({"overrides": {"ValueError": R}}, "overrides", id="key-not-a-type"),
-        pytest.param({"overrides": {int: R}}, "overrides", id="key-not-an-exception"),
-        pytest.param({"overrides": {ValueError: "retryable"}}, "overrides", id="value-str"),
-        pytest.param({"custom": 42}, "custom", id="custom-not-callable"),
+        pytest.param(lambda: ErrorClassifier(overrides={"ValueError": R}), "overrides", id="str"),
+        pytest.param(lambda: ErrorClassifier(overrides={int: R}), "overrides", id="not-exc"),
+        pytest.param(
+            lambda: ErrorClassifier(overrides={ValueError: "retryable"}), "overrides", id="value"
+        ),
+        pytest.param(lambda: ErrorClassifier(custom=42), "custom", id="custom"),
+        pytest.param(lambda: ErrorClassifier(results=42), "results", id="results"),
+        pytest.param(lambda: HTTPClassifier(quota_codes="quota"), "quota_codes", id="quota-str"),
     ],
 )
-def test_bad_classifier_config(kwargs: dict[str, Any], field: str) -> None:
-    """Bad classifier configuration raises ConfigError naming the field."""
+def test_bad_classifier_config_names_the_field(make: Callable[[], object], field: str) -> None:
+    """A bad classifier setting is a ConfigError naming the field."""
     with pytest.raises(ConfigError) as info:
-        ErrorClassifier(**kwargs)
+        make()
     assert info.value.field == field
 
 
+# --- one verdict per failure: mark and verdict_of -----------------------------------------
+
+
+def test_a_marked_failure_keeps_its_verdict() -> None:
+    """`verdict_of` returns the verdict `mark` recorded, whatever the classifier says."""
+    exc = ValueError("judged once")
+    mark(exc, R)
+    assert verdict_of(exc, ErrorClassifier()) is R
+
+
+def test_an_unmarked_failure_is_judged_by_the_classifier() -> None:
+    """Without a mark, `verdict_of` asks the classifier."""
+    assert verdict_of(status_error(429), LLMClassifier()) is T
+    assert verdict_of(status_error(429), ErrorClassifier()) is P
+
+
+@pytest.mark.anyio
+async def test_the_pipeline_marks_each_failure_with_its_verdict() -> None:
+    """A failure leaving `@resilient` carries the verdict its own classifier gave."""
+
+    @resilient(classifier=ErrorClassifier(custom=lambda _exc: J))
+    async def fail() -> None:
+        raise ValueError("the caller's mistake")
+
+    with pytest.raises(ValueError, match="mistake") as info:
+        await fail()
+    assert verdict_of(info.value, ErrorClassifier()) is J
+
+
+@pytest.mark.anyio
+@pytest.mark.virtual_time
+async def test_cancellation_is_never_classified() -> None:
+    """A caller's cancellation reaches no classifier and counts as no failure."""
+    seen: list[BaseException] = []
+
+    def record(exc: Exception) -> ErrorClass:
+        seen.append(exc)
+        return R
+
+    breaker = CircuitBreaker.create("svc", BreakerConfig())
+
+    @resilient(breaker=breaker, classifier=ErrorClassifier(custom=record))
+    async def hang() -> None:
+        await anyio.sleep_forever()
+
+    with anyio.move_on_after(1):
+        await hang()
+    assert seen == []
+    metrics = breaker.metrics()
+    assert (metrics.failures, metrics.cancelled) == (0, 1)
+
+
+# --- returned values ----------------------------------------------------------------------
+
+
+class Reply:
+    """A returned value carrying an HTTP status, like a response object."""
+
+    def __init__(self, status_code: int, headers: dict[str, str] | None = None) -> None:
+        self.status_code = status_code
+        self.headers = headers or {}
+
+
 @pytest.mark.parametrize(
-    ("name", "expected"),
+    ("value", "expected"),
     [
-        ("generic", ErrorClassifier),
-        ("llm", LLMClassifier),
-        ("database", DatabaseClassifier),
-        ("mcp", MCPClassifier),
+        pytest.param(Reply(200), None, id="200"),
+        pytest.param(Reply(204), None, id="204"),
+        pytest.param(Reply(503), R, id="503"),
+        pytest.param(Reply(429), T, id="429"),
+        pytest.param(Reply(401), P, id="401"),
+        pytest.param(Reply(404), J, id="404"),
+        pytest.param(Reply(500, {"x-should-retry": "false"}), P, id="500-should-not-retry"),
+        pytest.param(response(503), R, id="httpx2-response-503"),
+        pytest.param(response(200), None, id="httpx2-response-200"),
+        pytest.param("a plain string", None, id="no-status"),
+        pytest.param({"status_code": 503}, None, id="a-mapping-is-no-response"),
     ],
 )
-def test_classifier_for_service_names(name: str, expected: type) -> None:
-    """Configuration files name a classifier by service type."""
-    assert type(classifier_for(name)) is expected
-
-
-def test_classifier_for_unknown_name() -> None:
-    """An unknown classifier name raises ConfigError naming field and value."""
-    with pytest.raises(ConfigError) as info:
-        classifier_for("redis")
-    assert (info.value.field, info.value.value) == ("classifier", "redis")
-
-
-# --- result classification and readers -----------------------------------------------
-
-
 @pytest.mark.parametrize(
-    ("status", "headers", "codes", "expected"),
-    [
-        pytest.param(200, None, (), None, id="ok"),
-        pytest.param(200, {"x-should-retry": "true"}, (), R, id="ok-but-should-retry"),
-        pytest.param(429, None, (), R, id="rate"),
-        pytest.param(429, None, ("INSUFFICIENT_QUOTA",), P, id="quota"),
-        pytest.param(529, None, (), R, id="overloaded"),
-        pytest.param(401, None, (), P, id="unauthorized"),
-        pytest.param(503, {"X-Should-Retry": "false"}, (), P, id="should-not-retry"),
-    ],
+    "classifier",
+    [pytest.param(HTTPClassifier(), id="http"), pytest.param(LLMClassifier(), id="llm")],
 )
-def test_llm_classify_status(
-    status: int, headers: dict[str, str] | None, codes: tuple[str, ...], expected: Any
+def test_http_kinds_judge_returned_values_by_status(
+    classifier: HTTPClassifier, value: object, expected: ErrorClass | None
 ) -> None:
-    """Responses are classified by status, headers and body codes without an exception."""
-    assert LLMClassifier().classify_status(status, headers, codes) is expected
+    """An HTTP kind judges a returned value with an error status by the HTTP rule."""
+    assert classifier.judges_results
+    assert classifier.classify_result(value) is expected
 
 
-def test_readers_find_nested_shapes() -> None:
-    """Status and headers are read from `.response` when the exception lacks them."""
-    exc = HTTPStatusError(Response(502, {"Retry-After": "3"}))
+@pytest.mark.parametrize(
+    "classifier",
+    [
+        pytest.param(ErrorClassifier(), id="custom"),
+        pytest.param(DatabaseClassifier(), id="database"),
+        pytest.param(MCPClassifier(), id="mcp"),
+    ],
+)
+def test_other_kinds_take_every_returned_value_as_a_success(classifier: ErrorClassifier) -> None:
+    """Without a `results` rule, a non-HTTP kind never judges returned values."""
+    assert not classifier.judges_results
+    assert classifier.classify_result(Reply(503)) is None
+
+
+def test_a_results_rule_judges_returned_values() -> None:
+    """A `results` function decides which returned values are failures, and of what class."""
+    classifier = ErrorClassifier(results=lambda value: R if value == "busy" else None)
+    assert classifier.judges_results
+    assert classifier.classify_result("busy") is R
+    assert classifier.classify_result("done") is None
+
+
+def test_a_results_rule_replaces_the_http_status_rule() -> None:
+    """An HTTP kind given a `results` function uses it instead of the status."""
+    classifier = HTTPClassifier(results=lambda value: J if value == "refused" else None)
+    assert classifier.classify_result(Reply(503)) is None
+    assert classifier.classify_result("refused") is J
+
+
+def test_a_raising_results_rule_counts_the_value_as_a_success() -> None:
+    """A `results` function that raises judges nothing: the value is a success."""
+    classifier = ErrorClassifier(results=lambda value: 1 / 0)
+    assert classifier.classify_result("anything") is None
+
+
+# --- the field readers --------------------------------------------------------------------
+
+
+def test_status_and_headers_are_read_from_the_response() -> None:
+    """Status and headers are read from `.response` when the error lacks them."""
+    exc = status_error(502, {"Retry-After": "3"})
     assert status_of(exc) == 502
     assert headers_of(exc) == {"retry-after": "3"}
+
+
+def test_error_codes_are_collected_lower_case() -> None:
+    """Error codes come from the attributes and the body (nested included), lower-cased."""
+    exc = anthropic_error(
+        anthropic.RateLimitError, 429, "Rate_Limit_Error", error_code="Enforced_Spend_Limit_Reached"
+    )
+    assert error_codes_of(exc) >= {"error", "rate_limit_error", "enforced_spend_limit_reached"}
+    assert error_codes_of(openai_error(429, code="Insufficient_Quota")) == {"insufficient_quota"}
 
 
 def test_hostile_attributes_do_not_break_classification() -> None:
@@ -483,130 +777,22 @@ def test_hostile_attributes_do_not_break_classification() -> None:
         def status_code(self) -> Any:
             raise RuntimeError("no status")
 
-    assert LLMClassifier().classify(Hostile()) is P
-    assert MCPClassifier().classify(Hostile()) is P
+        @property
+        def headers(self) -> Any:
+            raise RuntimeError("no headers")
+
+    for kind in KINDS.values():
+        assert kind.classifier.classify(Hostile()) is P
 
 
-def test_error_codes_are_collected_lowercase() -> None:
-    """Error codes come from the attributes and the body, lower-cased."""
-    exc = HTTPError(429, code="A", body={"type": "B", "error": {"code": "C", "type": "D"}})
-    assert error_codes_of(exc) == {"a", "b", "c", "d"}
+def test_a_hostile_header_mapping_reads_as_no_headers() -> None:
+    """Headers whose items() raise are treated as absent."""
 
+    class Headers:
+        def items(self) -> Any:
+            raise RuntimeError("hostile")
 
-# --- metrics and logging ---------------------------------------------------------------
-
-
-def test_error_metrics_count_per_service_and_class() -> None:
-    """Error metrics keep one counter per (service, class)."""
-    metrics = ErrorMetrics()
-    metrics.record("llm", R)
-    metrics.record("llm", R)
-    metrics.record("db", P)
-    assert metrics.count("llm", R) == 2
-    assert metrics.count("db", P) == 1
-    assert metrics.count("db", R) == 0
-    assert metrics.snapshot() == {("llm", R): 2, ("db", P): 1}
-
-
-def test_report_error_counts_and_logs_with_correlation_id() -> None:
-    """A reported error is counted and logged with the bound correlation id."""
-    metrics = ErrorMetrics()
-    with (
-        capture_events() as events,
-        structlog.contextvars.bound_contextvars(correlation_id="c-1"),
-    ):
-        result = report_error(
-            HTTPError(503), classifier=LLMClassifier(), service="llm", metrics=metrics
-        )
-    assert result is R
-    assert metrics.count("llm", R) == 1
-    assert events == [
-        {
-            "event": "error.classified",
-            "log_level": "warning",
-            "service": "llm",
-            "error_class": "retryable",
-            "error": "HTTPError",
-            "message": "HTTP 503",
-            "correlation_id": "c-1",
-        }
-    ]
-
-
-def test_report_error_skips_non_exceptions() -> None:
-    """Reporting a KeyboardInterrupt neither counts nor logs it."""
-    metrics = ErrorMetrics()
-    with capture_events() as events:
-        result = report_error(
-            KeyboardInterrupt(), classifier=ErrorClassifier(), service="x", metrics=metrics
-        )
-    assert result is I
-    assert events == []
-    assert metrics.snapshot() == {}
-
-
-def test_logged_message_has_no_secrets() -> None:
-    """The logged message redacts keys, tokens and query strings and is one short line."""
-    exc = RuntimeError(
-        "failed https://api.example.com/v1?key=abc123 with Bearer tok-999 and sk-live42\n"
-        "second line with the body"
-    )
-    message = short_message(exc)
-    for secret in ("abc123", "tok-999", "sk-live42", "second line"):
-        assert secret not in message
-    assert message.startswith("failed https://api.example.com/v1?<redacted>")
-
-
-def test_logged_message_is_truncated() -> None:
-    """A very long message is cut to 200 characters."""
-    assert len(short_message(RuntimeError("x" * 1000))) == 200
-
-
-# --- the real httpx exceptions (httpx is a test dependency) ----------------------------
-
-
-def _httpx_status_error(status: int, headers: dict[str, str] | None = None) -> Exception:
-    import httpx2
-
-    request = httpx2.Request("POST", "https://api.example.com/v1/chat/completions")
-    response = httpx2.Response(status, headers=headers, request=request)
-    return httpx2.HTTPStatusError("failed", request=request, response=response)
-
-
-@pytest.mark.parametrize(
-    ("status", "headers", "expected"),
-    [
-        pytest.param(429, None, R, id="429"),
-        pytest.param(503, {"X-Should-Retry": "false"}, P, id="503-should-not-retry"),
-        pytest.param(401, None, P, id="401"),
-    ],
-)
-def test_real_httpx_status_errors(
-    status: int, headers: dict[str, str] | None, expected: ErrorClass
-) -> None:
-    """httpx's HTTPStatusError is classified from its response's status and headers."""
-    assert LLMClassifier().classify(_httpx_status_error(status, headers)) is expected
-
-
-def test_real_httpx_transport_errors() -> None:
-    """httpx's timeouts and network errors are retryable, its local protocol errors not."""
-    import httpx2
-
-    for exc in (httpx2.ReadTimeout("t"), httpx2.ConnectTimeout("t"), httpx2.PoolTimeout("t")):
-        assert LLMClassifier().classify(exc) is R
-        assert MCPClassifier().classify(exc) is R
-    assert LLMClassifier().classify(httpx2.ConnectError("refused")) is R
-    assert LLMClassifier().classify(httpx2.RemoteProtocolError("eof")) is R
-    assert LLMClassifier().classify(httpx2.LocalProtocolError("bad")) is P
-
-
-@pytest.mark.anyio
-async def test_real_connection_refused_is_retryable() -> None:
-    """A real refused connection through httpx is a retryable LLM failure."""
-    import httpx2
-
-    with anyio.fail_after(10):
-        async with httpx2.AsyncClient() as client:
-            with pytest.raises(httpx2.TransportError) as info:
-                await client.get("http://127.0.0.1:1/")
-    assert LLMClassifier().classify(info.value) is R
+    exc = ServiceResponseError("s", 503)
+    exc.headers = Headers()  # type: ignore[assignment]
+    assert headers_of(exc) is None
+    assert LLMClassifier().classify(exc) is R
