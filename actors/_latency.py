@@ -25,6 +25,7 @@ from bisect import bisect_left
 from itertools import accumulate
 
 from actors._errors import ConfigError
+from actors._validate import check_finite_positive, check_positive_int
 
 __all__ = ["LatencyRecorder"]
 
@@ -44,18 +45,6 @@ class _Slice:
         self.total = 0
         self.low = math.inf
         self.high = -math.inf
-
-
-def _check_positive(field: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
-        raise ConfigError(field, value, "must be a finite number > 0")
-    return float(value)
-
-
-def _check_count(field: str, value: object, least: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ConfigError(field, value, f"must be an integer >= {least}")
-    return value
 
 
 class LatencyRecorder:
@@ -99,13 +88,13 @@ class LatencyRecorder:
         Raises:
             ConfigError: A bad value (the field names the argument).
         """
-        self.slice_seconds = _check_positive("slice_seconds", slice_seconds)
-        self.slices = _check_count("slices", slices, 1)
-        self.lowest = _check_positive("lowest", lowest)
-        self.highest = _check_positive("highest", highest)
+        self.slice_seconds = check_finite_positive("slice_seconds", slice_seconds)
+        self.slices = check_positive_int("slices", slices)
+        self.lowest = check_finite_positive("lowest", lowest)
+        self.highest = check_finite_positive("highest", highest)
         if self.highest <= self.lowest:
             raise ConfigError("highest", highest, f"must be > lowest ({lowest})")
-        self._per_octave = _check_count("buckets_per_octave", buckets_per_octave, 1)
+        self._per_octave = check_positive_int("buckets_per_octave", buckets_per_octave)
         self._log_low = math.log2(self.lowest)
         self.buckets = math.ceil((math.log2(self.highest) - self._log_low) * self._per_octave)
         self._ring = [_Slice(self.buckets) for _ in range(self.slices)]
