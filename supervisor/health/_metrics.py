@@ -21,6 +21,7 @@ name                               kind       attributes
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,7 @@ __all__ = [
     "record_probe",
     "record_routed",
     "record_transition",
+    "routed_counts",
 ]
 
 PROMETHEUS_MISSING = (
@@ -48,6 +50,7 @@ PROMETHEUS_MISSING = (
 
 _instruments: dict[str, Any] = {}
 _state = {"noop": False}
+_routed: Counter[tuple[str, str]] = Counter()  # in-process, for the dashboard
 
 
 def _instrument(name: str) -> Any:
@@ -108,10 +111,19 @@ def record_transition(
 
 
 def record_routed(router: str, source: str) -> None:
-    """Records which route served a call."""
+    """Records which route served a call (also counted in-process: `routed_counts`)."""
+    _routed[router, source] += 1
     counter = _instrument("fallback.routed")
     if counter is not None:
         counter.add(1, {"router": router, "source": source})
+
+
+def routed_counts() -> dict[str, dict[str, int]]:
+    """Calls served per router and source ("primary", "fallback:<name>", ...) so far."""
+    counts: dict[str, dict[str, int]] = {}
+    for (router, source), count in _routed.items():
+        counts.setdefault(router, {})[source] = count
+    return counts
 
 
 def record_cache(cache: str, result: str) -> None:
