@@ -366,8 +366,9 @@ class Pipeline:
                     end = _now() if timed else 0.0
                     if self._latency is not None:
                         self._latency.record(end - start, end)
+                    cut = isinstance(exc, DeadlineExceeded)  # our time ran out, not the service's
                     if breaker is not None:
-                        if isinstance(exc, DeadlineExceeded):
+                        if cut:
                             breaker.on_cancel(permit)
                         else:
                             breaker.record(permit, verdict, end - start, now=end or None)
@@ -383,6 +384,8 @@ class Pipeline:
                                 del exc
                                 await anyio.sleep(delay)
                                 continue
+                        elif cut:
+                            retrier.gave_up("deadline", exc, attempt)
                         elif verdict is not _IGNORED:
                             retrier.gave_up("not_retryable", exc, attempt)
                     metrics.failures += 1
@@ -453,9 +456,10 @@ class Pipeline:
     ) -> None:
         """Settles a failed attempt's reservation and learns from the answer's headers."""
         if reservation is not None and (
-            verdict is _IGNORED or isinstance(exc, PoolTimeout | PoolClosed)
+            (verdict is _IGNORED and not isinstance(exc, DeadlineExceeded))
+            or isinstance(exc, PoolTimeout | PoolClosed)
         ):
-            await reservation.release()  # never reached the service
+            await reservation.release()  # never reached the service (a cut attempt did)
         await self._learn(limits, exc, verdict)
 
     async def _succeeded(

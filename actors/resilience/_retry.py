@@ -22,8 +22,9 @@ A retry happens only if every check passes, in this order:
    deadline and the start plus `RetryPolicy.timeout` ("deadline");
 5. the retry budget has a token ("budget").
 
-Giving up raises the last failure unchanged. Cancellation is never caught, classified,
-counted or retried.
+Giving up raises the last failure unchanged; a call whose attempt in flight is cut by
+`RetryPolicy.timeout` ends with `DeadlineExceeded` (also a "deadline" give-up).
+Cancellation is never caught, classified, counted or retried.
 """
 
 from __future__ import annotations
@@ -171,7 +172,8 @@ class RetryMetrics:
         calls: Calls made through the retrier.
         retries: Retries scheduled (sleeps started).
         give_ups: Failed calls raised, by reason (see `GIVE_UP_REASONS`). Cancellation
-            and `ErrorClass.IGNORED` failures are not give-ups.
+            and `ErrorClass.IGNORED` failures are not give-ups, except a call cut by
+            `RetryPolicy.timeout` (`DeadlineExceeded`: a "deadline" give-up).
         budget_denied: Retries refused by the budget (also ``give_ups["budget"]``).
     """
 

@@ -1,4 +1,8 @@
-"""RetryPolicy and Retrier: exact backoff, server delays, deadlines, cancellation, events."""
+"""RetryPolicy and Retrier: exact backoff, server delays, timeouts, cancellation, events.
+
+`Retrier.call` runs the one resilience pipeline with only its retry layer; the verdicts
+come from the retrier's classifier (`ServiceResponseError` is judged alike by every kind).
+"""
 
 from __future__ import annotations
 
@@ -16,8 +20,17 @@ import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors._classify import DatabaseClassifier, ErrorClass, LLMClassifier, MCPClassifier
-from actors._errors import CircuitOpen, ConfigError
+from actors import (
+    KINDS,
+    AttemptTimeout,
+    CircuitOpen,
+    Classifier,
+    ConfigError,
+    DatabaseClassifier,
+    DeadlineExceeded,
+    ErrorClassifier,
+    ServiceResponseError,
+)
 from actors.resilience._retry import (
     Retrier,
     RetryPolicy,
@@ -32,15 +45,11 @@ pytestmark = pytest.mark.anyio
 virtual_time = pytest.mark.virtual_time
 
 
-class HTTPError(Exception):
-    """An HTTP failure with status and headers, as a service client raises it."""
-
-    def __init__(self, status_code: int, headers: dict[str, str] | None = None, **extra: Any):
-        super().__init__(f"HTTP {status_code}")
-        self.status_code = status_code
-        self.headers = headers or {}
-        for name, value in extra.items():
-            setattr(self, name, value)
+def HTTPError(
+    status_code: int, headers: dict[str, str] | None = None, *, code: str | None = None
+) -> ServiceResponseError:
+    """An HTTP failure with status, headers and provider code, as a service client raises it."""
+    return ServiceResponseError("svc", status_code, headers=headers, code=code)
 
 
 class Flaky:
@@ -67,9 +76,20 @@ def always(exc_factory: Callable[[], BaseException], count: int = 100) -> list[B
     return [exc_factory() for _ in range(count)]
 
 
-def retrier(policy: RetryPolicy | None = None, *, jitter: float = 1.0, **kwargs: Any) -> Retrier:
+def retrier(
+    policy: RetryPolicy | None = None,
+    *,
+    jitter: float = 1.0,
+    classifier: Classifier | None = None,
+    **kwargs: Any,
+) -> Retrier:
     """A retrier whose jitter source always returns `jitter` (1.0 = the full cap)."""
-    return create_retrier(policy or RetryPolicy(**kwargs), service="svc", random=lambda: jitter)
+    return create_retrier(
+        policy or RetryPolicy(**kwargs),
+        service="svc",
+        classifier=classifier,
+        random=lambda: jitter,
+    )
 
 
 def approx(values: list[float]) -> Any:
@@ -107,10 +127,10 @@ async def test_success_path_never_touches_tenacity(monkeypatch: pytest.MonkeyPat
     def forbidden(*_args: Any, **_kwargs: Any) -> None:
         raise AssertionError("tenacity used")
 
-    monkeypatch.setattr(tenacity, "AsyncRetrying", forbidden)
+    monkeypatch.setattr(tenacity, "Retrying", forbidden)
     r = retrier(RetryPolicy.for_llm())
     assert await r.call(Flaky([])) == "ok"
-    with pytest.raises(HTTPError):
+    with pytest.raises(ServiceResponseError):
         await r.call(Flaky([HTTPError(401)]))
 
 
@@ -188,16 +208,16 @@ async def test_gives_up_after_attempts_with_last_error_unchanged() -> None:
 
 
 async def test_permanent_error_is_not_retried() -> None:
-    """A permanent failure is raised after one attempt and counted as a permanent give-up."""
+    """A permanent failure is raised after one attempt and counted as a "not_retryable"
+    give-up."""
     r = retrier(RetryPolicy.for_llm())
     error = HTTPError(401)
     flaky = Flaky([error])
-    with pytest.raises(HTTPError) as info:
+    with pytest.raises(ServiceResponseError) as info:
         await r.call(flaky)
     assert info.value is error
     assert len(flaky.times) == 1
-    assert r.metrics.give_ups["permanent"] == 1
-    assert r.errors.count("svc", ErrorClass.PERMANENT) == 1
+    assert r.metrics.give_ups["not_retryable"] == 1
 
 
 @virtual_time
@@ -205,15 +225,12 @@ async def test_permanent_error_after_retries_stops() -> None:
     """A permanent failure on a later attempt ends the retries at once."""
     r = retrier(RetryPolicy.for_llm(), jitter=0.0)
     flaky = Flaky([HTTPError(503), HTTPError(400)])
-    with pytest.raises(HTTPError) as info:
+    with pytest.raises(ServiceResponseError) as info:
         await r.call(flaky)
     assert info.value.status_code == 400
     assert len(flaky.times) == 2
-    assert r.metrics.give_ups["permanent"] == 1
-    assert r.errors.snapshot() == {
-        ("svc", ErrorClass.RETRYABLE): 1,
-        ("svc", ErrorClass.PERMANENT): 1,
-    }
+    assert r.metrics.retries == 1
+    assert r.metrics.give_ups["not_retryable"] == 1
 
 
 async def test_ignored_error_is_not_retried_nor_a_give_up() -> None:
@@ -231,7 +248,7 @@ async def test_quota_429_is_not_retried() -> None:
     """A 429 for an exhausted quota is permanent: one attempt."""
     r = retrier(RetryPolicy.for_llm())
     flaky = Flaky([HTTPError(429, code="insufficient_quota")])
-    with pytest.raises(HTTPError):
+    with pytest.raises(ServiceResponseError):
         await r.call(flaky)
     assert len(flaky.times) == 1
 
@@ -241,7 +258,7 @@ async def test_x_should_retry_false_overrides_503() -> None:
     """x-should-retry: false makes a 503 final."""
     r = retrier(RetryPolicy.for_llm())
     flaky = Flaky([HTTPError(503, {"x-should-retry": "false"})])
-    with pytest.raises(HTTPError):
+    with pytest.raises(ServiceResponseError):
         await r.call(flaky)
     assert len(flaky.times) == 1
 
@@ -293,7 +310,7 @@ async def test_real_sqlite_lock_is_retried(tmp_path: Path) -> None:
             holder.execute("COMMIT")  # the other writer finishes meanwhile
             raise
 
-    r = create_retrier(RetryPolicy.for_database(), service="db")
+    r = create_retrier(RetryPolicy.for_database(), service="db", classifier=DatabaseClassifier())
     try:
         with retry_testing_mode():
             await r.call(anyio.to_thread.run_sync, insert)
@@ -363,7 +380,7 @@ async def test_server_delay_beyond_cap_fails_fast(headers: dict[str, str]) -> No
     r = retrier(RetryPolicy.for_llm(max_server_delay=60.0))
     error = HTTPError(429, headers)
     start = anyio.current_time()
-    with pytest.raises(HTTPError) as info:
+    with pytest.raises(ServiceResponseError) as info:
         await r.call(Flaky([error]))
     assert info.value is error
     assert anyio.current_time() - start == pytest.approx(0.0, abs=1e-9)
@@ -504,7 +521,7 @@ def test_retry_invariants(
         limit = None if deadline is None else start + deadline
         try:
             outcome["result"] = await r.call(flaky, deadline=limit)
-        except HTTPError as exc:
+        except ServiceResponseError as exc:
             outcome["error"] = exc
         outcome["times"] = flaky.offsets()
         outcome["elapsed"] = anyio.current_time() - start
@@ -544,9 +561,9 @@ async def test_no_sleep_past_the_callers_deadline() -> None:
 
 
 @virtual_time
-async def test_policy_deadline_counts_from_the_call_start() -> None:
-    """The policy's own deadline limits retries like a caller's deadline."""
-    r = retrier(attempts=10, backoff_initial=1.0, deadline=5.0)
+async def test_policy_timeout_counts_from_the_call_start() -> None:
+    """The policy's overall timeout limits retries like a caller's deadline."""
+    r = retrier(attempts=10, backoff_initial=1.0, timeout=5.0)
     flaky = Flaky(always(TimeoutError))
     start = anyio.current_time()
     with pytest.raises(TimeoutError):
@@ -554,12 +571,13 @@ async def test_policy_deadline_counts_from_the_call_start() -> None:
     # delays 1, 2 fit (t=3); 4 would end at 7 > 5.
     assert flaky.offsets() == approx([0.0, 1.0, 3.0])
     assert anyio.current_time() - start == pytest.approx(3.0, abs=1e-9)
+    assert r.metrics.give_ups["deadline"] == 1
 
 
 @virtual_time
 async def test_earlier_of_the_two_deadlines_wins() -> None:
-    """The caller's deadline applies when it is earlier than the policy's."""
-    r = retrier(attempts=10, backoff_initial=1.0, deadline=100.0)
+    """The caller's deadline applies when it is earlier than the policy's timeout."""
+    r = retrier(attempts=10, backoff_initial=1.0, timeout=100.0)
     flaky = Flaky(always(TimeoutError))
     with pytest.raises(TimeoutError):
         await r.call(flaky, deadline=anyio.current_time() + 1.5)
@@ -594,19 +612,66 @@ async def test_no_retry_after_the_deadline_has_passed() -> None:
     assert anyio.current_time() - start == pytest.approx(3.0, abs=1e-9)
 
 
+async def hang() -> None:
+    await anyio.sleep_forever()
+
+
 @virtual_time
 async def test_attempt_timeout_bounds_each_attempt() -> None:
-    """A per-attempt timeout turns a hang into a retryable TimeoutError."""
+    """A per-attempt timeout turns a hang into a retried `AttemptTimeout`."""
     r = retrier(attempts=3, attempt_timeout=1.0, backoff_initial=0.0, backoff_max=0.0)
-
-    async def hang() -> None:
-        await anyio.sleep_forever()
-
     start = anyio.current_time()
-    with pytest.raises(TimeoutError):
+    with pytest.raises(AttemptTimeout) as info:
         await r.call(hang)
     assert anyio.current_time() - start == pytest.approx(3.0, abs=1e-9)
     assert r.metrics.retries == 2
+    assert r.metrics.give_ups["attempts"] == 1
+    assert (info.value.service, info.value.timeout) == ("svc", 1.0)
+
+
+@virtual_time
+async def test_policy_timeout_cuts_the_attempt_in_flight() -> None:
+    """`timeout=1.0, attempt_timeout=0.8` against a hang ends at exactly 1.0 s with
+    `DeadlineExceeded`, chained from the first attempt's `AttemptTimeout`."""
+    r = retrier(attempts=5, timeout=1.0, attempt_timeout=0.8, backoff_initial=0.0, backoff_max=0.0)
+    start = anyio.current_time()
+    with pytest.raises(DeadlineExceeded) as info:
+        await r.call(hang)
+    assert anyio.current_time() - start == pytest.approx(1.0, abs=1e-9)
+    assert isinstance(info.value.__cause__, AttemptTimeout)
+    assert (info.value.name, info.value.timeout) == ("svc", 1.0)
+    assert r.metrics.retries == 1
+    assert r.metrics.give_ups["deadline"] == 1
+
+
+@virtual_time
+async def test_policy_timeout_cuts_a_single_slow_attempt() -> None:
+    """A first attempt still running at the policy's timeout is cancelled there."""
+    r = retrier(attempts=3, timeout=2.0)
+    flaky = Flaky([], duration=3.0)
+    start = anyio.current_time()
+    with pytest.raises(DeadlineExceeded) as info:
+        await r.call(flaky)
+    assert anyio.current_time() - start == pytest.approx(2.0, abs=1e-9)
+    assert info.value.__cause__ is None
+    assert r.metrics.retries == 0
+    assert r.metrics.give_ups["deadline"] == 1
+
+
+@virtual_time
+async def test_no_sleep_into_an_enclosing_cancel_scope_deadline() -> None:
+    """Under `anyio.fail_after`, a retry whose sleep would outlast it gives up at once
+    with the last failure instead of sleeping into the cancellation."""
+    r = retrier(attempts=10, backoff_initial=1.0)
+    errors = [TimeoutError(f"t{i}") for i in range(10)]
+    flaky = Flaky(errors)
+    start = anyio.current_time()
+    with anyio.fail_after(1.5), pytest.raises(TimeoutError) as info:
+        await r.call(flaky)
+    # the 1 s delay fits (t=1); the next, 2 s, would end at 3 > 1.5.
+    assert info.value is errors[1]
+    assert anyio.current_time() - start == pytest.approx(1.0, abs=1e-9)
+    assert r.metrics.give_ups["deadline"] == 1
 
 
 # --- cancellation ------------------------------------------------------------------
@@ -628,7 +693,6 @@ async def test_cancellation_during_an_attempt_is_not_retried() -> None:
     assert len(attempts) == 1
     assert r.metrics.retries == 0
     assert sum(r.metrics.give_ups.values()) == 0
-    assert r.errors.snapshot() == {}
     assert events == []
 
 
@@ -638,11 +702,13 @@ async def test_cancellation_during_a_retry_sleep_stops_retrying() -> None:
     r = retrier(attempts=5, backoff_initial=10.0, backoff_max=10.0)
     flaky = Flaky(always(TimeoutError))
     start = anyio.current_time()
-    with anyio.move_on_after(2.0) as scope:
-        await r.call(flaky)
-    assert scope.cancelled_caught
+    async with anyio.create_task_group() as tg:  # cancelled by hand: no deadline to foresee
+        tg.start_soon(r.call, flaky)
+        await anyio.sleep(2.0)
+        tg.cancel_scope.cancel()
     assert len(flaky.times) == 1
     assert anyio.current_time() - start == pytest.approx(2.0, abs=1e-9)
+    assert r.metrics.retries == 1
     assert sum(r.metrics.give_ups.values()) == 0
 
 
@@ -661,7 +727,8 @@ async def test_cancellation_raised_by_the_function_is_not_retried() -> None:
         await r.call(cancel_self)
     assert scope.cancelled_caught
     assert calls == 1
-    assert r.errors.snapshot() == {}
+    assert r.metrics.retries == 0
+    assert sum(r.metrics.give_ups.values()) == 0
 
 
 # --- events ------------------------------------------------------------------------
@@ -764,29 +831,44 @@ async def test_testing_mode_restores_the_previous_mode() -> None:
 
 
 @pytest.mark.parametrize(
-    ("factory", "attempts", "initial", "maximum", "classifier"),
+    ("kind", "factory", "attempts", "initial", "maximum"),
     [
-        (RetryPolicy.for_llm, 4, 0.5, 30.0, LLMClassifier),
-        (RetryPolicy.for_database, 3, 0.05, 2.0, DatabaseClassifier),
-        (RetryPolicy.for_mcp, 3, 0.2, 5.0, MCPClassifier),
+        ("llm", RetryPolicy.for_llm, 4, 0.5, 30.0),
+        ("http", RetryPolicy.for_http, 3, 0.2, 10.0),
+        ("database", RetryPolicy.for_database, 3, 0.05, 2.0),
+        ("mcp", RetryPolicy.for_mcp, 3, 0.2, 5.0),
     ],
-    ids=["llm", "database", "mcp"],
+    ids=["llm", "http", "database", "mcp"],
 )
 def test_presets(
-    factory: Callable[..., RetryPolicy],
-    attempts: int,
-    initial: float,
-    maximum: float,
-    classifier: type,
+    kind: str, factory: Callable[..., RetryPolicy], attempts: int, initial: float, maximum: float
 ) -> None:
-    """Service presets match the DESIGN.md table."""
+    """Each preset is its kind's retry policy (`actors.KINDS`), as DESIGN.md tabulates it."""
     policy = factory()
+    assert policy == KINDS[kind].retry
     assert (policy.attempts, policy.backoff_initial, policy.backoff_max) == (
         attempts,
         initial,
         maximum,
     )
-    assert isinstance(policy.classifier, classifier)
+
+
+@pytest.mark.parametrize("kind", ["llm", "http", "database", "mcp"])
+def test_preset_timeouts_nest_so_detection_fires(kind: str) -> None:
+    """Each kind's slow-call threshold < attempt timeout < call timeout."""
+    preset = KINDS[kind]
+    attempt_timeout = preset.retry.attempt_timeout
+    call_timeout = preset.actor.call_timeout
+    assert attempt_timeout is not None
+    assert call_timeout is not None
+    assert preset.breaker.slow_call_duration < attempt_timeout < call_timeout
+
+
+def test_the_retrier_alone_judges_with_its_classifier() -> None:
+    """`create_retrier` defaults to the custom kind's classifier."""
+    assert isinstance(create_retrier(RetryPolicy()).classifier, ErrorClassifier)
+    db = DatabaseClassifier()
+    assert create_retrier(RetryPolicy(), classifier=db).classifier is db
 
 
 def test_preset_accepts_changes() -> None:
@@ -803,8 +885,9 @@ def test_preset_accepts_changes() -> None:
         ("attempts", -1),
         ("attempts", 2.5),
         ("attempts", True),
-        ("deadline", 0),
-        ("deadline", -1.0),
+        ("timeout", 0),
+        ("timeout", -1.0),
+        ("timeout", float("inf")),
         ("attempt_timeout", -0.1),
         ("backoff_initial", -1.0),
         ("backoff_max", -1.0),
@@ -817,7 +900,6 @@ def test_preset_accepts_changes() -> None:
         ("budget_min_per_second", -1.0),
         ("budget_ttl", 0.0),
         ("budget_ttl", float("inf")),
-        ("classifier", "llm"),
     ],
 )
 def test_bad_config_names_field_and_value(field: str, value: Any) -> None:
