@@ -138,15 +138,15 @@ async def test_concurrent_transitions_converge_on_one_record(redis_server: Redis
 
 
 async def test_records_live_under_the_app_namespace(redis_server: RedisServer) -> None:
-    """The record is one key '<app>:breaker:<name>' holding generation and state."""
+    """The record is one key '{<app>:breaker}:<name>' holding generation and state."""
     app = new_app()
     async with replica(redis_server, app) as one:
         breaker_on(one, "db").force(BreakerState.OPEN)
         await one.breaker_store.sync()
         async with coredis.Redis(host="127.0.0.1", port=redis_server.port) as raw:
-            keys = [key.decode() async for key in raw.scan_iter(match=f"{app}:*")]
-            value = await raw.get(f"{app}:breaker:db")
-    assert keys == [f"{app}:breaker:db"]
+            keys = [key.decode() async for key in raw.scan_iter(match=f"*{app}*")]
+            value = await raw.get(f"{{{app}:breaker}}:db")
+    assert keys == [f"{{{app}:breaker}}:db"]
     assert value is not None
     assert value.decode().startswith("1|open|")
 
@@ -159,7 +159,7 @@ async def test_a_malformed_record_is_reported_not_fatal(redis_server: RedisServe
             breaker = breaker_on(one)
             await one.breaker_store.sync()
             async with coredis.Redis(host="127.0.0.1", port=redis_server.port) as raw:
-                await raw.set(f"{app}:breaker:svc", "99|no-such-state|||")
+                await raw.set(f"{{{app}:breaker}}:svc", "99|no-such-state|||")
             await one.breaker_store.sync()
             assert breaker.state is BreakerState.CLOSED
             assert one.metrics().breaker_syncs >= 2

@@ -12,11 +12,11 @@ import pytest
 from actors._errors import CircuitOpen, ConfigError, RateLimited
 from actors.resilience._breaker import BreakerConfig, BreakerState, CircuitBreaker
 from actors.resilience._limiter import TokenBucket, create_limiter
+from actors.stores._redis_client import make_client
 from actors.stores.redis import (
     FailurePolicy,
     RedisOptions,
     RedisStores,
-    _client,
     open_redis_stores,
 )
 from actors.testing import capture_events
@@ -273,9 +273,10 @@ def test_config_errors_hide_the_password() -> None:
 def test_tls_options_build_a_tls_client() -> None:
     """tls=True (or a rediss:// URL) gives the connection pool an SSL context."""
     for options in (RedisOptions(tls=True), RedisOptions(url="rediss://127.0.0.1:6380/0")):
-        client = _client(options)
+        client = make_client(options)
         assert client.connection_pool.connection_kwargs.get("ssl_context") is not None
-    assert _client(RedisOptions()).connection_pool.connection_kwargs.get("ssl_context") is None
+    plain = make_client(RedisOptions())
+    assert plain.connection_pool.connection_kwargs.get("ssl_context") is None
 
 
 async def test_reconnection_probes_back_off(redis_server: RedisServer) -> None:

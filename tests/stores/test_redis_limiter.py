@@ -21,8 +21,9 @@ from actors._errors import RateLimited
 from actors.resilience import LimitState
 from actors.resilience._limiter import GCRA, SlidingWindow, TokenBucket, create_limiter
 from actors.resilience._multilimit import create_multi_limit
+from actors.stores._redis_limiter import script_params
 from actors.stores._redis_lua import LIMITER_SCRIPT
-from actors.stores.redis import FailurePolicy, RedisStores, _params, open_redis_stores
+from actors.stores.redis import FailurePolicy, RedisStores, open_redis_stores
 from actors.testing._redis import RedisServer
 from tests.stores.conftest import new_app
 
@@ -330,7 +331,7 @@ async def test_lua_matches_the_python_algorithm(
                 x = float(rng.choice([0, 1, 2.5, 10]))
             else:
                 x = float(rng.choice([0, 0.5, 1, 1, 2, 3]))
-            args = [str(micros), op, "10", *_params(config), repr(x)]
+            args = [str(micros), op, "10", *script_params(config), repr(x)]
             reply = cast(
                 "list[Any]", await raw.eval(CLOCKED_SCRIPT, keys=[f"{key}#hold", key], args=args)
             )
