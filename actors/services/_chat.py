@@ -134,7 +134,8 @@ class ChatRequest:
     def estimated_tokens(self, default_max_tokens: int = DEFAULT_MAX_TOKENS) -> float:
         """A cheap estimate of the tokens this request will use.
 
-        Text (messages, tool schemas and every other field) at 4 characters a token,
+        Text (messages, tool schemas and every other field, keys included) at 4
+        characters a token,
         about 1,000 tokens per image or file part, a few per message, plus the
         completion budget (`max_tokens`, or `default_max_tokens`).
         """
@@ -205,6 +206,7 @@ class _Measure:
                     if item.get("type") in {"file", "input_file", "document"}:
                         stack.extend(item.values())
                 else:
+                    chars += sum(len(key) for key in item if isinstance(key, str))
                     stack.extend(item.values())
             elif isinstance(item, list | tuple):
                 stack.extend(item)
@@ -323,33 +325,44 @@ class ChatResponse:
 # --------------------------------------------------------------------------- validation
 
 
-def json_safe(value: object, *, max_depth: int = _MAX_JSON_DEPTH) -> str | None:
-    """Why `value` cannot be sent as JSON (a path and a reason), or None if it can.
+def json_safe(value: object, *, max_depth: int = _MAX_JSON_DEPTH) -> tuple[str, str] | None:
+    """Where and why `value` cannot be sent as JSON (``(path, reason)``), or None if it can.
 
-    Strings, finite numbers, bools, None, mappings with string keys and lists or
-    tuples, nested at most `max_depth` levels.
+    Strings, finite numbers, integers of at most 1,024 bits, bools, None, mappings with
+    string keys and lists or tuples, nested at most `max_depth` levels. The path is
+    dotted (``"tools[0].name"``); empty for `value` itself.
     """
     stack: list[tuple[object, str, int]] = [(value, "", 0)]
     while stack:
         item, path, depth = stack.pop()
-        if item is None or isinstance(item, str | bool | int):
+        if item is None or isinstance(item, str | bool):
+            continue
+        if isinstance(item, int):
+            if item.bit_length() > 1024:
+                return path, "is too large an integer"
             continue
         if isinstance(item, float):
             if not math.isfinite(item):
-                return f"{path or 'value'}: must be a finite number"
+                return path, "must be a finite number"
             continue
         if depth >= max_depth:
-            return f"{path or 'value'}: nested deeper than {max_depth} levels"
+            return path, f"is nested deeper than {max_depth} levels"
         if isinstance(item, Mapping):
             for key, child in item.items():
                 if not isinstance(key, str):
-                    return f"{path or 'value'}: keys must be strings"
+                    return path, "must have string keys"
                 stack.append((child, f"{path}.{key}" if path else key, depth + 1))
         elif isinstance(item, list | tuple):
             stack.extend((child, f"{path}[{i}]", depth + 1) for i, child in enumerate(item))
         else:
-            return f"{path or 'value'}: {type(item).__name__} is not JSON"
+            return path, f"is a {type(item).__name__}, not JSON"
     return None
+
+
+def _join(prefix: str, path: str) -> str:
+    if not path:
+        return prefix
+    return f"{prefix}{path}" if path.startswith("[") else f"{prefix}.{path}"
 
 
 def _is_int(value: object) -> bool:
@@ -464,9 +477,9 @@ def check_chat_request(service: str, request: object, *, wire: str) -> None:
         raise InvalidRequest(
             service, f"extra.{min(typed)}", "is a typed field: set it on the request"
         )
-    why = json_safe(request.extra)
-    if why is not None:
-        raise InvalidRequest(service, f"extra.{why.partition(':')[0]}", why.partition(": ")[2])
+    unsafe = json_safe(request.extra)
+    if unsafe is not None:
+        raise InvalidRequest(service, _join("extra", unsafe[0]), unsafe[1])
     messages = request.messages
     if not isinstance(messages, tuple) or not messages:
         raise InvalidRequest(service, "messages", "must be a non-empty list of messages")
@@ -482,7 +495,6 @@ def check_chat_request(service: str, request: object, *, wire: str) -> None:
                 service, f"{field}.role", f"must be one of {', '.join(sorted(roles))}"
             )
         check(service, field, message)
-        why = json_safe(message)
-        if why is not None:
-            path, _, reason = why.partition(": ")
-            raise InvalidRequest(service, f"{field}.{path}", reason)
+        unsafe = json_safe(message)
+        if unsafe is not None:
+            raise InvalidRequest(service, _join(field, unsafe[0]), unsafe[1])

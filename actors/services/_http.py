@@ -14,7 +14,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, ClassVar, Final, Protocol
 
 import attrs
@@ -22,6 +22,7 @@ import httpx2
 
 from actors._envelope import current_correlation_id
 from actors._errors import (
+    ActorError,
     ConfigError,
     InvalidRequest,
     ServiceResponseError,
@@ -45,6 +46,7 @@ Probe = str | Callable[[httpx2.AsyncClient], Awaitable[object]]
 """A health probe: "auto", "models", "chat", "connect", or an async callable."""
 
 _PROBES: Final = ("auto", "models", "chat", "connect")
+_DRAIN_BYTES: Final = 65_536  # read after a failed stream event, for a clean close
 _CREDENTIAL_HEADERS: Final = frozenset(
     {"authorization", "proxy-authorization", "x-api-key", "api-key", "cookie"}
 )
@@ -74,10 +76,18 @@ def _check_headers(value: object) -> dict[str, str]:
     return out
 
 
+def _chunks(response: httpx2.Response) -> contextlib.aclosing[AsyncGenerator[bytes, None]]:
+    """The body's chunks, closed on leaving the block even when reading stops early."""
+    return contextlib.aclosing(response.aiter_bytes())
+
+
 class HTTPChatClient(ServiceClient[httpx2.AsyncClient, ChatRequest, ChatResponse]):
     """A chat API over HTTP; subclasses give the wire format (see `LLMClient`)."""
 
     service_type = "llm"
+    cost_keys: ClassVar[frozenset[str]] = frozenset(
+        {"requests", "tokens", "input_tokens", "output_tokens"}
+    )
 
     wire_name: ClassVar[str]
     """The `check_chat_request` rules and `ChatResponse.wire` ("openai", "anthropic")."""
@@ -99,6 +109,7 @@ class HTTPChatClient(ServiceClient[httpx2.AsyncClient, ChatRequest, ChatResponse
         default_headers: Mapping[str, str] | None = None,
         probe: Probe = "auto",
         wire_limits: WireLimits | None = None,
+        transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
         super().__init__(name)
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
@@ -122,6 +133,9 @@ class HTTPChatClient(ServiceClient[httpx2.AsyncClient, ChatRequest, ChatResponse
         self._probe = probe
         self.wire_limits = check_instance(
             "wire_limits", WireLimits() if wire_limits is None else wire_limits, WireLimits
+        )
+        self._transport = check_instance(
+            "transport", transport, (httpx2.AsyncBaseTransport, type(None))
         )
         self._redactor = Redactor([api_key] if api_key is not None else [])
         self._http: httpx2.AsyncClient | None = None
@@ -169,7 +183,11 @@ class HTTPChatClient(ServiceClient[httpx2.AsyncClient, ChatRequest, ChatResponse
             max_connections=self._max_connections, max_keepalive_connections=self._max_connections
         )
         async with httpx2.AsyncClient(
-            base_url=self.base_url, headers=headers, limits=limits, timeout=self._timeout
+            base_url=self.base_url,
+            headers=headers,
+            limits=limits,
+            timeout=self._timeout,
+            transport=self._transport,
         ) as http:
             self._http = http
             try:
@@ -290,11 +308,12 @@ class HTTPChatClient(ServiceClient[httpx2.AsyncClient, ChatRequest, ChatResponse
             raise malformed(wire, f"the answer is larger than {limit} bytes")
         parts: list[bytes] = []
         size = 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > limit:
-                raise malformed(wire, f"the answer is larger than {limit} bytes")
-            parts.append(chunk)
+        async with _chunks(response) as chunks:
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > limit:
+                    raise malformed(wire, f"the answer is larger than {limit} bytes")
+                parts.append(chunk)
         return b"".join(parts)
 
     async def _read_error(self, response: httpx2.Response) -> bytes | None:
@@ -302,11 +321,12 @@ class HTTPChatClient(ServiceClient[httpx2.AsyncClient, ChatRequest, ChatResponse
         limit = self.wire_limits.max_error_bytes
         parts: list[bytes] = []
         size = 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > limit:
-                return None
-            parts.append(chunk)
+        async with _chunks(response) as chunks:
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > limit:
+                    return None
+                parts.append(chunk)
         return b"".join(parts)
 
     async def _stream(
@@ -319,10 +339,24 @@ class HTTPChatClient(ServiceClient[httpx2.AsyncClient, ChatRequest, ChatResponse
     ) -> ChatResponse:
         decoder = SSEDecoder(wire)
         assembler = self.assembler(wire, request, model)
-        async for chunk in response.aiter_bytes():
-            for event in decoder.feed(chunk):
-                assembler.feed(event)
-            # after the end marker, read on to the end: an unfinished body leaks
+        failure: ActorError | None = None
+        drained = 0
+        async with _chunks(response) as chunks:
+            async for chunk in chunks:  # to the end, even after the end marker
+                if failure is not None:
+                    # Read a little further so the transport's own iterators finish
+                    # (breaking out of them leaks them); a hostile stream is cut off.
+                    drained += len(chunk)
+                    if drained > _DRAIN_BYTES:
+                        break
+                    continue
+                try:
+                    for event in decoder.feed(chunk):
+                        assembler.feed(event)
+                except ActorError as exc:  # a documented failure of this answer
+                    failure = exc
+        if failure is not None:
+            raise failure
         for event in decoder.end():
             assembler.feed(event)
         return assembler.result(kept)

@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
+import httpx2
+
 from actors._errors import ServiceResponseError
 from actors._validate import check_positive_int
 from actors.services import _anthropic_wire
@@ -65,6 +67,7 @@ class AnthropicClient(HTTPChatClient):
         default_headers: Mapping[str, str] | None = None,
         probe: Probe = "auto",
         wire_limits: WireLimits | None = None,
+        transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
         """Configures the client (nothing is opened until the actor starts).
 
@@ -84,6 +87,8 @@ class AnthropicClient(HTTPChatClient):
             probe: The health check, as for `LLMClient` ("auto": GET models, or a
                 one-token message where the server has no models endpoint).
             wire_limits: Size and depth bounds on answers.
+            transport: An httpx2 transport to send through instead of the network
+                (tests: ``httpx2.ASGITransport(app=mock)`` runs on virtual time).
 
         Raises:
             ConfigError: A bad URL, model, key, size, timeout, header or probe.
@@ -100,6 +105,7 @@ class AnthropicClient(HTTPChatClient):
             default_headers=headers,
             probe=probe,
             wire_limits=wire_limits,
+            transport=transport,
         )
         self.max_tokens = check_positive_int("max_tokens", max_tokens)
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
+import httpx2
+
 from actors._errors import ConfigError, ServiceResponseError
 from actors.services import _openai_wire
 from actors.services._base import Secret
@@ -65,6 +67,7 @@ class LLMClient(HTTPChatClient):
         probe: Probe = "auto",
         max_tokens_field: str = "max_tokens",
         wire_limits: WireLimits | None = None,
+        transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
         """Configures the client (nothing is opened until the actor starts).
 
@@ -85,6 +88,8 @@ class LLMClient(HTTPChatClient):
             max_tokens_field: The body field `ChatRequest.max_tokens` is sent as:
                 "max_tokens", or "max_completion_tokens" (OpenAI's reasoning models).
             wire_limits: Size and depth bounds on answers.
+            transport: An httpx2 transport to send through instead of the network
+                (tests: ``httpx2.ASGITransport(app=mock)`` runs on virtual time).
 
         Raises:
             ConfigError: A bad URL, model, key, size, timeout, header or probe.
@@ -100,6 +105,7 @@ class LLMClient(HTTPChatClient):
             default_headers=default_headers,
             probe=probe,
             wire_limits=wire_limits,
+            transport=transport,
         )
         if max_tokens_field not in _MAX_TOKENS_FIELDS:
             raise ConfigError(

@@ -354,6 +354,7 @@ class MockLLM:
         hanging: Requests hanging right now.
         down: An outage: every API path (models, health, chat) answers 503 until cleared.
         last_request: The last chat request's JSON body.
+        last_headers: The last chat request's headers (lower-case names).
         served: One `Served` record per chat request answered with a completion or an
             error status (time on `anyio.current_time()`, status, tokens, wire), for
             checking rates and token budgets over windows.
@@ -376,6 +377,7 @@ class MockLLM:
     hanging: int = 0
     down: bool = False
     last_request: Any = None
+    last_headers: dict[str, str] = attrs.field(factory=dict)
     served: list[Served] = attrs.field(factory=list)
     _script: deque[Behaviour] = attrs.field(factory=deque)
     _random: random.Random = attrs.field(init=False)
@@ -409,6 +411,7 @@ class MockLLM:
         self.by_path.clear()
         self.by_kind.clear()
         self.last_request = None
+        self.last_headers = {}
         self.served.clear()
         self.down = False
         self.tools = []
@@ -536,6 +539,10 @@ class MockLLM:
         self, raw: bytes, scope: Scope, receive: Receive, send: Send, wire: str
     ) -> None:
         self.chat_requests += 1
+        self.last_headers = {
+            bytes(k).decode("latin-1").lower(): bytes(v).decode("latin-1")
+            for k, v in scope.get("headers") or ()
+        }
         request: Any = None
         why: str | None
         try:

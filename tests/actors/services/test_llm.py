@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
 import attrs
@@ -14,6 +15,7 @@ from actors import (
     BreakerConfig,
     CallTimeout,
     CircuitOpen,
+    InvalidRequest,
     MalformedResponse,
     RateLimited,
     RetryPolicy,
@@ -24,8 +26,7 @@ from actors import (
 )
 from actors.services import Secret, Service, ServiceConfig
 from actors.services.llm import ChatRequest, ChatResponse, LLMClient
-from actors.testing import capture_events
-from actors.testing._mock_llm import Behaviour, MockLLMServer, serve_mock_llm
+from actors.testing import Behaviour, MockLLMServer, ToolRule, capture_events, serve_mock_llm
 
 pytestmark = pytest.mark.anyio
 
@@ -245,3 +246,172 @@ async def test_malformed_answer_is_classified(server: MockLLMServer) -> None:
         with pytest.raises(MalformedResponse):
             await ref.call(ChatRequest.user("x"), timeout=10)
         assert ref.alive
+
+
+# --------------------------------------------------------------------------- full payloads
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
+}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+async def test_tool_calling_round_trip(server: MockLLMServer, stream: bool) -> None:
+    """The model asks for a tool, gets its result back and answers with it."""
+    server.control.tools = [
+        ToolRule(when="weather", tool="get_weather", arguments={"city": "Paris"})
+    ]
+    svc = llm_service(server)
+    async with open_actor(svc.actor()) as ref:
+        ask = ChatRequest.user("What is the weather in Paris?", tools=[WEATHER_TOOL], stream=stream)
+        first = await ref.call(ask)
+        assert first.finish_reason == "tool_calls"
+        (call,) = first.tool_calls
+        assert (call.name, call.parsed_arguments()) == ("get_weather", {"city": "Paris"})
+        follow_up = ask.followed_by(first.message, *first.tool_results({call.id: "sunny, 21 C"}))
+        final = await ref.call(follow_up)
+    assert final.content == "get_weather returned: sunny, 21 C"
+    assert final.finish_reason == "stop"
+    assert server.control.last_request["messages"][-1]["role"] == "tool"
+
+
+async def test_extra_fields_reach_the_provider_untouched(server: MockLLMServer) -> None:
+    """Fields in extra (tools, tool_choice, response_format, seed, stop) are sent as given."""
+    extra = {
+        "tools": [WEATHER_TOOL],
+        "tool_choice": "auto",
+        "response_format": {"type": "json_object"},
+        "seed": 7,
+        "stop": ["\n\n"],
+        "metadata": {"k": "v"},
+    }
+    svc = llm_service(server)
+    async with open_actor(svc.actor()) as ref:
+        await ref.call(ChatRequest.user("hi", **extra))
+    sent = server.control.last_request
+    assert {key: sent[key] for key in extra} == extra
+
+
+async def test_usage_reports_cached_tokens(server: MockLLMServer) -> None:
+    """Cached prompt tokens and the raw body come back with the answer."""
+    server.control.script(
+        Behaviour.ok("hi", prompt_tokens=50, completion_tokens=2, cached_tokens=40)
+    )
+    svc = llm_service(server)
+    async with open_actor(svc.actor()) as ref:
+        reply = await ref.call(ChatRequest.user("x" * 400))
+    assert (reply.usage.prompt_tokens, reply.usage.cached_tokens, reply.usage.total_tokens) == (
+        50,
+        40,
+        52,
+    )
+    assert reply.raw["usage"]["prompt_tokens_details"]["cached_tokens"] == 40
+
+
+async def test_absurd_usage_is_clamped_and_never_charged(server: MockLLMServer) -> None:
+    """A reply claiming 10**12 tokens is clamped to the request's bound; later calls pass."""
+    budget = 100_000.0
+    svc = llm_service(
+        server, limits={"tokens": TokenBucket(rate=budget, period=60.0, capacity=budget)}
+    )
+    server.control.script(Behaviour.ok("hi", prompt_tokens=10**12, completion_tokens=10**12))
+    async with open_actor(svc.actor()) as ref:
+        with capture_events() as events:
+            first = await ref.call(ChatRequest.user("hello", max_tokens=10))
+        second = await ref.call(ChatRequest.user("again", max_tokens=10), timeout=1)
+    assert first.usage.completion_tokens == 10
+    assert first.usage.total_tokens < 5_000
+    assert {e["field"] for e in events if e["event"] == "llm.usage_clamped"} >= {
+        "prompt_tokens",
+        "completion_tokens",
+    }
+    assert second.content
+
+
+async def test_malformed_request_fails_that_caller_only(server: MockLLMServer) -> None:
+    """max_tokens=-5 fails the caller with InvalidRequest; nothing reaches the server."""
+    svc = llm_service(server)
+    async with open_actor(svc.actor()) as ref:
+        with pytest.raises(InvalidRequest) as info:
+            await ref.call(ChatRequest.user("x", max_tokens=-5))
+        assert ref.alive
+        assert (await ref.call(ChatRequest.user("still fine"))).content
+    assert info.value.field == "max_tokens"
+    assert server.control.chat_requests == 1
+
+
+async def test_provider_400_is_the_callers_mistake(server: MockLLMServer) -> None:
+    """A 400 is raised after one attempt and never counted by the breaker."""
+    svc = llm_service(server)
+    server.control.script(Behaviour.error(400, "bad tool schema", param="tools[0]"))
+    async with open_actor(svc.actor()) as ref:
+        with pytest.raises(ServiceResponseError) as info:
+            await ref.call(ChatRequest.user("x"))
+    assert info.value.status_code == 400
+    assert "param tools[0]" in str(info.value)
+    assert svc.stats.attempts == 1
+
+
+async def test_error_event_mid_stream_is_retried(server: MockLLMServer) -> None:
+    """An error event in the middle of a stream fails that attempt; the retry succeeds."""
+    svc = llm_service(server)
+    server.control.script(Behaviour.stream_error(status=503, message="busy"), Behaviour.ok("done"))
+    async with open_actor(svc.actor()) as ref:
+        reply = await ref.call(ChatRequest.user("x", stream=True))
+    assert reply.content == "done"
+    assert svc.stats.attempts == 2
+
+
+async def test_json_answer_to_a_stream_request_is_read(server: MockLLMServer) -> None:
+    """A server that answers stream=true with plain JSON is still understood."""
+    client = LLMClient("llm", server.base_url, model="m")
+    async with client.lifespan():
+        conn = await client.connect()
+        # The mock streams whenever asked; ask it for JSON but tell the client it streams.
+        reply = await client.request(conn, ChatRequest.user("x"))
+    assert reply.chunks == 0
+    assert reply.content == "echo: x"
+
+
+# --------------------------------------------------------------------------- probes
+
+
+async def probe_with(server: MockLLMServer, probe: object) -> None:
+    client = LLMClient("llm", server.base_url, model="m", probe=probe)  # type: ignore[arg-type]
+    async with client.lifespan():
+        await client.probe(await client.connect())
+
+
+async def test_auto_probe_falls_back_to_chat_without_models(server: MockLLMServer) -> None:
+    """A server without /models is healthy for the default probe (a 1-token chat)."""
+    server.control.models_endpoint = False
+    await probe_with(server, "auto")
+    assert server.control.last_request["max_tokens"] == 1
+    with pytest.raises(ServiceResponseError) as info:
+        await probe_with(server, "models")
+    assert info.value.status_code == 404
+
+
+@pytest.mark.parametrize("probe", ["auto", "models", "chat", "connect"])
+async def test_every_probe_reports_an_outage(server: MockLLMServer, probe: str) -> None:
+    """During an outage every probe mode raises; when healthy none does."""
+    await probe_with(server, probe)
+    server.control.down = True
+    with pytest.raises(ServiceResponseError):
+        await probe_with(server, probe)
+
+
+async def test_callable_probe_gets_the_http_client(server: MockLLMServer) -> None:
+    """A callable probe is awaited with the HTTP client (base URL and auth set)."""
+    seen: list[int] = []
+
+    async def health(http: Any) -> None:
+        seen.append((await http.get("models")).status_code)
+
+    await probe_with(server, health)
+    assert seen == [200]
