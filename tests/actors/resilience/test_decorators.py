@@ -12,13 +12,21 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from actors._classify import (
+from actors import (
+    KINDS,
+    AttemptTimeout,
+    BulkheadFull,
+    CircuitOpen,
+    ConfigError,
     DatabaseClassifier,
+    DeadlineExceeded,
+    ErrorClass,
     ErrorClassifier,
+    HTTPClassifier,
     LLMClassifier,
     MCPClassifier,
+    RateLimited,
 )
-from actors._errors import BulkheadFull, CircuitOpen, ConfigError, RateLimited
 from actors.resilience._breaker import BreakerConfig, BreakerState, CircuitBreaker
 from actors.resilience._breaker_registry import BreakerRegistry
 from actors.resilience._bulkhead import Bulkhead, BulkheadConfig, create_bulkhead
@@ -168,7 +176,7 @@ async def test_success_path_never_touches_tenacity(monkeypatch: pytest.MonkeyPat
     def forbidden(*_args: Any, **_kwargs: Any) -> None:
         raise AssertionError("tenacity used")
 
-    monkeypatch.setattr(tenacity, "AsyncRetrying", forbidden)
+    monkeypatch.setattr(tenacity, "Retrying", forbidden)
     fn = resilient.llm(
         limiter=TokenBucket.per_second(100), bulkhead=BulkheadConfig(max_concurrent=2)
     )(Script([]))
@@ -273,7 +281,7 @@ async def test_scripted_chaos_counts_match_the_script(seed: int) -> None:
     assert script.calls == expected["fn_calls"]
     assert res.retrier.metrics.calls == calls
     assert res.retrier.metrics.retries == expected["retries"]
-    assert res.retrier.metrics.give_ups["permanent"] == expected["permanent"]
+    assert res.retrier.metrics.give_ups["not_retryable"] == expected["permanent"]
     assert res.retrier.metrics.give_ups["attempts"] == expected["exhausted"]
     assert metrics.successes == expected["successes"]
     assert metrics.failures == expected["failures"]
@@ -337,7 +345,7 @@ async def test_concurrent_chaos_through_all_layers_counts_match(seed: int) -> No
         assert outcomes[index] == ("ok" if result == 0 else result)
     assert fn_calls == total("fn_calls")
     assert res.retrier.metrics.retries == total("retries")
-    assert res.retrier.metrics.give_ups["permanent"] == total("permanent")
+    assert res.retrier.metrics.give_ups["not_retryable"] == total("permanent")
     assert res.retrier.metrics.give_ups["attempts"] == total("exhausted")
     assert res.breaker.metrics().successes == total("successes")
     assert res.breaker.metrics().failures == total("failures")
@@ -407,7 +415,7 @@ async def test_permanent_failure_is_not_retried_but_counted() -> None:
     assert fn.resilience.breaker is not None
     assert fn.resilience.retrier is not None
     assert fn.resilience.breaker.metrics().failures == 1
-    assert fn.resilience.retrier.metrics.give_ups["permanent"] == 1
+    assert fn.resilience.retrier.metrics.give_ups["not_retryable"] == 1
 
 
 async def test_ignored_failure_is_neither_retried_nor_counted() -> None:
@@ -532,7 +540,7 @@ async def test_bulkhead_queues_callers_in_order() -> None:
 
 @virtual_time
 async def test_attempt_timeout_counts_as_a_breaker_failure_and_is_retried() -> None:
-    """A timed-out attempt is a TimeoutError for the breaker (inside it), then retried."""
+    """A timed-out attempt is an `AttemptTimeout` failure for the breaker, then retried."""
     script = Script([], duration=5.0)
     policy = RetryPolicy(
         attempts=2, attempt_timeout=1.0, backoff_initial=0.0, backoff_max=0.0, budget_ratio=None
@@ -564,7 +572,7 @@ async def test_shared_retrier_with_attempt_timeout_keeps_its_metrics() -> None:
     )
     script = Script([], duration=2.0)
     fn = resilient(retry=retrier, breaker=quiet_breaker())(script)
-    with pytest.raises(TimeoutError):
+    with pytest.raises(AttemptTimeout):
         await fn(1)
     assert fn.resilience.retrier is retrier
     assert retrier.metrics.calls == 1
@@ -709,6 +717,7 @@ async def test_cost_function_for_a_single_limiter() -> None:
     ("preset", "retry", "breaker", "classifier"),
     [
         ("llm", RetryPolicy.for_llm(), BreakerConfig.for_llm(), LLMClassifier),
+        ("http", RetryPolicy.for_http(), BreakerConfig.for_http(), HTTPClassifier),
         ("database", RetryPolicy.for_database(), BreakerConfig.for_database(), DatabaseClassifier),
         ("mcp", RetryPolicy.for_mcp(), BreakerConfig.for_mcp(), MCPClassifier),
     ],
@@ -716,17 +725,59 @@ async def test_cost_function_for_a_single_limiter() -> None:
 def test_presets_use_the_primitives_presets(
     preset: str, retry: RetryPolicy, breaker: BreakerConfig, classifier: type[Any]
 ) -> None:
-    """`resilient.llm/database/mcp` build from the retry and breaker presets."""
+    """`resilient.llm/http/database/mcp` build from their kind's presets (`actors.KINDS`)."""
 
     async def call() -> None: ...
 
     fn = getattr(resilient, preset)()(call)
     res = fn.resilience
-    assert res.retrier.policy == retry
-    assert res.breaker.config == breaker
+    assert res.retrier.policy == retry == KINDS[preset].retry
+    assert res.breaker.config == breaker == KINDS[preset].breaker
     assert isinstance(res.classifier, classifier)
+    assert res.classifier is KINDS[preset].classifier
     assert res.limiter is None
     assert res.bulkhead is None
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_of_kind_takes_a_kind_or_its_name(kind: str) -> None:
+    """`resilient.of_kind` builds the same layers from a `ServiceKind` or its name."""
+
+    async def call() -> None: ...
+
+    by_name = resilient.of_kind(kind)(call).resilience
+    by_record = resilient.of_kind(KINDS[kind])(call).resilience
+    assert by_name.classifier is by_record.classifier is KINDS[kind].classifier
+    assert by_name.retrier is not None
+    assert by_record.retrier is not None
+    assert by_name.retrier.policy == by_record.retrier.policy == KINDS[kind].retry
+
+
+def test_an_unknown_kind_is_a_config_error() -> None:
+    """`resilient.of_kind` names the field of an unknown kind."""
+    with pytest.raises(ConfigError) as info:
+        resilient.of_kind("redis")
+    assert (info.value.field, info.value.value) == ("kind", "redis")
+
+
+def test_a_preset_takes_a_classifier_of_its_own() -> None:
+    """A preset's classifier can be replaced like any other layer."""
+    mine = HTTPClassifier(quota_codes={"out_of_credit"})
+
+    async def call() -> None: ...
+
+    assert resilient.llm(classifier=mine)(call).resilience.classifier is mine
+
+
+def test_the_classifier_defaults_to_a_shared_retriers() -> None:
+    """Without a classifier, a shared Retrier's classifier judges the calls."""
+    db = DatabaseClassifier()
+    retrier = create_retrier(RetryPolicy(), service="db", classifier=db)
+
+    async def call() -> None: ...
+
+    assert resilient(retry=retrier)(call).resilience.classifier is db
+    assert isinstance(resilient()(call).resilience.classifier, ErrorClassifier)
 
 
 def test_preset_layers_can_be_replaced_or_turned_off() -> None:
@@ -740,9 +791,9 @@ def test_preset_layers_can_be_replaced_or_turned_off() -> None:
     assert fn.resilience.retrier is not None
 
 
-@pytest.mark.parametrize("keyword", ["classifier", "retries"])
+@pytest.mark.parametrize("keyword", ["retries", "deadline"])
 def test_presets_reject_other_keywords(keyword: str) -> None:
-    """A preset takes the layers of `resilient` except `classifier`; others are a TypeError."""
+    """A preset takes the keyword arguments of `resilient` only; others are a TypeError."""
     with pytest.raises(TypeError, match=keyword):
         resilient.llm(**{keyword: None})  # type: ignore[misc]
 
@@ -789,3 +840,64 @@ def test_bad_arguments_raise_config_error(kwargs: dict[str, Any], field: str) ->
     with pytest.raises(ConfigError) as info:
         resilient(**kwargs)(call)
     assert info.value.field == field
+
+
+# --- what a failed attempt leaves at the limiter ----------------------------------------
+
+
+@virtual_time
+async def test_a_call_cut_by_the_policy_timeout_keeps_its_reservation() -> None:
+    """The attempt `RetryPolicy.timeout` cut had reached the service: its units stay spent."""
+    limiter = create_limiter(TokenBucket(rate=1, period=60.0, capacity=1), name="svc")
+    fn = resilient(retry=RetryPolicy(timeout=1.0), limiter=limiter)(Script([], duration=5.0))
+    with pytest.raises(DeadlineExceeded):
+        await fn(1)
+    assert limiter.metrics().available == pytest.approx(1 / 60, abs=1e-9)
+
+
+@virtual_time
+async def test_an_attempt_refused_further_in_returns_its_reservation() -> None:
+    """An IGNORED failure from inside the operation (another layer's refusal) never
+    reached the service: its units are given back."""
+
+    async def refused() -> None:
+        raise CircuitOpen("inner", 1.0)
+
+    limiter = create_limiter(TokenBucket(rate=1, period=60.0, capacity=1), name="svc")
+    fn = resilient(limiter=limiter)(refused)
+    with pytest.raises(CircuitOpen):
+        await fn()
+    assert limiter.metrics().available == pytest.approx(1.0, abs=1e-9)
+
+
+@virtual_time
+@pytest.mark.parametrize(
+    ("verdict", "attempts", "counted"),
+    [
+        (ErrorClass.RETRYABLE, 3, (0, 3, 0)),
+        (ErrorClass.THROTTLED, 3, (0, 0, 3)),
+        (ErrorClass.PERMANENT, 1, (0, 1, 0)),
+        (ErrorClass.REJECTED, 1, (1, 0, 0)),
+        (ErrorClass.IGNORED, 1, (0, 0, 1)),
+    ],
+    ids=lambda value: value.name if isinstance(value, ErrorClass) else None,
+)
+async def test_one_verdict_feeds_the_retry_and_the_breaker(
+    verdict: ErrorClass, attempts: int, counted: tuple[int, int, int]
+) -> None:
+    """Each attempt's one verdict decides both its retry and its breaker count
+    (successes, failures, ignored)."""
+    script = Script(["perm"] * 3)
+    policy = RetryPolicy(attempts=3, backoff_initial=0.0, backoff_max=0.0, budget_ratio=None)
+    fn = resilient(
+        retry=policy,
+        breaker=quiet_breaker(),
+        classifier=ErrorClassifier(overrides={Permanent: verdict}),
+    )(script)
+    with pytest.raises(Permanent):
+        await fn(1)
+    breaker = fn.resilience.breaker
+    assert breaker is not None
+    metrics = breaker.metrics()
+    assert script.calls == attempts
+    assert (metrics.successes, metrics.failures, metrics.ignored) == counted
