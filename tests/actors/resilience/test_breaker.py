@@ -9,7 +9,15 @@ from typing import Any, cast
 import anyio
 import pytest
 
-from actors._errors import CircuitOpen, ConfigError
+from actors import (
+    KINDS,
+    CircuitOpen,
+    ConfigError,
+    ErrorClass,
+    ErrorClassifier,
+    LLMClassifier,
+    ServiceResponseError,
+)
 from actors.resilience._breaker import (
     BreakerConfig,
     BreakerRecord,
@@ -105,6 +113,27 @@ def test_mcp_preset_matches_design_table() -> None:
     assert config.open_duration == 10.0
 
 
+def test_http_preset_matches_its_kind() -> None:
+    """The HTTP preset is 50 % over a 60 s window, slow > 10 s, open 15 s."""
+    config = BreakerConfig.for_http()
+    assert (config.window, config.window_size) == ("time", 60)
+    assert config.slow_call_duration == 10.0
+    assert config.open_duration == 15.0
+
+
+@pytest.mark.parametrize("kind", ["llm", "http", "database", "mcp"])
+def test_presets_are_read_from_the_kinds_table(kind: str) -> None:
+    """Every `BreakerConfig.for_<kind>()` is its kind's breaker (`actors.KINDS`)."""
+    assert getattr(BreakerConfig, f"for_{kind}")() == KINDS[kind].breaker
+
+
+@pytest.mark.parametrize("field", ["record_exception", "ignore"])
+def test_outcome_predicates_are_gone_from_the_config(field: str) -> None:
+    """Which outcomes count is the pipeline's classifier's decision, not a breaker field."""
+    with pytest.raises(TypeError, match=field):
+        BreakerConfig(**{field: lambda _exc: True})
+
+
 def test_preset_accepts_overrides() -> None:
     """A preset's fields can be overridden by keyword."""
     assert BreakerConfig.for_llm(half_open_permits=1).half_open_permits == 1
@@ -146,8 +175,6 @@ def test_preset_override_is_validated() -> None:
         ("half_open_permits", -3),
         ("half_open_max_wait", 0),
         ("half_open_max_wait", -1),
-        ("record_exception", "not callable"),
-        ("ignore", 42),
     ],
 )
 def test_bad_config_names_field_and_value(field: str, value: object) -> None:
@@ -494,38 +521,132 @@ def test_double_report_is_ignored() -> None:
     assert state_of(breaker) is BreakerState.HALF_OPEN
 
 
-# --------------------------------------------------------------------- classification
+# --------------------------------------------------------------------- verdicts
 
 
-def test_on_exception_counts_exceptions_as_failures() -> None:
-    """By default every Exception is a failure."""
+@pytest.mark.parametrize(
+    ("verdict", "counted"),
+    [
+        (None, (1, 0, 0, 1)),
+        (ErrorClass.RETRYABLE, (0, 1, 0, 1)),
+        (ErrorClass.PERMANENT, (0, 1, 0, 1)),
+        (ErrorClass.REJECTED, (1, 0, 0, 1)),
+        (ErrorClass.THROTTLED, (0, 0, 1, 0)),
+        (ErrorClass.IGNORED, (0, 0, 1, 0)),
+    ],
+    ids=["success", "retryable", "permanent", "rejected", "throttled", "ignored"],
+)
+def test_record_maps_each_verdict(
+    verdict: ErrorClass | None, counted: tuple[int, int, int, int]
+) -> None:
+    """`record` counts (successes, failures, ignored, buffered calls) as the verdict table says."""
     breaker = make()
-    breaker.on_exception(breaker.acquire(0.0), ValueError("x"), now=0.0)
-    assert breaker.metrics(0.0).failures == 1
-
-
-def test_on_exception_respects_record_predicate() -> None:
-    """An Exception rejected by record_exception counts as a success."""
-    breaker = make(record_exception=lambda exc: not isinstance(exc, KeyError))
-    breaker.on_exception(breaker.acquire(0.0), KeyError("x"), now=0.0)
+    breaker.record(breaker.acquire(0.0), verdict, 0.0, now=0.0)
     metrics = breaker.metrics(0.0)
-    assert (metrics.failures, metrics.successes) == (0, 1)
+    assert (
+        metrics.successes,
+        metrics.failures,
+        metrics.ignored,
+        metrics.buffered_calls,
+    ) == counted
 
 
-def test_on_exception_respects_ignore_predicate() -> None:
-    """An Exception matched by ignore counts as neither success nor failure."""
-    breaker = make(ignore=lambda exc: isinstance(exc, LookupError))
-    breaker.on_exception(breaker.acquire(0.0), KeyError("x"), now=0.0)
+def test_rate_limit_answers_never_open_the_breaker() -> None:
+    """However many THROTTLED answers arrive, the breaker stays closed."""
+    breaker = make(consecutive_failures=2)
+    for _ in range(50):
+        breaker.record(breaker.acquire(0.0), ErrorClass.THROTTLED, 0.0, now=0.0)
+    assert state_of(breaker) is BreakerState.CLOSED
+    assert breaker.metrics(0.0).buffered_calls == 0
+
+
+def test_the_callers_mistakes_never_open_the_breaker() -> None:
+    """REJECTED answers count as successes: they even dilute the failure rate."""
+    breaker = make()
+    fail(breaker, 1)
+    for _ in range(9):
+        breaker.record(breaker.acquire(0.0), ErrorClass.REJECTED, 0.0, now=0.0)
     metrics = breaker.metrics(0.0)
+    assert metrics.state is BreakerState.CLOSED
+    assert metrics.failure_rate == pytest.approx(0.1)
+
+
+def test_a_slow_rejected_answer_is_a_slow_success() -> None:
+    """A REJECTED answer that took longer than the threshold is a slow success."""
+    breaker = make()
+    breaker.record(breaker.acquire(0.0), ErrorClass.REJECTED, 6.0, now=0.0)
+    metrics = breaker.metrics(0.0)
+    assert (metrics.slow_successes, metrics.buffered_slow_calls) == (1, 1)
+
+
+def test_a_throttled_trial_returns_its_permit() -> None:
+    """A THROTTLED trial decides nothing and frees its half-open permit."""
+    breaker = tripped()
+    first = breaker.acquire(10.0)
+    breaker.acquire(10.0)
+    breaker.record(first, ErrorClass.THROTTLED, 0.0, now=10.0)
+    assert breaker.metrics(10.0).half_open_in_flight == 1
+    breaker.acquire(10.0)  # the freed permit is handed out again
+    assert state_of(breaker) is BreakerState.HALF_OPEN
+
+
+def test_rejected_trials_close_the_breaker() -> None:
+    """Trials answered REJECTED are healthy answers: the breaker closes."""
+    breaker = tripped()
+    permits = [breaker.acquire(10.0) for _ in range(2)]
+    for permit in permits:
+        breaker.record(permit, ErrorClass.REJECTED, 0.0, now=10.0)
+    assert state_of(breaker) is BreakerState.CLOSED
+
+
+# ----------------------------------------------------------- call and guard judge with a classifier
+
+
+async def test_call_judges_failures_with_its_classifier() -> None:
+    """`call` asks the breaker's classifier: a 429 is ignored, a 400 a success, a 503 a failure."""
+    breaker = CircuitBreaker.create("svc", BreakerConfig(**SMALL), classifier=LLMClassifier())
+
+    async def answer(status: int) -> None:
+        raise ServiceResponseError("svc", status)
+
+    for status in (429, 400, 503):
+        with pytest.raises(ServiceResponseError):
+            await breaker.call(answer, status)
+    metrics = breaker.metrics()
+    assert (metrics.ignored, metrics.successes, metrics.failures) == (1, 1, 1)
+
+
+async def test_the_default_classifier_is_the_custom_kinds() -> None:
+    """Without a classifier, `call` and `guard` judge like `ErrorClassifier()`."""
+    breaker = CircuitBreaker.create("svc", BreakerConfig(**SMALL))
+    assert isinstance(breaker.classifier, ErrorClassifier)
+    with pytest.raises(ServiceResponseError):
+        async with breaker.guard():
+            raise ServiceResponseError("svc", 404)
+    assert breaker.metrics().successes == 1
+
+
+async def test_guard_judges_failures_with_its_classifier() -> None:
+    """`guard` classifies the block's exception like `call` does."""
+    breaker = CircuitBreaker.create(
+        "svc",
+        BreakerConfig(**SMALL),
+        classifier=ErrorClassifier(overrides={KeyError: ErrorClass.IGNORED}),
+    )
+    with pytest.raises(KeyError):
+        async with breaker.guard():
+            raise KeyError("x")
+    metrics = breaker.metrics()
     assert (metrics.failures, metrics.successes, metrics.ignored) == (0, 0, 1)
-    assert metrics.buffered_calls == 0
 
 
-def test_base_exception_is_never_a_failure() -> None:
+async def test_a_base_exception_leaving_guard_is_never_a_failure() -> None:
     """A BaseException that is not an Exception counts as a cancellation."""
-    breaker = make()
-    breaker.on_exception(breaker.acquire(0.0), KeyboardInterrupt(), now=0.0)
-    metrics = breaker.metrics(0.0)
+    breaker = CircuitBreaker.create("svc", BreakerConfig(**SMALL))
+    guard = breaker.guard()
+    await guard.__aenter__()
+    await guard.__aexit__(KeyboardInterrupt, KeyboardInterrupt(), None)
+    metrics = breaker.metrics()
     assert (metrics.failures, metrics.cancelled) == (0, 1)
 
 
