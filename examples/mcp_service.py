@@ -1,5 +1,6 @@
-"""An MCP service actor over stdio: list and call tools, a tool error, and a crashed
-server subprocess restarted on the next request.
+"""An MCP service actor over stdio: list and call tools, a tool error, a crashed server
+subprocess restarted on the next request, and the tools offered to a model (OpenAI
+schema, tool calls answered as tool messages).
 
 Run: python examples/mcp_service.py [--backend asyncio|trio]
 """
@@ -13,7 +14,7 @@ import anyio
 import structlog
 
 from actors import ServiceUnavailable, ToolError, open_actor
-from actors.services import Service, ServiceConfig
+from actors.services import MCPToolbox, Service, ServiceConfig
 from actors.services.mcp import CallTool, ListTools, MCPClient, server_command
 
 
@@ -37,6 +38,23 @@ async def main() -> None:
             print(f"server crashed: {exc}")
         reply = await ref.call(CallTool("echo", {"text": "back again"}), timeout=30)
         print(f"after a fresh server started: {reply.text!r}")
+
+        toolbox = await MCPToolbox.load(ref)
+        print("for the model:", [tool["function"]["name"] for tool in toolbox.openai_tools()])
+        calls = [  # as a model would send them: one good, one with broken JSON
+            {
+                "id": "c1",
+                "type": "function",
+                "function": {"name": "add", "arguments": '{"a": 1, "b": 2}'},
+            },
+            {
+                "id": "c2",
+                "type": "function",
+                "function": {"name": "echo", "arguments": '{"text": '},
+            },
+        ]
+        for message in await toolbox.run_openai(calls):
+            print("tool message:", message)
 
 
 if __name__ == "__main__":

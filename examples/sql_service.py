@@ -1,5 +1,5 @@
-"""A SQLite service actor: parameterised queries, a transaction, and a runaway query
-stopped at the caller's deadline.
+"""A SQLite service actor: parameterised queries, a transaction, a malformed request
+refused for its caller only, and a runaway query stopped at the caller's deadline.
 
 Run: python examples/sql_service.py [--backend asyncio|trio]
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 import anyio
 import structlog
 
-from actors import CallTimeout, QueryError, open_actor
+from actors import CallTimeout, InvalidRequest, QueryError, open_actor
 from actors.services import Service, ServiceConfig
 from actors.services.sql import Query, SQLiteClient, Transaction
 
@@ -47,6 +47,11 @@ async def main() -> None:
                 print(f"transaction rolled back: {exc}")
             count = (await ref.call(Query("SELECT count(*) FROM notes", fetch="one"))).rows
             print(f"still {count[0][0]} note(s)")
+
+            try:
+                await ref.call(Query("SELECT ?", [2**70]))  # SQLite integers are 64-bit
+            except InvalidRequest as exc:
+                print(f"refused, the actor carries on: {exc}")
 
             try:
                 await ref.call(Query(RUNAWAY, fetch="one"), timeout=0.5)
