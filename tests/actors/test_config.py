@@ -9,7 +9,14 @@ from typing import Any
 
 import pytest
 
-from actors._classify import DatabaseClassifier, LLMClassifier, MCPClassifier
+from actors import KINDS
+from actors._classify import (
+    DatabaseClassifier,
+    ErrorClassifier,
+    HTTPClassifier,
+    LLMClassifier,
+    MCPClassifier,
+)
 from actors._config import (
     ResilienceConfig,
     load_resilience_config,
@@ -33,7 +40,7 @@ preset = "llm"
 
 [services.llm.retry]
 attempts = 5
-deadline = 120.0
+timeout = 120.0
 max_server_delay = 30.0
 
 [services.llm.breaker]
@@ -63,10 +70,10 @@ limiter = { kind = "gcra", emission_interval = 0.05, burst_tolerance = 0.5 }
 
 [services.search]
 cost = 2
+classifier = "http"
 
 [services.search.retry]
 attempts = 2
-classifier = "generic"
 backoff_initial = 0.1
 
 [services.search.breaker]
@@ -87,7 +94,8 @@ def test_full_example_loads_every_section() -> None:
     assert sorted(services) == ["db", "llm", "search", "tools"]
 
     llm = services["llm"]
-    assert llm.retry == RetryPolicy.for_llm(attempts=5, deadline=120.0, max_server_delay=30.0)
+    assert llm.retry == RetryPolicy.for_llm(attempts=5, timeout=120.0, max_server_delay=30.0)
+    assert isinstance(llm.classifier, LLMClassifier)
     assert llm.breaker == BreakerConfig.for_llm(open_duration=20.0)
     assert llm.limits == {
         "requests": TokenBucket(rate=500, period=60.0),
@@ -102,13 +110,13 @@ def test_full_example_loads_every_section() -> None:
 
     tools = services["tools"]
     assert tools.limiter == GCRA(emission_interval=0.05, burst_tolerance=0.5)
-    assert isinstance(tools.retry, RetryPolicy)
-    assert isinstance(tools.retry.classifier, MCPClassifier)
+    assert tools.retry == RetryPolicy.for_mcp()
+    assert isinstance(tools.classifier, MCPClassifier)
 
     search = services["search"]
     assert search.retry is not None
-    assert search.retry.attempts == 2
-    assert type(search.retry.classifier).__name__ == "ErrorClassifier"
+    assert search.retry == RetryPolicy(attempts=2, backoff_initial=0.1)
+    assert type(search.classifier) is HTTPClassifier
     assert search.breaker is not None
     assert search.breaker.window == "time"
     assert math.isinf(search.breaker.slow_call_duration)
@@ -123,14 +131,21 @@ def test_empty_table_turns_everything_off() -> None:
 
 @pytest.mark.parametrize(
     ("preset", "classifier"),
-    [("llm", LLMClassifier), ("database", DatabaseClassifier), ("mcp", MCPClassifier)],
+    [
+        ("llm", LLMClassifier),
+        ("http", HTTPClassifier),
+        ("database", DatabaseClassifier),
+        ("mcp", MCPClassifier),
+        ("custom", ErrorClassifier),
+    ],
 )
-def test_preset_alone_gives_the_primitives_presets(preset: str, classifier: type[Any]) -> None:
-    """`preset` alone selects the retry and breaker presets of that service type."""
+def test_preset_alone_gives_the_kinds_presets(preset: str, classifier: type[Any]) -> None:
+    """`preset` alone selects the retry, breaker and classifier of that kind."""
     config = load_resilience_config({"preset": preset})
     assert config == ResilienceConfig.preset(preset)
-    assert isinstance(config.retry, RetryPolicy)
-    assert isinstance(config.retry.classifier, classifier)
+    assert config.retry == KINDS[preset].retry
+    assert config.breaker == KINDS[preset].breaker
+    assert type(config.classifier) is classifier
     assert config.limiter is None
     assert config.bulkhead is None
 
@@ -149,10 +164,27 @@ def test_false_turns_a_preset_section_off() -> None:
 
 
 def test_classifier_is_chosen_by_name() -> None:
-    """`classifier = "database"` selects the database classifier."""
-    config = load_resilience_config({"retry": {"classifier": "database"}})
-    assert config.retry is not None
-    assert isinstance(config.retry.classifier, DatabaseClassifier)
+    """`classifier = "database"` selects the database kind's classifier, no preset needed."""
+    config = load_resilience_config({"classifier": "database"})
+    assert config.classifier is KINDS["database"].classifier
+    assert config.retry is None
+
+
+def test_classifier_replaces_the_presets() -> None:
+    """A `classifier` key replaces the preset's classifier and keeps its other sections."""
+    config = load_resilience_config({"preset": "llm", "classifier": "http"})
+    assert type(config.classifier) is HTTPClassifier
+    assert config.retry == RetryPolicy.for_llm()
+
+
+def test_without_preset_or_classifier_the_custom_kind_judges() -> None:
+    """No classifier in the table leaves it to the decorator: the custom kind's."""
+    config = load_resilience_config({"retry": {"attempts": 2}})
+    assert config.classifier is None
+
+    async def call() -> None: ...
+
+    assert type(resilient.from_config(config)(call).resilience.classifier) is ErrorClassifier
 
 
 @pytest.mark.parametrize(
@@ -195,6 +227,17 @@ async def test_from_config_decorates_with_a_loaded_service() -> None:
     assert res.limiter.metrics().admitted_cost == {"requests": 1, "tokens": 0}
     assert res.retrier is not None
     assert res.retrier.policy.attempts == 5
+    assert res.classifier is config.classifier
+
+
+def test_from_config_takes_a_classifier_of_its_own() -> None:
+    """`resilient.from_config(classifier=...)` replaces the configuration's classifier."""
+    mine = DatabaseClassifier()
+
+    async def call() -> None: ...
+
+    fn = resilient.from_config({"preset": "llm"}, classifier=mine)(call)
+    assert fn.resilience.classifier is mine
 
 
 async def test_from_config_accepts_a_dict() -> None:
@@ -218,7 +261,8 @@ BAD = [
     ({"retry": {"budget_ratio": 2}}, "retry.budget_ratio", 2),
     # negative durations
     ({"breaker": {"open_duration": -1}}, "breaker.open_duration", -1),
-    ({"retry": {"deadline": -2.0}}, "retry.deadline", -2.0),
+    ({"retry": {"timeout": -2.0}}, "retry.timeout", -2.0),
+    ({"retry": {"attempt_timeout": 0}}, "retry.attempt_timeout", 0),
     ({"retry": {"backoff_initial": -0.1}}, "retry.backoff_initial", -0.1),
     (
         {"limiter": {"kind": "gcra", "emission_interval": 0.1, "burst_tolerance": -1}},
@@ -250,7 +294,11 @@ BAD = [
     ({"breaker": {"window": "sliding"}}, "breaker.window", "sliding"),
     ({"limiter": {"kind": "leaky_bucket", "rate": 1}}, "limiter.kind", "leaky_bucket"),
     ({"limiter": {"rate": 1}}, "limiter.kind", None),
+    ({"classifier": "redis"}, "classifier", "redis"),
+    ({"classifier": 3}, "classifier", 3),
+    # keys that moved or went: the classifier is the service's, deadline became timeout
     ({"retry": {"classifier": "http"}}, "retry.classifier", "http"),
+    ({"retry": {"deadline": 1.0}}, "retry.deadline", 1.0),
     ({"breaker": {"record_exception": "all"}}, "breaker.record_exception", "all"),
     # combinations
     ({"cost": -1}, "cost", -1),
