@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import math
-
 from typing import Any
 
 import anyio
 import pytest
 
-from actors import Actor, open_actor
+from actors import (
+    Actor,
+    ErrorClass,
+    ErrorClassifier,
+    InvalidRequest,
+    RetryPolicy,
+    ServiceResponseError,
+    open_actor,
+    resilient,
+)
 from actors._errors import CircuitOpen, ConfigError, MailboxFull
 from actors.resilience._breaker import BreakerConfig, CircuitBreaker
 from actors.testing import capture_events
@@ -69,12 +77,66 @@ async def test_retryable_failure_moves_to_the_next_fallback() -> None:
     )
 
 
-async def test_permanent_failure_is_raised_not_routed() -> None:
-    """A permanent error (e.g. a bad request) reaches the caller; no fallback is tried."""
-    primary, backup = Service("a", ValueError("bad request")), Service("b")
-    with pytest.raises(ValueError, match="bad request"):
+@pytest.mark.parametrize(
+    "error",
+    [
+        pytest.param(ServiceResponseError("a", 400, message="bad request"), id="400"),
+        pytest.param(ServiceResponseError("a", 422, message="bad request"), id="422"),
+        pytest.param(InvalidRequest("a", "messages", "bad request: empty"), id="invalid-request"),
+    ],
+)
+async def test_the_callers_mistake_is_raised_not_routed(error: Exception) -> None:
+    """A REJECTED failure (the caller's mistake) reaches the caller; no fallback is tried."""
+    primary, backup = Service("a", error), Service("b")
+    with pytest.raises(type(error), match="bad request"):
         await route(primary, backup).call("q")
     assert backup.calls == []
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        pytest.param(ServiceResponseError("a", 401, message="bad key"), id="401"),
+        pytest.param(ServiceResponseError("a", 429, code="insufficient_quota"), id="quota"),
+        pytest.param(ServiceResponseError("a", 429), id="throttled"),
+        pytest.param(ServiceResponseError("a", 503), id="503"),
+    ],
+)
+async def test_a_service_failure_is_routed_even_when_not_retried(error: Exception) -> None:
+    """PERMANENT, THROTTLED and RETRYABLE failures of the primary go to the fallback."""
+    primary, backup = Service("a", error), Service("b")
+    assert (await route(primary, backup).call("q")).source == "fallback:b"
+
+
+async def test_the_router_reads_the_pipelines_verdict() -> None:
+    """A failure judged by a pipeline is routed by that verdict, not judged again."""
+    calls = 0
+
+    @resilient(
+        retry=RetryPolicy(attempts=2, backoff_initial=0, backoff_max=0, budget_ratio=None),
+        classifier=ErrorClassifier(overrides={KeyError: ErrorClass.REJECTED}),
+    )
+    async def primary(_request: str) -> str:
+        nonlocal calls
+        calls += 1
+        raise KeyError("the caller's mistake, for this service")
+
+    backup = Service("b")
+    router = route(primary, backup, classifier=ErrorClassifier())  # would call it PERMANENT
+    with pytest.raises(KeyError):
+        await router.call("q")
+    assert (calls, backup.calls) == (1, [])
+
+
+async def test_an_unjudged_failure_is_judged_by_the_routers_classifier() -> None:
+    """A failure no pipeline judged gets the router's classifier's verdict."""
+    primary, backup = Service("a", KeyError("mistake")), Service("b")
+    router = route(
+        primary, backup, classifier=ErrorClassifier(overrides={KeyError: ErrorClass.REJECTED})
+    )
+    with pytest.raises(KeyError):
+        await router.call("q")
+    assert (await route(primary, backup).call("q")).source == "fallback:b"
 
 
 async def test_circuit_open_from_the_primary_is_routed() -> None:
