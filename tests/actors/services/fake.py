@@ -1,16 +1,39 @@
-"""An in-process fake service: scripted outcomes, counted connections."""
+"""An in-process fake service: scripted outcomes, counted connections.
+
+Each request takes the next scripted outcome (then `Backend.default`):
+
+- ``"ok"`` (any string): answered ``f"{outcome}:{request}"``;
+- ``"hang"``: never answers (until cancelled);
+- an exception instance: raised;
+- a `Reply`: returned as is (a response object: its status is judged by the HTTP
+  kinds, its ``tokens`` are the usage the limits reconcile to, its headers resync them);
+- a callable: called with the request, its result returned as a string.
+
+`client_factory(backend, kind=..., classifier=...)` builds clients of any kind; the
+default is the LLM kind, whose classifier judges every outcome unless one is given.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
 import attrs
 
-from actors import ServiceResponseError, ServiceUnavailable
+from actors import KINDS, Classifier, ServiceKind, ServiceResponseError, ServiceUnavailable
 from actors.services import ServiceClient
+
+
+@attrs.frozen
+class Reply:
+    """A response the fake returns as is."""
+
+    text: str = "ok"
+    status_code: int = 200
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+    tokens: float | None = None
 
 
 @attrs.define
@@ -20,6 +43,7 @@ class Backend:
     outcomes: list[Any] = attrs.field(factory=list)  # consumed per request; then `default`
     default: Any = "ok"
     latency: float = 0.0
+    estimate: float = 0.0  # the "tokens" each request is estimated to cost
     requests: int = 0
     opened: int = 0
     closed: int = 0
@@ -35,14 +59,22 @@ class FakeConn:
         self.number = number
 
 
-class FakeClient(ServiceClient[FakeConn, str, str]):
-    """Answers f"{outcome}:{request}", or raises the scripted exception."""
+class FakeClient(ServiceClient[FakeConn, Any, Any]):
+    """Answers f"{outcome}:{request}", returns a scripted `Reply`, or raises the scripted
+    exception."""
 
-    service_type = "llm"
+    kind = KINDS["llm"]
+    cost_keys = frozenset({"requests", "tokens"})
 
-    def __init__(self, backend: Backend, name: str = "fake") -> None:
+    def __init__(
+        self, backend: Backend, name: str = "fake", *, classifier: Classifier | None = None
+    ) -> None:
         super().__init__(name)
         self.backend = backend
+        self._classifier = classifier
+
+    def classifier(self) -> Classifier:
+        return self._classifier if self._classifier is not None else self.kind.classifier
 
     async def connect(self) -> FakeConn:
         self.backend.opened += 1
@@ -51,7 +83,7 @@ class FakeClient(ServiceClient[FakeConn, str, str]):
     async def close(self, conn: FakeConn) -> None:
         self.backend.closed += 1
 
-    async def request(self, conn: FakeConn, request: str) -> str:
+    async def request(self, conn: FakeConn, request: Any) -> Any:
         backend = self.backend
         backend.requests += 1
         outcome = backend.next_outcome()
@@ -65,6 +97,8 @@ class FakeClient(ServiceClient[FakeConn, str, str]):
             raise
         if isinstance(outcome, Exception):
             raise outcome
+        if isinstance(outcome, Reply):
+            return outcome
         if callable(outcome):
             return str(outcome(request))
         return f"{outcome}:{request}"
@@ -72,6 +106,24 @@ class FakeClient(ServiceClient[FakeConn, str, str]):
     async def probe(self, conn: FakeConn) -> None:
         if not self.backend.probe_ok:
             raise ServiceUnavailable(self.name, "probe failed")
+
+    def costs(self, request: Any) -> Mapping[str, float]:
+        return {"requests": 1.0, "tokens": self.backend.estimate}
+
+    def usage(self, response: Any) -> Mapping[str, float]:
+        if isinstance(response, Reply) and response.tokens is not None:
+            return {"tokens": response.tokens}
+        return {}
+
+    def rate_headers(self, response_or_error: object) -> Mapping[str, str] | None:
+        headers = getattr(response_or_error, "headers", None)
+        return dict(headers) if isinstance(headers, Mapping) else None
+
+
+_CLIENTS: dict[str, type[FakeClient]] = {
+    name: type(f"Fake{name.title()}Client", (FakeClient,), {"kind": kind})
+    for name, kind in KINDS.items()
+}
 
 
 def unavailable() -> ServiceUnavailable:
@@ -82,5 +134,12 @@ def status(status_code: int, **kwargs: Any) -> ServiceResponseError:
     return ServiceResponseError("fake", status_code, **kwargs)
 
 
-def client_factory(backend: Backend) -> Callable[[], FakeClient]:
-    return lambda: FakeClient(backend)
+def client_factory(
+    backend: Backend,
+    *,
+    kind: ServiceKind | str = "llm",
+    classifier: Classifier | None = None,
+) -> Callable[[], FakeClient]:
+    """Builds fake clients of `kind` (its classifier unless `classifier` is given)."""
+    cls = _CLIENTS[kind if isinstance(kind, str) else kind.name]
+    return lambda: cls(backend, classifier=classifier)

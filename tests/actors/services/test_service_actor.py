@@ -152,8 +152,8 @@ async def test_open_breaker_stops_retries() -> None:
     assert backend.requests == 2
 
 
-async def test_permanent_errors_do_not_open_the_breaker() -> None:
-    """Only transient failures count against the breaker; a 400 does not."""
+async def test_the_callers_mistakes_do_not_open_the_breaker() -> None:
+    """A 400 is the caller's mistake answered by a healthy service: a breaker success."""
     backend = Backend(default=status(400))
     breaker = count_breaker(2, open_duration=10.0)
     service = Service("fake", client_factory(backend), config(breaker=breaker))
@@ -162,6 +162,26 @@ async def test_permanent_errors_do_not_open_the_breaker() -> None:
             with pytest.raises(ServiceResponseError):
                 await ref.call("x")
     assert backend.requests == 5
+    assert service.breaker is not None
+    metrics = service.breaker.metrics()
+    assert (metrics.state.value, metrics.successes, metrics.failures) == ("closed", 5, 0)
+    assert service.stats.verdicts == {"rejected": 5}
+
+
+async def test_credential_failures_open_the_breaker() -> None:
+    """A 401 is not retried but is a failure of the service: it opens the breaker."""
+    backend = Backend(default=status(401))
+    service = Service(
+        "fake", client_factory(backend), config(breaker=count_breaker(2, open_duration=10.0))
+    )
+    async with open_actor(service.actor()) as ref:
+        for _ in range(2):
+            with pytest.raises(ServiceResponseError):
+                await ref.call("x")
+        with pytest.raises(CircuitOpen):
+            await ref.call("x")
+    assert backend.requests == 2
+    assert service.stats.verdicts == {"permanent": 2}
 
 
 async def test_concurrent_requests_up_to_the_pool_size() -> None:
@@ -242,8 +262,10 @@ async def test_unexpected_error_crashes_and_the_supervisor_restarts() -> None:
     async with sv.start(spec) as sup:
         with pytest.raises(KeyError):
             await sup.ref("fake").call("x")
-        assert await sup.ref("fake").call("y") == "ok:y"
+        await settle()  # the restart (Backoff.none) completes
         assert sup.which_children()[0].restarts == 1
+        assert await sup.ref("fake").call("y") == "ok:y"
+    assert service.stats.incarnations == 2
 
 
 async def test_probe_bypasses_the_breaker() -> None:
