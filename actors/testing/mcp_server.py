@@ -19,7 +19,8 @@ Tools:
 - `slow(seconds)` sleeps, then returns `"slept <seconds>"` (cancellation and timeouts);
 - `fail(message)` is a tool error (`isError` result carrying `message`), not a crash;
 - `crash(code=3)` ends the server process at once, without answering (a broken transport);
-- `pid()` returns the server's process id (to tell a restarted server from the old one).
+- `pid()` returns the server's process id (to tell a restarted server from the old one);
+- `pixel()` returns a 1x1 PNG image (an image content block).
 """
 
 from __future__ import annotations
@@ -36,15 +37,21 @@ import anyio
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
 
-__all__ = ["URL_PREFIX", "build_server", "main"]
+__all__ = ["PIXEL_PNG", "URL_PREFIX", "build_server", "main"]
 
 URL_PREFIX = "MCP_URL "
 """The stdout line prefix announcing the HTTP endpoint."""
 
+PIXEL_PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360f8ffff3f0005fe02fea7d6a4f40000000049454e44ae426082"
+)
+"""The 1x1 PNG the `pixel` tool returns."""
+
 
 def build_server(name: str = "actors-test-tools") -> MCPServer[Any]:
     """The `MCPServer` with the test tools (see the module docstring)."""
-    from mcp.server.mcpserver import MCPServer
+    from mcp.server.mcpserver import Image, MCPServer
     from mcp.server.mcpserver.exceptions import ToolError
 
     server: MCPServer[Any] = MCPServer(name, log_level="WARNING")
@@ -74,6 +81,11 @@ def build_server(name: str = "actors-test-tools") -> MCPServer[Any]:
     def pid() -> int:
         """Returns the server process id."""
         return os.getpid()
+
+    @server.tool()
+    def pixel() -> Any:  # an Image (a local name: a string annotation would not resolve)
+        """Returns a 1x1 PNG image."""
+        return Image(data=PIXEL_PNG, format="png")
 
     @server.tool()
     def crash(code: int = 3) -> str:

@@ -247,6 +247,20 @@ async def test_the_models_mistakes_are_reported_to_it(test_tools: MCPToolbox) ->
         assert error in reply["content"]
 
 
+async def test_an_image_result_reaches_anthropic_as_an_image(test_tools: MCPToolbox) -> None:
+    """A tool's image content travels through the actor to an Anthropic image block."""
+    import base64
+
+    from actors.testing.mcp_server import PIXEL_PNG
+
+    uses = [{"type": "tool_use", "id": "p1", "name": "pixel", "input": {}}]
+    message = await test_tools.run_anthropic(uses)
+    (result,) = message["content"]
+    (image,) = result["content"]
+    assert image["source"]["media_type"] == "image/png"
+    assert base64.b64decode(image["source"]["data"]) == PIXEL_PNG
+
+
 async def test_anthropic_tool_uses_run_against_mcp_server_time(time_tools: MCPToolbox) -> None:
     """tool_use blocks for the reference time server are answered in one user message of
     tool_result blocks; its JSON-RPC -32602 for an unknown name and its tool error for a

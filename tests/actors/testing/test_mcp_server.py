@@ -17,12 +17,12 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.shared.exceptions import MCPError
 
-from actors.testing.mcp_server import URL_PREFIX, build_server
+from actors.testing.mcp_server import PIXEL_PNG, URL_PREFIX, build_server
 
 pytestmark = pytest.mark.anyio
 
 ROOT = str(Path(__file__).resolve().parents[3])
-TOOLS = ["add", "crash", "echo", "fail", "pid", "slow"]
+TOOLS = ["add", "crash", "echo", "fail", "pid", "pixel", "slow"]
 
 
 def text(result: Any) -> str:
@@ -42,6 +42,17 @@ async def test_echo_and_add() -> None:
         result = await client.call_tool("add", {"a": 2, "b": 3.5})
     assert not result.is_error
     assert result.structured_content == {"result": 5.5}
+
+
+async def test_pixel_is_an_image_block() -> None:
+    """pixel answers with one base64 PNG image block."""
+    import base64
+
+    async with Client(build_server()) as client:
+        result = await client.call_tool("pixel", {})
+    (block,) = result.content
+    assert (block.type, block.mime_type) == ("image", "image/png")
+    assert base64.b64decode(block.data) == PIXEL_PNG
 
 
 async def test_fail_is_a_tool_error_not_a_crash() -> None:
