@@ -12,15 +12,30 @@ before it is stored on an exception, put in an event or kept on a response:
 
 `one_line` is what an error message should be: the first line, redacted, then cut to a
 length (redacting first, so a cut never exposes the part of a secret it kept).
+
+`scrubbing_http_logs` covers the one place provider text reaches logs without us: the
+HTTP stack (httpcore2, httpx2) logs raw response headers and URLs at DEBUG/INFO. While
+a client holds it, a filter on those loggers redacts each record's message. It changes
+no level, handler or format (the library never configures logging); it only rewrites
+what those two libraries would otherwise print of a secret.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Final, Protocol
 
-__all__ = ["REDACTED", "Redactor", "one_line", "redact", "redact_headers"]
+__all__ = [
+    "REDACTED",
+    "Redactor",
+    "one_line",
+    "redact",
+    "redact_headers",
+    "scrubbing_http_logs",
+]
 
 REDACTED: Final = "<redacted>"
 
@@ -36,7 +51,7 @@ _PATTERNS: Final = (
     re.compile(
         r"(?i)(\b(?:x-)?(?:api[_-]?key|access[_-]?token|refresh[_-]?token|auth[_-]?token|token"
         r"|password|passwd|pwd|secret|client[_-]?secret|authorization)\b[\"']?\s*[=:]\s*)"
-        r"([\"']?)(?!<redacted>)[^\s&,;'\"]+"
+        r"([\"']?)(?!<redacted>|(?:bearer|basic)\s)[^\s&,;'\"]+"
     ),
     # Provider key shapes: sk-..., sk-ant-..., sk-proj-...
     re.compile(r"(?i)\b(sk)(-)[A-Za-z0-9_\-]{4,}"),
@@ -163,3 +178,54 @@ def redact_headers(headers: Mapping[str, str], redactor: Redactor | None = None)
 _CREDENTIAL_HEADERS: Final = frozenset(
     {"authorization", "proxy-authorization", "x-api-key", "api-key", "cookie", "set-cookie"}
 )
+
+
+# --------------------------------------------------------------------------- HTTP logs
+
+_HTTP_LOGGERS: Final = (
+    "httpx2",
+    "httpcore2.connection",
+    "httpcore2.connection_pool",
+    "httpcore2.http11",
+    "httpcore2.http2",
+    "httpcore2.proxy",
+    "httpcore2.socks",
+)
+
+
+class _HTTPLogScrubber(logging.Filter):
+    """Redacts the secrets of every open client from the HTTP stack's log records."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.redactors: list[Redactor] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record is the logging system's to report
+            return True
+        for redactor in self.redactors:
+            message = redactor(message)
+        record.msg = message if self.redactors else _generic(message)
+        record.args = None
+        return True
+
+
+_SCRUBBER: Final = _HTTPLogScrubber()
+
+
+@contextlib.contextmanager
+def scrubbing_http_logs(redactor: Redactor) -> Iterator[None]:
+    """Redacts `redactor`'s secrets (and credential shapes) from httpcore2's and httpx2's
+    log records while the block runs (the filter stays installed, idle, afterwards)."""
+    if not _SCRUBBER.redactors:
+        for name in _HTTP_LOGGERS:
+            logger = logging.getLogger(name)
+            if _SCRUBBER not in logger.filters:
+                logger.addFilter(_SCRUBBER)
+    _SCRUBBER.redactors.append(redactor)
+    try:
+        yield
+    finally:
+        _SCRUBBER.redactors.remove(redactor)

@@ -29,7 +29,7 @@ from actors._errors import (
     ServiceTimeout,
     ServiceUnavailable,
 )
-from actors._redact import Redactor, one_line, redact, redact_headers
+from actors._redact import Redactor, one_line, redact, redact_headers, scrubbing_http_logs
 from actors._validate import check_finite_positive, check_instance, check_positive_int
 from actors.services._base import Secret, ServiceClient
 from actors.services._chat import (
@@ -189,11 +189,12 @@ class HTTPChatClient(ServiceClient[httpx2.AsyncClient, ChatRequest, ChatResponse
             timeout=self._timeout,
             transport=self._transport,
         ) as http:
-            self._http = http
-            try:
-                yield
-            finally:
-                self._http = None
+            with scrubbing_http_logs(self._redactor):
+                self._http = http
+                try:
+                    yield
+                finally:
+                    self._http = None
 
     async def connect(self) -> httpx2.AsyncClient:
         """The shared HTTP client: a pool "connection" is a permit for one request."""
