@@ -163,14 +163,6 @@ class _RunToCompletion:
         """A caller gave up: the handler runs on and its reply is dropped."""
 
 
-def _reply(env: Envelope, result: Any) -> None:
-    """Delivers a handler's result; a caller that gave up is gone and it is dropped."""
-    env.state = DONE
-    reply = env.reply
-    if reply is not None and not reply.done():
-        reply.set_result(result)
-
-
 class Incarnation:
     """One life of an actor behind a cell. Internal to the runtime and supervisors.
 
@@ -376,21 +368,32 @@ class Incarnation:
         its caller cancels on giving up (see the class docstring).
 
         A sequential actor runs it in its own task (the gen_server loop, no extra task);
-        each worker of a concurrent actor runs it in the worker's task.
+        each worker of a concurrent actor runs it in the worker's task. An envelope
+        whose deadline has passed is skipped (a dead letter: its caller has its
+        `CallTimeout`). An idle worker parks on a slot in `mailbox.idle`, which a push
+        sets. (The hot path of every call: the helpers are bound to locals.)
         """
         if self.concurrent:
             self._unstarted -= 1
-        kernel = self.cell.kernel
+        cell = self.cell
+        kernel = cell.kernel
+        now, new_slot, park = kernel.now, kernel.new_slot, kernel.park
+        pop, idle = cell.mailbox.pop, cell.mailbox.idle
         handle = self.actor.handle
         new_scope = self._new_scope
         burst = 0
         while not self.stopping:
             with new_scope() as scope:
                 while not self.stopping:
-                    env = self._take()
+                    env = pop()
                     if env is None:
                         burst = 0
-                        await self._idle()
+                        slot = new_slot()
+                        idle.append(slot)
+                        await park(slot)
+                        continue
+                    if env.deadline <= now():
+                        self._expired(env)
                         continue
                     env.scope = scope
                     CID_VAR.set(env.cid)
@@ -404,33 +407,16 @@ class Incarnation:
                         self._cut(env)  # a stop, a crash elsewhere, or its caller gave up
                         raise
                     else:
-                        _reply(env, result)
+                        env.state = DONE
+                        reply = env.reply
+                        if reply is not None and not reply.done():  # else: it gave up
+                            reply.set_result(result)
                     if scope.cancel_called:
                         break  # its caller gave up: a fresh scope for the next message
                     burst += 1
                     if burst >= _BURST:
                         burst = 0
                         await kernel.checkpoint()
-
-    def _take(self) -> Envelope | None:
-        """The next envelope whose caller still waits, or None when there is none.
-
-        Expired envelopes are dead letters: their callers have their `CallTimeout`.
-        """
-        mailbox = self.cell.mailbox
-        now = self.cell.kernel.now
-        while (env := mailbox.pop()) is not None:
-            if env.deadline > now():
-                return env
-            self._expired(env)
-        return None
-
-    def _idle(self) -> Awaitable[Any]:
-        """Parks a worker until a message arrives (or a stop wakes it); await the result."""
-        kernel = self.cell.kernel
-        slot = kernel.new_slot()
-        self.cell.mailbox.idle.append(slot)
-        return kernel.park(slot)
 
     def _expired(self, env: Envelope) -> None:
         env.state = DONE

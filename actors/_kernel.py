@@ -8,8 +8,8 @@ exactly three primitives, implemented natively for asyncio and for trio:
   `set_result()`, `set_exception()` (on asyncio it *is* a Future);
 - `wait(slot, deadline)`: suspends until the slot is set or the absolute deadline passes
   (then returns `TIMED_OUT`); the caller's cancellation propagates and marks the slot done;
-  `wait_queued(slot, deadline, timeout)` does the same for the common case of a call
-  with a fixed timeout: such deadlines only grow, so they wait in a FIFO queue per
+  `arm(slot, deadline, timeout)` then `park(slot)` do the same for the common case of a
+  call with a fixed timeout: such deadlines only grow, so they wait in a FIFO queue per
   timeout value served by one timer, instead of one timer (or cancel scope) per call;
 - `now()`: the event loop's clock, the same value as `anyio.current_time()`;
 
@@ -24,10 +24,12 @@ Both kernels are semantically identical, and the whole test suite runs on both.
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import sys
+import time
 from collections import deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import anyio
@@ -95,22 +97,17 @@ class _DeadlineQueue:
     when finished ones pile up behind a slow head.
     """
 
-    __slots__ = ("_compact_at", "entries")
+    __slots__ = ("compact_at", "entries", "timer_idle")
 
     def __init__(self) -> None:
         self.entries: deque[tuple[float, Any]] = deque()
-        self._compact_at = _COMPACT_AT
+        self.compact_at = _COMPACT_AT
+        self.timer_idle = True  # no timer pending: the next waiter must start one
 
-    def add(self, deadline: float, slot: Any) -> None:
-        entries = self.entries
-        while entries and entries[0][1].done():
-            entries.popleft()
-        if not entries:
-            self._arm(deadline)
-        entries.append((deadline, slot))
-        if len(entries) > self._compact_at:  # finished waiters behind a slow head
-            self.entries = deque(entry for entry in entries if not entry[1].done())
-            self._compact_at = max(_COMPACT_AT, 2 * len(self.entries))
+    def compact(self) -> None:
+        """Drops finished waiters that piled up behind a slow head."""
+        self.entries = deque(entry for entry in self.entries if not entry[1].done())
+        self.compact_at = max(_COMPACT_AT, 2 * len(self.entries))
 
     def expire(self, now: float) -> float | None:
         """Times out every waiter due by `now`; returns the next deadline, if any."""
@@ -126,7 +123,8 @@ class _DeadlineQueue:
                 return deadline
         return None
 
-    def _arm(self, deadline: float) -> None:
+    def start_timer(self, deadline: float) -> None:
+        """Starts the timer for a first waiter (`timer_idle` is True); clears the flag."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -154,7 +152,15 @@ class _QueuedDeadlines:
             if len(self._queues) >= _MAX_QUEUES:
                 return False
             queue = self._queues[timeout] = self._new_queue()
-        queue.add(deadline, slot)
+        # The queue's add, inline (it runs on every call).
+        entries = queue.entries
+        while entries and entries[0][1].done():
+            entries.popleft()
+        if queue.timer_idle:
+            queue.start_timer(deadline)
+        entries.append((deadline, slot))
+        if len(entries) > queue.compact_at:
+            queue.compact()
         return True
 
     def close(self) -> None:
@@ -177,32 +183,43 @@ class _AsyncioDeadlineQueue(_DeadlineQueue):
         self._loop = loop
         self._handle: asyncio.TimerHandle | None = None
 
-    def _arm(self, deadline: float) -> None:
-        if self._handle is None:
-            self._handle = self._loop.call_at(deadline, self._fire)
+    def start_timer(self, deadline: float) -> None:
+        self.timer_idle = False
+        self._handle = self._loop.call_at(deadline, self._fire)
 
     def _fire(self) -> None:
-        self._handle = None
         following = self.expire(self._loop.time())
-        if following is not None:
+        if following is None:
+            self._handle = None
+            self.timer_idle = True
+        else:
             self._handle = self._loop.call_at(following, self._fire)
 
     def close(self) -> None:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+        self.timer_idle = True
 
 
 class _AsyncioKernel(_QueuedDeadlines):
     """asyncio: a slot is a Future; deadlines are `call_at` timers."""
 
-    __slots__ = ("_loop", "_queues", "name", "now")
+    __slots__ = ("_loop", "_queues", "name", "new_slot", "now")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.name = "asyncio"
         self._loop = loop
         self._queues: dict[float, _DeadlineQueue] = {}
-        self.now = loop.time
+        # `loop.create_future()`; the stock one is `Future(loop=loop)`, made directly.
+        self.new_slot: Callable[[], Slot] = (
+            functools.partial(asyncio.Future, loop=loop)
+            if type(loop).create_future is asyncio.BaseEventLoop.create_future
+            else loop.create_future
+        )
+        # The loop's clock; the stock `BaseEventLoop.time` is `time.monotonic()`, called
+        # directly (one Python frame less on every call and message).
+        self.now = time.monotonic if type(loop).time is asyncio.BaseEventLoop.time else loop.time
 
     def _new_queue(self) -> _DeadlineQueue:
         return _AsyncioDeadlineQueue(self._loop)
@@ -210,9 +227,6 @@ class _AsyncioKernel(_QueuedDeadlines):
     def park(self, slot: Any) -> Awaitable[Any]:
         """Waits for an armed slot: its value, or `TIMED_OUT`. Cancellation propagates."""
         return slot  # type: ignore[no-any-return]
-
-    def new_slot(self) -> Slot:
-        return self._loop.create_future()
 
     def new_cancel_scope(self) -> CancelScope:
         return anyio.CancelScope()
@@ -290,6 +304,7 @@ class _TrioNames:
     Error: Any
     current_task: Any
     current_time: Any
+    current_clock: Any
     wait_task_rescheduled: Any
     CancelScope: type[trio.CancelScope]
     checkpoint: Any
@@ -312,6 +327,7 @@ def _bind_trio() -> None:
     _trio.Error = outcome.Error
     _trio.current_task = trio.lowlevel.current_task
     _trio.current_time = trio.current_time
+    _trio.current_clock = trio.lowlevel.current_clock
     _trio.wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
     _trio.CancelScope = trio.CancelScope
     _trio.checkpoint = trio.lowlevel.checkpoint
@@ -332,7 +348,8 @@ class _TrioDeadlineQueue(_DeadlineQueue):
         self._parked: Any = None
         self._scope: Any = None
 
-    def _arm(self, deadline: float) -> None:
+    def start_timer(self, deadline: float) -> None:
+        self.timer_idle = False
         if not self._started:
             self._started = True
             _trio.spawn_system_task(self._serve, name="actors-deadlines")
@@ -365,6 +382,7 @@ class _TrioDeadlineQueue(_DeadlineQueue):
                     self.expire(_trio.current_time())
                 else:
                     self._parked = _trio.current_task()
+                    self.timer_idle = True
                     await _trio.wait_task_rescheduled(self._unpark)
 
 
@@ -373,15 +391,14 @@ class _TrioKernel(_QueuedDeadlines):
     scopes, or a deadline queue's system task."""
 
     __slots__ = ("_queues", "name", "now")
+    new_slot = _TrioSlot
 
     def __init__(self) -> None:
         _bind_trio()
         self.name = "trio"
-        self.now = _trio.current_time
+        # `trio.current_time()` is `current_clock().current_time()`: bind the run's clock.
+        self.now = _trio.current_clock().current_time
         self._queues: dict[float, _DeadlineQueue] = {}
-
-    def new_slot(self) -> Slot:
-        return _TrioSlot()
 
     def new_cancel_scope(self) -> CancelScope:
         return _trio.CancelScope()

@@ -239,7 +239,7 @@ class ActorRef(Generic[Req, Resp]):
         """
         cell = self._cell
         kernel = cell.kernel
-        timeout = _budget(cell, timeout)
+        timeout = cell.call_timeout if timeout is None else _budget(cell, timeout)
         now = kernel.now()
         deadline = now + timeout
         inherited = DEADLINE_VAR.get()
