@@ -48,6 +48,7 @@ from actors._errors import (
     ToolError,
 )
 from actors._public import publish as _publish
+from actors._redact import one_line, redact
 from actors._validate import check_finite_positive
 from actors.services._base import ServiceClient
 from actors.services._mcp_requests import (
@@ -158,7 +159,7 @@ class MCPClient(ServiceClient[_Session, Request, Response]):
         """
         super().__init__(name)
         if (command is None) == (url is None):
-            raise ConfigError("command", command, "give exactly one of command and url")
+            raise ConfigError("command", None, "give exactly one of command and url")
         reason = _command_problem(command) if command is not None else _url_problem(url)
         if reason is not None:
             # Neither is shown: a command line or a URL may carry a token.
@@ -305,7 +306,7 @@ class MCPClient(ServiceClient[_Session, Request, Response]):
         if reply.is_error and not request.return_errors:
             raise ToolError(
                 self.name,
-                f"tool {request.name!r} failed: {text[:_MESSAGE_LIMIT]}",
+                f"tool {request.name!r} failed: {redact(text)[:_MESSAGE_LIMIT]}",
                 correlation_id=current_correlation_id(),
             )
         return reply
@@ -333,7 +334,7 @@ class MCPClient(ServiceClient[_Session, Request, Response]):
                     self.name, "the server did not answer", correlation_id=cid
                 ) from exc
             raise ProtocolError(
-                self.name, code, str(exc.message)[:_MESSAGE_LIMIT], correlation_id=cid
+                self.name, code, one_line(exc.message, limit=_MESSAGE_LIMIT), correlation_id=cid
             ) from exc
         except httpx2.HTTPStatusError as exc:
             raise ServiceResponseError(

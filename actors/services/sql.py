@@ -39,6 +39,7 @@ import anyio.lowlevel
 from actors._envelope import current_correlation_id
 from actors._errors import ConfigError, InvalidRequest, QueryError, ServiceUnavailable
 from actors._public import publish as _publish
+from actors._redact import one_line
 from actors._validate import check_finite_non_negative, check_finite_positive, check_instance
 from actors.services._base import Secret, ServiceClient
 from actors.services._sql_requests import (
@@ -93,8 +94,8 @@ async def _interruptible(run: Callable[[], T], interrupt: Callable[[], Awaitable
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"[:_MESSAGE_LIMIT]
+    """The driver's message as we keep it: its first line, redacted, cut."""
+    return f"{type(exc).__name__}: {one_line(exc, limit=_MESSAGE_LIMIT)}"
 
 
 def _unusable_sql(sql: object) -> bool:

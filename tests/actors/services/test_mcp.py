@@ -321,3 +321,14 @@ def test_arguments_the_check_accepts_are_sendable(value: object) -> None:
     if json_problem(value, "arguments") is None:
         json.dumps(value, allow_nan=False, ensure_ascii=False).encode("utf-8")
         pydantic_core.to_json(value)
+
+
+async def test_a_tool_error_echoing_a_credential_is_redacted(
+    tools: tuple[Service[object, object], object],
+) -> None:
+    """Server text kept on a ToolError goes through redaction (a key=value credential)."""
+    _, ref = tools
+    with pytest.raises(ToolError) as info:
+        await ref.call(CallTool("fail", {"message": "bad password=hunter2 given"}), timeout=20)  # type: ignore[attr-defined]
+    assert "hunter2" not in str(info.value)
+    assert "bad password=" in str(info.value)
