@@ -11,6 +11,8 @@ Each request takes the next scripted outcome (then `Backend.default`):
 
 `client_factory(backend, kind=..., classifier=...)` builds clients of any kind; the
 default is the LLM kind, whose classifier judges every outcome unless one is given.
+`scripted_function(backend, **layers)` is the same client's request as a plain async
+function under `@resilient(**layers)`, so one script can drive both surfaces.
 """
 
 from __future__ import annotations
@@ -22,7 +24,15 @@ from typing import Any
 import anyio
 import attrs
 
-from actors import KINDS, Classifier, ServiceKind, ServiceResponseError, ServiceUnavailable
+from actors import (
+    KINDS,
+    Classifier,
+    ResilientFunction,
+    ServiceKind,
+    ServiceResponseError,
+    ServiceUnavailable,
+    resilient,
+)
 from actors.services import ServiceClient
 
 
@@ -143,3 +153,15 @@ def client_factory(
     """Builds fake clients of `kind` (its classifier unless `classifier` is given)."""
     cls = _CLIENTS[kind if isinstance(kind, str) else kind.name]
     return lambda: cls(backend, classifier=classifier)
+
+
+def scripted_function(backend: Backend, **layers: Any) -> ResilientFunction[[Any], Any]:
+    """The fake client's request on one connection, decorated with `resilient(**layers)`."""
+    client = FakeClient(backend)
+    conn = FakeConn(0)
+
+    @resilient(**layers)
+    async def call(request: Any) -> Any:
+        return await client.request(conn, request)
+
+    return call
