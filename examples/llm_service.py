@@ -1,65 +1,129 @@
-"""An LLM service actor under a supervisor, against the local mock OpenAI-compatible API.
+"""LLM service actors (OpenAI-compatible and Anthropic) under a supervisor, against the
+local mock server that speaks both wire formats.
 
 Run: python examples/llm_service.py [--backend asyncio|trio]
 
-Starts the mock server on 127.0.0.1 (no API key, no network), then shows a plain call, a
-streamed call, a burst of 429s absorbed by retries (honouring retry-after-ms), and the
-tokens-per-minute limit reconciled from the responses' usage.
+Starts the mock server on 127.0.0.1 (no API key, no network), then shows on each client
+a plain call, a streamed call and a tool-calling turn (the mock answers the weather
+question with a tool call, then uses the tool's result); then a burst of 429s absorbed
+by retries (honouring retry-after-ms), an overloaded_error in the middle of a stream
+retried, and a malformed request refused before it is queued.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+from typing import Any
 
 import anyio
 import attrs
 import structlog
 
 import supervisor as sv
-from actors import RetryPolicy
-from actors.services import Secret, Service, ServiceConfig
-from actors.services.llm import ChatRequest, LLMClient
-from actors.testing._mock_llm import Behaviour, serve_mock_llm
+from actors import InvalidRequest, RetryPolicy
+from actors.services import ChatRequest, ChatResponse, Secret, Service, ServiceConfig
+from actors.services.anthropic import AnthropicClient
+from actors.services.llm import LLMClient
+from actors.testing import Behaviour, ToolRule, serve_mock_llm
+
+OPENAI_TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "The current weather in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+]
+ANTHROPIC_TOOLS = [
+    {
+        "name": "get_weather",
+        "description": "The current weather in a city",
+        "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+    }
+]
+
+
+def get_weather(city: str) -> str:
+    """The tool the model asks for (a real agent would call an MCP server here)."""
+    return f"sunny and 21 C in {city}"
+
+
+async def agent_turn(ref: Any, question: str, tools: list[dict[str, Any]]) -> ChatResponse:
+    """Asks, runs the tools the model calls, sends their results back, until it answers."""
+    ask = ChatRequest.user(question, tools=tools)
+    reply: ChatResponse = await ref.call(ask)
+    while reply.tool_calls:
+        outputs = {call.id: get_weather(**call.parsed_arguments()) for call in reply.tool_calls}
+        print(f"  model called {[call.name for call in reply.tool_calls]}")
+        ask = ask.followed_by(reply.message, *reply.tool_results(outputs))
+        reply = await ref.call(ask)
+    return reply
 
 
 async def main() -> None:
     async with serve_mock_llm() as server:
-        config = ServiceConfig.for_llm(requests_per_minute=600, tokens_per_minute=20_000)
+        server.control.tools = [
+            ToolRule(when="weather", tool="get_weather", arguments={"city": "Paris"})
+        ]
+        config = ServiceConfig.for_llm(requests_per_minute=600, tokens_per_minute=50_000)
         config = attrs.evolve(config, retry=RetryPolicy.for_llm(backoff_initial=0.05))
-        llm = Service(
-            "llm",
-            lambda: LLMClient(
-                "llm", server.base_url, model="mock-gpt", api_key=Secret("sk-local-demo")
+        gpt = Service(
+            "gpt",
+            lambda: LLMClient("gpt", server.base_url, model="mock-gpt", api_key=Secret("sk-demo")),
+            config,
+        )
+        claude = Service(
+            "claude",
+            lambda: AnthropicClient(
+                "claude", server.base_url, model="mock-claude", api_key=Secret("sk-ant-demo")
             ),
             config,
         )
         tree = sv.SupervisorSpec(
-            id="agent", children=[sv.ChildSpec(id="llm", factory=llm.actor, config=config.actor)]
+            id="agent",
+            children=[
+                sv.ChildSpec(id="gpt", factory=gpt.actor, config=config.actor),
+                sv.ChildSpec(id="claude", factory=claude.actor, config=config.actor),
+            ],
         )
         async with sv.start(tree) as sup:
-            ref = sup.ref("llm")
+            for name, tools in (("gpt", OPENAI_TOOLS), ("claude", ANTHROPIC_TOOLS)):
+                ref = sup.ref(name)
+                print(f"== {name}")
+                reply = await ref.call(ChatRequest.user("Say hello"))
+                print(f"reply: {reply.content!r} ({reply.usage.total_tokens} tokens)")
 
-            reply = await ref.call(ChatRequest.user("Say hello"))
-            print(f"reply: {reply.content!r} ({reply.usage.total_tokens} tokens)")
+                chunks: list[str] = []
+                reply = await ref.call(
+                    ChatRequest.user("Stream a story", stream=True, on_chunk=chunks.append)
+                )
+                print(f"streamed {len(chunks)} chunks: {reply.content!r}")
 
-            chunks: list[str] = []
-            reply = await ref.call(
-                ChatRequest.user("Stream a story", stream=True, on_chunk=chunks.append)
-            )
-            print(f"streamed {len(chunks)} chunks: {reply.content!r}")
+                reply = await agent_turn(ref, "What is the weather in Paris?", tools)
+                print(f"agent answer: {reply.content!r}")
 
             server.control.script(
                 Behaviour.rate_limited(retry_after=None, retry_after_ms=50, repeat=2)
             )
-            reply = await ref.call(ChatRequest.user("Under rate limiting"))
-            print(f"after two 429s: {reply.content!r}; attempts so far: {llm.stats.attempts}")
+            reply = await sup.ref("gpt").call(ChatRequest.user("Under rate limiting"))
+            print(f"after two 429s: {reply.content!r}; gpt attempts: {gpt.stats.attempts}")
 
-            assert llm.limits is not None
-            tokens = llm.limits.metrics()
-            print(f"limits: {tokens}")
-            assert llm.breaker is not None
-            print(f"breaker: {llm.breaker.state.value}")
+            server.control.script(Behaviour.stream_error())  # overloaded_error mid-stream
+            reply = await sup.ref("claude").call(ChatRequest.user("Overloaded?", stream=True))
+            print(f"after an overloaded_error event: {reply.content!r}")
+
+            try:
+                await sup.ref("gpt").call(ChatRequest.user("x", max_tokens=-5))
+            except InvalidRequest as exc:
+                print(f"refused before it was queued: {exc}")
+
+            assert gpt.limits is not None
+            available = {k: round(v) for k, v in gpt.limits.metrics().available.items()}
+            # The 429s said "remaining 0": the limits follow the provider, then refill.
+            print(f"gpt limits available (resynced by the 429s' headers): {available}")
 
 
 if __name__ == "__main__":
