@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Mu
 from typing import Any
 from urllib.parse import parse_qs
 
+from actors import ConfigError
 from actors._validate import check_non_negative_int
 from supervisor.health._dashboard import ASSETS, CSP, asset
 from supervisor.health._feed import open_feed
@@ -86,7 +87,7 @@ def _query_int(scope: Scope, name: str, default: int) -> int | None:
     if not values:
         return default
     text = values[-1]
-    return int(text) if text.isdigit() and len(text) <= 18 else None
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
 
 
 _SNAPSHOT_PATHS = ("/tree", *ASSETS)
@@ -120,9 +121,11 @@ def health_app(
             subscribes to the library's events for as long as the app exists.
 
     Raises:
-        ConfigError: `events` is not an integer >= 0.
+        ConfigError: `events` is not an integer >= 0, or `tree` is not a supervisor.
     """
     check_non_negative_int("events", events)
+    if tree is not None and not callable(getattr(tree, "tree", None)):
+        raise ConfigError("tree", type(tree).__name__, "must be a running Supervisor")
     registry: Any = None
     if metrics and prometheus_available():
         registry = make_prometheus_registry(monitor.report, extra_metrics)

@@ -84,8 +84,7 @@ def _latency(recorder: Any, now: float) -> dict[str, Any]:
 
 def _calls(stats: Any) -> dict[str, Any]:
     return {
-        key: getattr(stats, key, None)
-        for key in ("requests", "succeeded", "failed", "attempts", "in_flight")
+        key: getattr(stats, key, None) for key in ("requests", "succeeded", "failed", "attempts")
     }
 
 

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import gc
 import weakref
+from typing import Any
 
 import anyio
 import httpx2
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from actors import LatencyRecorder, correlation_id, serve_asgi
+from actors import ConfigError, LatencyRecorder, correlation_id, serve_asgi
 from actors._events import emit
 from supervisor.fallback import llm_router
-from supervisor.health import health_app, open_health_monitor
+from supervisor.health import HealthMonitor, health_app, open_health_monitor
 from supervisor.health._feed import EventFeed, open_feed
 from tests.supervisor.health.dashboard_tree import HELLO, PROBES, find, open_breaker, running_tree
 
@@ -128,7 +131,9 @@ async def test_since_returns_only_newer_events() -> None:
     ]
 
 
-@pytest.mark.parametrize("query", [{"since": "-1"}, {"since": "x"}, {"events": "1e3"}])
+@pytest.mark.parametrize(
+    "query", [{"since": "-1"}, {"since": "x"}, {"events": "1e3"}, {"since": "²"}]
+)
 async def test_bad_query_numbers_are_400(query: dict[str, str]) -> None:
     """A since or events that is not a non-negative integer is refused with 400."""
     async with running_tree() as run:
@@ -212,6 +217,37 @@ async def test_events_zero_keeps_no_feed() -> None:
     assert snap["root"] is not None
 
 
+async def call_app(app: Any, path: str, query: bytes) -> int:
+    """Calls the ASGI app directly (no server) and returns the response status."""
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": path, "query_string": query}
+    await app(scope, receive, send)
+    return int(sent[0]["status"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=60) | st.from_regex(rb"(since|events)=[^&]{0,20}", fullmatch=True))
+def test_any_query_string_is_200_or_400(query: bytes) -> None:
+    """Whatever the query string, /tree answers 200 or 400 and the app never fails."""
+    app = health_app(HealthMonitor())
+    for backend in ("asyncio", "trio"):
+        assert anyio.run(call_app, app, "/tree", query, backend=backend) in (200, 400)
+
+
+def test_a_tree_that_is_not_a_supervisor_is_refused() -> None:
+    """health_app(tree=...) checks it has a tree() to snapshot."""
+    with pytest.raises(ConfigError) as info:
+        health_app(HealthMonitor(), tree="agent")
+    assert info.value.field == "tree"
+
+
 def test_feed_is_bounded_and_numbered() -> None:
     """The ring keeps the newest `capacity` events with growing sequence numbers."""
     feed = EventFeed(3)
@@ -237,6 +273,7 @@ def test_a_dropped_feed_unsubscribes() -> None:
     """Once the app holding a feed is gone, its sink is removed (emit pays nothing again)."""
     from actors import _events
 
+    gc.collect()  # feeds of apps other tests dropped go first
     before = len(_events._sinks)
     feed = open_feed(5)
     emit("test.seen")

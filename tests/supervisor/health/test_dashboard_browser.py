@@ -81,20 +81,22 @@ def _wait(driver: Any, seconds: float, condition: Any) -> Any:
     return WebDriverWait(driver, seconds, poll_frequency=0.05).until(condition)
 
 
-def _breaker_state(driver: Any) -> str | None:
-    from selenium.webdriver.common.by import By
+# Read in one script run: the page replaces the table at every poll, so elements found
+# by one WebDriver call may be gone by the next.
+BREAKER = """return document.querySelector(
+    'tr[data-path="agent/llm"] [data-field="breaker"]')?.getAttribute("data-state") ?? null"""
+PATHS = """return Array.from(document.querySelectorAll("#tree-body tr[data-path]"),
+    (row) => row.getAttribute("data-path"))"""
 
-    found = driver.find_elements(
-        By.CSS_SELECTOR, 'tr[data-path="agent/llm"] [data-field="breaker"]'
-    )
-    return found[0].get_attribute("data-state") if found else None
+
+def _breaker_state(driver: Any) -> str | None:
+    state: str | None = driver.execute_script(BREAKER)
+    return state
 
 
 def _rendered_paths(driver: Any) -> list[str]:
-    from selenium.webdriver.common.by import By
-
-    rows = driver.find_elements(By.CSS_SELECTOR, "#tree-body tr[data-path]")
-    return [row.get_attribute("data-path") for row in rows]
+    paths: list[str] = driver.execute_script(PATHS)
+    return paths
 
 
 async def test_dashboard_renders_the_tree_and_shows_a_breaker_open_within_2_s(
