@@ -112,14 +112,17 @@ async def test_expired_request_is_skipped() -> None:
 
 @pytest.mark.virtual_time
 async def test_late_reply_is_dropped_and_actor_keeps_running() -> None:
-    """A reply after the caller gave up is dropped; the actor stays up."""
+    """A reply after the caller gave up (a run-to-completion actor) is dropped; the actor
+    stays up."""
     actor = Scripted()
+    actor.cancel_abandoned = False
     async with open_actor(actor) as ref:
         with pytest.raises(CallTimeout):
             await ref.call(Sleep(3, "late"), timeout=1)
         await anyio.sleep(5)
         assert ref.alive
         assert await ref.call(Echo("ok")) == "ok"
+    assert actor.cancelled == 0
     assert actor.stopped == [None]
 
 
