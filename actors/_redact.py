@@ -29,6 +29,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Final, Protocol
 
 __all__ = [
+    "CREDENTIAL_HEADERS",
     "REDACTED",
     "Redactor",
     "one_line",
@@ -38,6 +39,10 @@ __all__ = [
 ]
 
 REDACTED: Final = "<redacted>"
+CREDENTIAL_HEADERS: Final = frozenset(
+    {"authorization", "proxy-authorization", "x-api-key", "api-key", "cookie", "set-cookie"}
+)
+"""Headers that carry credentials: never kept, never accepted as plain config."""
 
 # A secret shorter than this is matched only as a whole (shorter runs would hide
 # ordinary words); longer ones also by any run of this many of their characters.
@@ -171,13 +176,8 @@ def redact_headers(headers: Mapping[str, str], redactor: Redactor | None = None)
     return {
         name.lower(): scrub(value)
         for name, value in headers.items()
-        if name.lower() not in _CREDENTIAL_HEADERS
+        if name.lower() not in CREDENTIAL_HEADERS
     }
-
-
-_CREDENTIAL_HEADERS: Final = frozenset(
-    {"authorization", "proxy-authorization", "x-api-key", "api-key", "cookie", "set-cookie"}
-)
 
 
 # --------------------------------------------------------------------------- HTTP logs

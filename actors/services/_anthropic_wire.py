@@ -20,6 +20,8 @@ from actors.services._wire import (
     SSEEvent,
     Wire,
     clamp,
+    deliver,
+    error_body,
     load_json,
     malformed,
     mapping,
@@ -67,9 +69,8 @@ def build_body(request: ChatRequest, *, model: str, max_tokens: int) -> dict[str
     for message in request.messages:
         (system if message.get("role") == "system" else messages).append(message)
     body: dict[str, Any] = {"model": request.model or model, "messages": messages}
-    body["max_tokens"] = request.max_tokens if request.max_tokens is not None else max_tokens
-    if request.temperature is not None:
-        body["temperature"] = request.temperature
+    body["max_tokens"] = max_tokens
+    body.update(request.body_fields())
     if system:
         contents = [message.get("content") for message in system]
         if all(isinstance(content, str) for content in contents):
@@ -195,13 +196,8 @@ def parse_error(
     wire: Wire, status: int, headers: Mapping[str, str], raw: bytes | None
 ) -> ServiceResponseError:
     """The error for an error status; never raises (an unreadable body leaves the status)."""
-    error: object = None
-    if raw:
-        try:
-            body = load_json(wire, raw, "the error body", max_bytes=wire.limits.max_error_bytes)
-        except Exception:  # any unreadable body: the status alone is the error
-            body = None
-        error = body.get("error") if isinstance(body, dict) else None
+    body = error_body(wire, raw)
+    error = body.get("error") if isinstance(body, dict) else None
     return parse_error_object(wire, error, headers, status=status)
 
 
@@ -292,13 +288,7 @@ class StreamAssembler:
             piece = text(wire, delta.get("text"), "text_delta.text")
             block["text"] = opt_text(block.get("text")) or ""
             block["text"] += piece
-            if piece and self.on_chunk is not None:
-                try:
-                    self.on_chunk(piece)
-                except Exception as exc:
-                    raise InvalidRequest(
-                        wire.service, "on_chunk", f"raised {type(exc).__name__}"
-                    ) from exc
+            deliver(wire, self.on_chunk, piece)
         elif kind == "input_json_delta":
             if index not in self._json:
                 raise malformed(wire, f"content block {index} is not a tool_use block")

@@ -29,7 +29,14 @@ from actors._errors import (
     ServiceTimeout,
     ServiceUnavailable,
 )
-from actors._redact import Redactor, one_line, redact, redact_headers, scrubbing_http_logs
+from actors._redact import (
+    CREDENTIAL_HEADERS,
+    Redactor,
+    one_line,
+    redact,
+    redact_headers,
+    scrubbing_http_logs,
+)
 from actors._validate import check_finite_positive, check_instance, check_positive_int
 from actors.services._base import Secret, ServiceClient
 from actors.services._chat import (
@@ -40,24 +47,41 @@ from actors.services._chat import (
 )
 from actors.services._wire import SSEDecoder, SSEEvent, Wire, WireLimits, malformed
 
-__all__ = ["HTTPChatClient", "Probe"]
+__all__ = ["HTTPChatClient", "Probe", "WireFormat"]
 
 Probe = str | Callable[[httpx2.AsyncClient], Awaitable[object]]
 """A health probe: "auto", "models", "chat", "connect", or an async callable."""
 
 _PROBES: Final = ("auto", "models", "chat", "connect")
 _DRAIN_BYTES: Final = 65_536  # read after a failed stream event, for a clean close
-_CREDENTIAL_HEADERS: Final = frozenset(
-    {"authorization", "proxy-authorization", "x-api-key", "api-key", "cookie"}
-)
 
 
 class _Assembler(Protocol):
-    done: bool
-
     def feed(self, event: SSEEvent) -> None: ...
 
     def result(self, headers: Mapping[str, str]) -> ChatResponse: ...
+
+
+class _Parse(Protocol):
+    def __call__(
+        self, wire: Wire, raw: bytes, headers: Mapping[str, str], *, model: str
+    ) -> ChatResponse: ...
+
+
+class _NewAssembler(Protocol):
+    def __call__(
+        self, wire: Wire, *, model: str, on_chunk: Callable[[str], None] | None
+    ) -> _Assembler: ...
+
+
+@attrs.frozen
+class WireFormat:
+    """A wire format's readers: a JSON answer, an error status, a stream's assembler."""
+
+    name: str
+    parse: _Parse
+    parse_error: Callable[[Wire, int, Mapping[str, str], bytes | None], ServiceResponseError]
+    assembler: _NewAssembler
 
 
 def _check_headers(value: object) -> dict[str, str]:
@@ -68,7 +92,7 @@ def _check_headers(value: object) -> dict[str, str]:
     for key, item in headers.items():
         if not isinstance(key, str) or not isinstance(item, str):
             raise ConfigError("default_headers", None, "names and values must be strings")
-        if key.lower() in _CREDENTIAL_HEADERS:
+        if key.lower() in CREDENTIAL_HEADERS:
             raise ConfigError(
                 f"default_headers.{key}", None, "pass credentials as api_key (a Secret)"
             )
@@ -89,8 +113,8 @@ class HTTPChatClient(ServiceClient[httpx2.AsyncClient, ChatRequest, ChatResponse
         {"requests", "tokens", "input_tokens", "output_tokens"}
     )
 
-    wire_name: ClassVar[str]
-    """The `check_chat_request` rules and `ChatResponse.wire` ("openai", "anthropic")."""
+    wire_format: ClassVar[WireFormat]
+    """How answers are read (and which `check_chat_request` rules apply)."""
     path: ClassVar[str]
     """The chat endpoint, relative to the base URL."""
     kept_headers: ClassVar[tuple[str, ...]]
@@ -151,20 +175,6 @@ class HTTPChatClient(ServiceClient[httpx2.AsyncClient, ChatRequest, ChatResponse
         """The request's JSON body."""
 
     @abc.abstractmethod
-    def parse(self, wire: Wire, raw: bytes, headers: Mapping[str, str], model: str) -> ChatResponse:
-        """A JSON answer."""
-
-    @abc.abstractmethod
-    def assembler(self, wire: Wire, request: ChatRequest, model: str) -> _Assembler:
-        """A fresh assembler for a streamed answer."""
-
-    @abc.abstractmethod
-    def error(
-        self, wire: Wire, status: int, headers: Mapping[str, str], raw: bytes | None
-    ) -> ServiceResponseError:
-        """The error for an error status (never raises)."""
-
-    @abc.abstractmethod
     def probe_body(self) -> dict[str, Any]:
         """The body of the one-token completion the "chat" probe sends."""
 
@@ -210,7 +220,7 @@ class HTTPChatClient(ServiceClient[httpx2.AsyncClient, ChatRequest, ChatResponse
         Raises:
             InvalidRequest: Naming the offending field.
         """
-        check_chat_request(self.name, request, wire=self.wire_name)
+        check_chat_request(self.name, request, wire=self.wire_format.name)
 
     def costs(self, request: ChatRequest) -> Mapping[str, float]:
         """One request, the estimated tokens, and the estimate's input and output parts."""
@@ -293,12 +303,12 @@ class HTTPChatClient(ServiceClient[httpx2.AsyncClient, ChatRequest, ChatResponse
                 kept = self._kept(response.headers)
                 if response.status_code >= 400:
                     raw = await self._read_error(response)
-                    raise self.error(wire, response.status_code, kept, raw)
+                    raise self.wire_format.parse_error(wire, response.status_code, kept, raw)
                 content_type = response.headers.get("content-type", "")
                 if request.stream and content_type.startswith("text/event-stream"):
                     return await self._stream(wire, response, request, model, kept)
                 raw = await self._read(wire, response)
-                return self.parse(wire, raw, kept, model)
+                return self.wire_format.parse(wire, raw, kept, model=model)
         except httpx2.HTTPError as exc:
             raise self._transport_error(exc, wire) from exc
 
@@ -339,7 +349,7 @@ class HTTPChatClient(ServiceClient[httpx2.AsyncClient, ChatRequest, ChatResponse
         kept: Mapping[str, str],
     ) -> ChatResponse:
         decoder = SSEDecoder(wire)
-        assembler = self.assembler(wire, request, model)
+        assembler = self.wire_format.assembler(wire, model=model, on_chunk=request.on_chunk)
         failure: ActorError | None = None
         drained = 0
         async with _chunks(response) as chunks:
@@ -392,24 +402,28 @@ class HTTPChatClient(ServiceClient[httpx2.AsyncClient, ChatRequest, ChatResponse
                 await probe(conn)
                 return
             if probe == "connect":
-                response = await conn.get("")
-                if response.status_code >= 500:
-                    raise self.error(wire, response.status_code, self._kept(response.headers), None)
+                status, kept, raw = await self._get(conn, "")
+                if status >= 500:
+                    raise self.wire_format.parse_error(wire, status, kept, raw)
                 return
             if probe in ("models", "auto"):
-                response = await conn.get("models")
-                if response.status_code == 200:
+                status, kept, raw = await self._get(conn, "models")
+                if status == 200:
                     return
-                if probe == "models" or response.status_code not in (404, 405, 501):
-                    raise self.error(
-                        wire,
-                        response.status_code,
-                        self._kept(response.headers),
-                        response.content[:65536],
-                    )
+                if probe == "models" or status not in (404, 405, 501):
+                    raise self.wire_format.parse_error(wire, status, kept, raw)
             await self._probe_chat(conn, wire)
         except httpx2.HTTPError as exc:
             raise self._transport_error(exc, wire) from exc
+
+    async def _get(
+        self, conn: httpx2.AsyncClient, path: str
+    ) -> tuple[int, dict[str, str], bytes | None]:
+        """GET `path`: its status, kept headers and (for an error) bounded body."""
+        async with conn.stream("GET", path) as response:
+            status = response.status_code
+            raw = await self._read_error(response) if status >= 400 else None
+            return status, self._kept(response.headers), raw
 
     async def _probe_chat(self, conn: httpx2.AsyncClient, wire: Wire) -> None:
         payload = self._encode(self.probe_body())
@@ -418,5 +432,7 @@ class HTTPChatClient(ServiceClient[httpx2.AsyncClient, ChatRequest, ChatResponse
         ) as response:
             kept = self._kept(response.headers)
             if response.status_code >= 400:
-                raise self.error(wire, response.status_code, kept, await self._read_error(response))
-            self.parse(wire, await self._read(wire, response), kept, self.model)
+                raise self.wire_format.parse_error(
+                    wire, response.status_code, kept, await self._read_error(response)
+                )
+            self.wire_format.parse(wire, await self._read(wire, response), kept, model=self.model)

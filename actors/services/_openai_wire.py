@@ -11,13 +11,15 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from actors._errors import InvalidRequest, ServiceResponseError
+from actors._errors import ServiceResponseError
 from actors._redact import one_line
 from actors.services._chat import ChatRequest, ChatResponse, ToolCall, Usage
 from actors.services._wire import (
     SSEEvent,
     Wire,
     clamp,
+    deliver,
+    error_body,
     load_json,
     malformed,
     mapping,
@@ -225,15 +227,10 @@ def parse_error(
     Never raises: a body that is missing, too large, not JSON or not the documented
     shape leaves only the status.
     """
-    error: object = None
-    if raw:
-        try:
-            body = load_json(wire, raw, "the error body", max_bytes=wire.limits.max_error_bytes)
-        except Exception:  # any unreadable body: the status alone is the error
-            body = None
-        error = body.get("error") if isinstance(body, dict) else None
-        if isinstance(error, str):  # some servers: {"error": "message"}
-            error = {"message": error}
+    body = error_body(wire, raw)
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, str):  # some servers: {"error": "message"}
+        error = {"message": error}
     return error_from_object(wire, error if isinstance(error, dict) else {}, headers, status)
 
 
@@ -311,9 +308,8 @@ class StreamAssembler:
         content = delta.get("content")
         if content is not None:
             piece = text(wire, content, f"choices[{i}].delta.content")
-            if piece:
-                self._parts.append(piece)
-                self._emit(piece)
+            self._parts.append(piece)
+            deliver(wire, self.on_chunk, piece)
         calls = delta.get("tool_calls")
         if calls is not None:
             for j, item in enumerate(sequence(wire, calls, f"choices[{i}].delta.tool_calls")):
@@ -337,16 +333,6 @@ class StreamAssembler:
         arguments = function.get("arguments")
         if arguments is not None:
             call["arguments"] += _arguments(wire, arguments, "a tool call fragment's arguments")
-
-    def _emit(self, piece: str) -> None:
-        if self.on_chunk is None:
-            return
-        try:
-            self.on_chunk(piece)
-        except Exception as exc:
-            raise InvalidRequest(
-                self.wire.service, "on_chunk", f"raised {type(exc).__name__}"
-            ) from exc
 
     def result(self, headers: Mapping[str, str]) -> ChatResponse:
         """The assembled answer.

@@ -8,6 +8,7 @@ context), never `RecursionError`, `OverflowError`, `AttributeError` and the like
 - `SSEDecoder` splits server-sent events incrementally, with any line ending and any
   chunking, refusing an event (or a stream) over its size bound;
 - `mapping`, `sequence`, `text`, `opt_text` check a field's shape and type;
+- `error_body` reads an error response's body leniently (the status stands alone);
 - `token_count` and `clamp` turn a reported token count into a finite, non-negative
   int within the request's own bound, or report it (events ``llm.usage_invalid`` and
   ``llm.usage_clamped``) and leave it out: a provider's figure is never charged as is.
@@ -17,12 +18,12 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 import attrs
 
-from actors._errors import MalformedResponse
+from actors._errors import InvalidRequest, MalformedResponse
 from actors._events import emit
 from actors._redact import Redactor
 from actors._validate import positive_int
@@ -34,6 +35,8 @@ __all__ = [
     "Wire",
     "WireLimits",
     "clamp",
+    "deliver",
+    "error_body",
     "load_json",
     "malformed",
     "mapping",
@@ -91,6 +94,32 @@ class Wire:
     limits: WireLimits = attrs.field(factory=WireLimits)
     bound: UsageBound = _NO_BOUND
     redactor: Redactor = _NO_SECRETS
+
+
+def error_body(wire: Wire, raw: bytes | None) -> object:
+    """An error response's parsed body, or None when it is absent or unreadable (the
+    status alone is then the error): never raises."""
+    if not raw:
+        return None
+    try:
+        return load_json(wire, raw, "the error body", max_bytes=wire.limits.max_error_bytes)
+    except MalformedResponse:
+        return None
+
+
+def deliver(wire: Wire, on_chunk: Callable[[str], None] | None, piece: str) -> None:
+    """Hands a streamed text delta to the caller's `on_chunk`.
+
+    Raises:
+        InvalidRequest: The callback raised (the caller's code failed, not the service;
+            the callback's exception is the cause).
+    """
+    if on_chunk is None or not piece:
+        return
+    try:
+        on_chunk(piece)
+    except Exception as exc:
+        raise InvalidRequest(wire.service, "on_chunk", f"raised {type(exc).__name__}") from exc
 
 
 def malformed(wire: Wire, why: str) -> MalformedResponse:

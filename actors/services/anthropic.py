@@ -19,13 +19,12 @@ from typing import Any, Final
 
 import httpx2
 
-from actors._errors import ServiceResponseError
 from actors._validate import check_positive_int
 from actors.services import _anthropic_wire
 from actors.services._base import Secret
-from actors.services._chat import ChatRequest, ChatResponse
-from actors.services._http import HTTPChatClient, Probe
-from actors.services._wire import Wire, WireLimits
+from actors.services._chat import ChatRequest
+from actors.services._http import HTTPChatClient, Probe, WireFormat
+from actors.services._wire import WireLimits
 
 __all__ = ["ANTHROPIC_VERSION", "AnthropicClient"]
 
@@ -42,7 +41,12 @@ class AnthropicClient(HTTPChatClient):
     """
 
     service_type = "llm"
-    wire_name = "anthropic"
+    wire_format = WireFormat(
+        name="anthropic",
+        parse=_anthropic_wire.parse_message,
+        parse_error=_anthropic_wire.parse_error,
+        assembler=_anthropic_wire.StreamAssembler,
+    )
     path = "messages"
     kept_headers = (
         "retry-after",
@@ -128,19 +132,6 @@ class AnthropicClient(HTTPChatClient):
 
     def body(self, request: ChatRequest) -> dict[str, Any]:
         return _anthropic_wire.build_body(request, model=self.model, max_tokens=self.max_tokens)
-
-    def parse(self, wire: Wire, raw: bytes, headers: Mapping[str, str], model: str) -> ChatResponse:
-        return _anthropic_wire.parse_message(wire, raw, headers, model=model)
-
-    def assembler(
-        self, wire: Wire, request: ChatRequest, model: str
-    ) -> _anthropic_wire.StreamAssembler:
-        return _anthropic_wire.StreamAssembler(wire, model=model, on_chunk=request.on_chunk)
-
-    def error(
-        self, wire: Wire, status: int, headers: Mapping[str, str], raw: bytes | None
-    ) -> ServiceResponseError:
-        return _anthropic_wire.parse_error(wire, status, headers, raw)
 
     def probe_body(self) -> dict[str, Any]:
         return {

@@ -17,19 +17,19 @@ any provider text we keep.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Final
 
 import httpx2
 
-from actors._errors import ConfigError, ServiceResponseError
+from actors._errors import ConfigError
 from actors.services import _openai_wire
 from actors.services._base import Secret
 from actors.services._chat import ChatRequest, ChatResponse, ToolCall, Usage
-from actors.services._http import HTTPChatClient, Probe
-from actors.services._wire import Wire, WireLimits
+from actors.services._http import HTTPChatClient, Probe, WireFormat
+from actors.services._wire import WireLimits
 
-__all__ = ["ChatRequest", "ChatResponse", "LLMClient", "ToolCall", "Usage", "chat"]
+__all__ = ["ChatRequest", "ChatResponse", "LLMClient", "ToolCall", "Usage"]
 
 _MAX_TOKENS_FIELDS: Final = ("max_tokens", "max_completion_tokens")
 
@@ -42,7 +42,12 @@ class LLMClient(HTTPChatClient):
     """
 
     service_type = "llm"
-    wire_name = "openai"
+    wire_format = WireFormat(
+        name="openai",
+        parse=_openai_wire.parse_completion,
+        parse_error=_openai_wire.parse_error,
+        assembler=_openai_wire.StreamAssembler,
+    )
     path = "chat/completions"
     kept_headers = (
         "retry-after",
@@ -121,31 +126,9 @@ class LLMClient(HTTPChatClient):
             request, model=self.model, max_tokens_field=self.max_tokens_field
         )
 
-    def parse(self, wire: Wire, raw: bytes, headers: Mapping[str, str], model: str) -> ChatResponse:
-        return _openai_wire.parse_completion(wire, raw, headers, model=model)
-
-    def assembler(
-        self, wire: Wire, request: ChatRequest, model: str
-    ) -> _openai_wire.StreamAssembler:
-        return _openai_wire.StreamAssembler(wire, model=model, on_chunk=request.on_chunk)
-
-    def error(
-        self, wire: Wire, status: int, headers: Mapping[str, str], raw: bytes | None
-    ) -> ServiceResponseError:
-        return _openai_wire.parse_error(wire, status, headers, raw)
-
     def probe_body(self) -> dict[str, Any]:
         return {
             "model": self.model,
             "messages": [{"role": "user", "content": "ping"}],
             self.max_tokens_field: 1,
         }
-
-
-def chat(
-    content: str | Sequence[Mapping[str, Any]] | Iterable[Mapping[str, Any]], **fields: Any
-) -> ChatRequest:
-    """A `ChatRequest` from a user string or a list of messages (see `ChatRequest.create`)."""
-    if isinstance(content, str):
-        return ChatRequest.user(content, **fields)
-    return ChatRequest.create(content, **fields)

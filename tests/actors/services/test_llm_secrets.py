@@ -16,6 +16,8 @@ import attrs
 import httpx2
 import pytest
 import structlog
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from actors import RetryPolicy, open_actor
 from actors._redact import Redactor, one_line, redact, redact_headers
@@ -232,3 +234,26 @@ def test_credential_headers_are_dropped_and_values_redacted() -> None:
     """redact_headers drops authorization/x-api-key and redacts every other value."""
     headers = {"Authorization": f"Bearer {KEY}", "x-api-key": KEY, "x-request-id": KEY}
     assert redact_headers(headers, Redactor([KEY])) == {"x-request-id": "<redacted>"}
+
+
+_SECRET_CHARS = st.characters(whitelist_categories=("Lu", "Ll", "Nd"), max_codepoint=127)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(_SECRET_CHARS, min_size=12, max_size=40),
+    st.text(max_size=30),
+    st.text(max_size=30),
+    st.data(),
+)
+def test_no_run_of_eight_secret_characters_survives(
+    secret: str, before: str, after: str, data: st.DataObject
+) -> None:
+    """Whatever surrounds an echo (whole or a piece of 8+, any case), no 8 characters of
+    the secret in a row are left."""
+    start = data.draw(st.integers(0, len(secret) - 8))
+    end = data.draw(st.integers(start + 8, len(secret)))
+    piece = "".join(c.upper() if data.draw(st.booleans()) else c.lower() for c in secret[start:end])
+    out = Redactor([secret])(before + piece + after).lower()
+    lowered = secret.lower()
+    assert not any(lowered[i : i + 8] in out for i in range(len(lowered) - 7))
