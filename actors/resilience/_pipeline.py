@@ -411,13 +411,16 @@ class Pipeline:
                     metrics.successes += 1
                     return result
                 metrics.count(judged)
-                if retrier is not None and judged.retried:
-                    if run is None:
-                        run = retrier.start(self._limit(deadline, ends))
-                    delay = run.next_delay(_JudgedResult(result))
-                    if delay is not None:
-                        await anyio.sleep(delay)
-                        continue
+                if retrier is not None:
+                    if judged.retried:
+                        if run is None:
+                            run = retrier.start(self._limit(deadline, ends))
+                        delay = run.next_delay(_JudgedResult(result))
+                        if delay is not None:
+                            await anyio.sleep(delay)
+                            continue
+                    elif judged is not _IGNORED:
+                        retrier.gave_up("not_retryable", _JudgedResult(result), attempt)
                 metrics.failures += 1
                 return result
         finally:
@@ -469,9 +472,10 @@ class Pipeline:
         result: object,
         verdict: ErrorClass | None,
     ) -> None:
-        """Reconciles a reservation with what the answer used; learns from its headers."""
+        """Reconciles a success's reservation with what it used (a value judged a failure
+        keeps its estimate, like a failed attempt); learns from the answer's headers."""
         usage = self._usage
-        if usage is not None and reservation is not None:
+        if usage is not None and reservation is not None and verdict is None:
             used = usage(result)
             if used:
                 await reservation.reconcile(**used)
@@ -480,14 +484,22 @@ class Pipeline:
     async def _learn(
         self, limits: Limiter | MultiLimit, outcome: object, verdict: ErrorClass | None
     ) -> None:
-        if isinstance(limits, MultiLimit):
-            headers = self._headers(outcome)
-            if headers:
-                await limits.sync_from_headers(headers)
+        """Learns the provider's room from an answer.
+
+        A THROTTLED answer with a delay holds the limits for everyone until then: the
+        provider said exactly when there is room again, which its `remaining: 0`
+        (for a window that empties at once, far too pessimistic) does not. Every other
+        answer resyncs the limits from its rate-limit headers.
+        """
         if verdict is _THROTTLED:
             delay = server_delay(outcome)  # type: ignore[arg-type]
             if delay:
                 await limits.hold_until(_now() + delay)
+                return
+        if isinstance(limits, MultiLimit):
+            headers = self._headers(outcome)
+            if headers:
+                await limits.sync_from_headers(headers)
 
     def __repr__(self) -> str:
         layers = [

@@ -114,28 +114,33 @@ class ServiceConfig:
         Args:
             kind: A `ServiceKind` or its name.
             requests_per_second: Adds a "requests" token bucket per second.
-            requests_per_minute: Adds a "requests" token bucket per minute.
-            tokens_per_minute: Adds a "tokens" token bucket per minute.
+            requests_per_minute: Adds a "requests" sliding window of a minute.
+            tokens_per_minute: Adds a "tokens" sliding window of a minute.
             **changes: Fields of this class replacing the presets.
         """
         preset = kind_named(kind)
         limits: dict[str, LimitConfig] = {}
         if requests_per_second is not None:
             limits["requests"] = TokenBucket.per_second(requests_per_second)
+        # A provider's per-minute quota is a rolling window: a token bucket of a minute's
+        # capacity could admit twice the quota within one minute; a sliding window
+        # never admits more than it in an aligned window.
         if requests_per_minute is not None:
-            limits["requests"] = TokenBucket.per_minute(requests_per_minute)
+            limits["requests"] = SlidingWindow.per_minute(requests_per_minute)
         if tokens_per_minute is not None:
-            limits["tokens"] = TokenBucket.per_minute(tokens_per_minute)
+            limits["tokens"] = SlidingWindow.per_minute(tokens_per_minute)
         base = cls(
             retry=preset.retry,
             breaker=preset.breaker,
             limits=limits,
-            cold_start=preset.cold_start if limits else None,
             pool=preset.pool,
             max_concurrency=preset.max_concurrency,
             actor=preset.actor,
         )
-        return attrs.evolve(base, **changes)
+        config = attrs.evolve(base, **changes)
+        if config.limits and "cold_start" not in changes:  # the kind's, once there are limits
+            config = attrs.evolve(config, cold_start=preset.cold_start)
+        return config
 
     @classmethod
     def for_llm(

@@ -656,6 +656,9 @@ class MockLLM:
         if completion is None:
             words = len(text.split()) + sum(len(args) for _, _, args in calls) // 4
             completion = max(1, words)
+            budget = request.get("max_tokens", request.get("max_completion_tokens"))
+            if isinstance(budget, int) and not isinstance(budget, bool) and budget > 0:
+                completion = min(completion, budget)  # no provider answers past its budget
         model = request.get("model")
         self._created += 1
         return Reply(

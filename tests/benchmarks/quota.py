@@ -1,0 +1,338 @@
+"""The figure agents care about: how much of a provider's quota each client gets.
+
+Run: python tests/benchmarks/quota.py [--quick] [--json PATH]
+
+A mock provider runs in its own process (`MockLLM` with a `Quota`, on hypercorn): per
+API key it enforces requests and tokens over a rolling window and answers 429 with
+``retry-after`` and ``x-ratelimit-*`` beyond them. 50 agent workers (a closed loop,
+mixed prompt sizes: 12 to 250 prompt tokens) drive it for three windows through, one
+after another, each with its own key:
+
+- **ours**: an LLM service actor, `ServiceConfig.for_llm` given the provider's limits
+  (its default preset: LLM retry and breaker, cold start, reserve-then-reconcile);
+- **openai SDK**: the official `openai` client with its default retries (2);
+- **httpx2 + tenacity**: httpx2 with tenacity retrying 429 and 5xx (exponential
+  jitter, 6 attempts), a common hand-rolled client.
+
+Two scenarios each: a *cold* window, and a window that *starts full* (another client
+of the same key spent the whole token limit just before). For each it reports
+goodput (tokens served within the run / tokens the provider could have admitted
+during it: its token limit per window times the windows, minus what the pre-fill
+spent),
+429s received, failed requests, and p50/p99 latency of successes. Ratios are reported,
+never enforced.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.benchmarks._cli import parse_args, write_json
+
+WORKERS = 50
+LATENCY = 0.05
+MODEL = "mock"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def _serve(port: int) -> None:
+    from actors.testing import MockLLM, serve_mock_llm
+
+    async with serve_mock_llm(MockLLM(latency=LATENCY), port=port):
+        await anyio.sleep(math.inf)
+
+
+def _prompt(rng: random.Random) -> str:
+    return " ".join("word" for _ in range(rng.randint(10, 200)))  # 12-250 tokens
+
+
+class Tally:
+    """What one client got: successes, tokens, 429s, failures, latencies."""
+
+    def __init__(self, fill: Callable[[], Awaitable[int]] | None = None) -> None:
+        self.fill = fill  # spends the window as the run starts (the "full" scenario)
+        self.prefilled = 0
+        self.ok = 0
+        self.tokens = 0
+        self.throttled = 0
+        self.failed = 0
+        self.latencies: list[float] = []
+
+    def row(self, available: float, seconds: float) -> dict[str, Any]:
+        lat = sorted(self.latencies)
+        p50 = statistics.median(lat) if lat else math.nan
+        p99 = lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else math.nan
+        return {
+            "goodput": self.tokens / available,
+            "tokens": self.tokens,
+            "ok": self.ok,
+            "answered_429": self.throttled,
+            "share_429": self.throttled / max(1, self.ok + self.failed),
+            "failed": self.failed,
+            "requests_per_s": (self.ok + self.failed) / seconds,
+            "p50_s": p50,
+            "p99_s": p99,
+        }
+
+
+async def _control(url: str, command: dict[str, Any]) -> None:
+    import httpx2
+
+    async with httpx2.AsyncClient() as http:
+        (await http.post(f"{url}/_control", json=command)).raise_for_status()
+
+
+async def _fill(url: str, key: str, tokens: int) -> int:
+    """Spends `key`'s token window (in a few quick requests, until the provider says
+    429); returns the tokens spent."""
+    import httpx2
+
+    spent = 0
+    async with httpx2.AsyncClient(base_url=url, timeout=30) as http:
+        for share in (0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625):
+            words = int(tokens * share * 4 / 5)  # the mock counts a token per 4 characters
+            body = {
+                "model": MODEL,
+                "max_tokens": 1,
+                "messages": [{"role": "user", "content": "word " * words}],
+            }
+            reply = await http.post(
+                "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {key}"}
+            )
+            if reply.status_code == 200:
+                spent += int(reply.json()["usage"]["total_tokens"])
+    return spent
+
+
+Call = Callable[[str], Awaitable[int]]
+
+
+async def _drive(call: Call, seconds: float, tally: Tally, seed: int) -> None:
+    rng = random.Random(seed)
+    start = anyio.current_time()
+    if tally.fill is not None:
+        tally.prefilled = await tally.fill()
+    # Measured from the first pre-fill request, so the run spans exactly `seconds` of the
+    # provider's windows (a rolling window admits a full burst at each boundary).
+    end = start + seconds
+
+    async def worker() -> None:
+        while True:
+            start = anyio.current_time()
+            try:
+                used = await call(_prompt(rng))
+            except Exception:
+                tally.failed += 1
+                continue
+            tally.ok += 1
+            tally.tokens += used
+            tally.latencies.append(anyio.current_time() - start)
+
+    # The run ends for everyone at `end`: calls still in flight are cancelled and not
+    # counted, so only tokens served within the run count.
+    with anyio.move_on_at(end):
+        async with anyio.create_task_group() as tg:
+            for _ in range(WORKERS):
+                tg.start_soon(worker)
+
+
+async def run_ours(
+    url: str, key: str, seconds: float, limits: dict[str, float], window: float, tally: Tally
+) -> None:
+    from actors import SlidingWindow, open_actor
+    from actors.services import Secret, Service, ServiceConfig
+    from actors.services.llm import ChatRequest, LLMClient
+
+    config = ServiceConfig.for_llm(  # the preset, given the provider's limits
+        limits={
+            "requests": SlidingWindow(limit=limits["requests"], window=window),
+            "tokens": SlidingWindow(limit=limits["tokens"], window=window),
+        },
+    )
+    service = Service(
+        "quota",
+        lambda: LLMClient("quota", f"{url}/v1", model=MODEL, api_key=Secret(key)),
+        config,
+    )
+    async with open_actor(service.actor(), name="quota", config=service.config.actor) as ref:
+
+        async def call(prompt: str) -> int:
+            reply = await ref.call(ChatRequest.user(prompt, max_tokens=32))
+            return int(reply.usage.total_tokens)
+
+        await _drive(call, seconds, tally, seed=1)
+    tally.throttled = service.stats.verdicts.get("throttled", 0)
+
+
+async def run_openai(url: str, key: str, seconds: float, tally: Tally) -> None:
+    import httpx2
+    import openai
+
+    async def count(response: httpx2.Response) -> None:
+        if response.status_code == 429:
+            tally.throttled += 1
+
+    async with httpx2.AsyncClient(
+        event_hooks={"response": [count]}, limits=httpx2.Limits(max_connections=WORKERS)
+    ) as http:
+        client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=key, http_client=http)
+
+        async def call(prompt: str) -> int:
+            reply = await client.chat.completions.create(
+                model=MODEL, max_tokens=32, messages=[{"role": "user", "content": prompt}]
+            )
+            assert reply.usage is not None
+            return reply.usage.total_tokens
+
+        await _drive(call, seconds, tally, seed=1)
+
+
+async def run_tenacity(url: str, key: str, seconds: float, tally: Tally) -> None:
+    import httpx2
+    import tenacity
+
+    class Retryable(Exception):
+        pass
+
+    async with httpx2.AsyncClient(
+        base_url=url,
+        headers={"authorization": f"Bearer {key}"},
+        limits=httpx2.Limits(max_connections=WORKERS),
+        timeout=60,
+    ) as http:
+
+        @tenacity.retry(
+            retry=tenacity.retry_if_exception_type(Retryable),
+            wait=tenacity.wait_random_exponential(multiplier=0.5, max=30),
+            stop=tenacity.stop_after_attempt(6),
+            sleep=anyio.sleep,
+            reraise=True,
+        )
+        async def call(prompt: str) -> int:
+            body = {
+                "model": MODEL,
+                "max_tokens": 32,
+                "messages": [{"role": "user", "content": prompt}],
+            }
+            reply = await http.post("/v1/chat/completions", json=body)
+            if reply.status_code == 429:
+                tally.throttled += 1
+            if reply.status_code == 429 or reply.status_code >= 500:
+                raise Retryable(reply.status_code)
+            reply.raise_for_status()
+            return int(reply.json()["usage"]["total_tokens"])
+
+        await _drive(call, seconds, tally, seed=1)
+
+
+CLIENTS = ("ours", "openai SDK", "httpx2 + tenacity")
+
+
+async def scenario(
+    url: str, name: str, full: bool, window: float, seconds: float, limits: dict[str, float]
+) -> dict[str, Any]:
+    rows: dict[str, Any] = {}
+    for client in CLIENTS:
+        key = f"sk-bench-{name}-{client}".replace(" ", "")
+        await _control(
+            url,
+            {
+                "reset": True,
+                "latency": LATENCY,
+                "quota": {
+                    "requests_per_minute": int(limits["requests"]),
+                    "tokens_per_minute": int(limits["tokens"]),
+                    "window": window,
+                },
+            },
+        )
+        tally = Tally(functools.partial(_fill, url, key, int(limits["tokens"])) if full else None)
+        started = time.perf_counter()
+        if client == "ours":
+            await run_ours(url, key, seconds, limits, window, tally)
+        elif client == "openai SDK":
+            await run_openai(url, key, seconds, tally)
+        else:
+            await run_tenacity(url, key, seconds, tally)
+        available = limits["tokens"] * seconds / window - tally.prefilled
+        rows[client] = tally.row(available, time.perf_counter() - started)
+    return rows
+
+
+def main() -> int:
+    args = parse_args(__doc__, quick_help="two short windows per run, for CI")
+    window, windows = (4.0, 3) if args.quick else (20.0, 3)
+    seconds = window * windows
+    # 1,200 requests and 120,000 tokens a minute, per window (tokens bind first).
+    limits = {"requests": 1_200.0 * window / 60, "tokens": 120_000.0 * window / 60}
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(port)],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    url = f"http://127.0.0.1:{port}"
+    report: dict[str, Any] = {
+        "window_s": window,
+        "run_s": seconds,
+        "limits_per_window": limits,
+        "workers": WORKERS,
+        "scenarios": {},
+    }
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        for name, full in (("cold", False), ("full", True)):
+            rows = anyio.run(scenario, url, name, full, window, seconds, limits)
+            report["scenarios"][name] = rows
+            print(
+                f"\n{name} window: provider {limits['requests']:g} requests and "
+                f"{limits['tokens']:g} tokens per {window:g} s window, {seconds:g} s run, "
+                f"{WORKERS} workers"
+            )
+            print(
+                f"  {'client':18} {'goodput':>8} {'served':>7} {'429s':>6} {'429 %':>6} "
+                f"{'failed':>7} {'p50 s':>7} {'p99 s':>7}"
+            )
+            for client, row in rows.items():
+                print(
+                    f"  {client:18} {row['goodput']:8.1%} {row['ok']:7d} "
+                    f"{row['answered_429']:6d} {row['share_429']:6.1%} {row['failed']:7d} "
+                    f"{row['p50_s']:7.2f} {row['p99_s']:7.2f}"
+                )
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    write_json(args.json, report)
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--serve":
+        anyio.run(_serve, int(sys.argv[2]))
+    else:
+        sys.exit(main())
