@@ -901,3 +901,59 @@ async def test_one_verdict_feeds_the_retry_and_the_breaker(
     metrics = breaker.metrics()
     assert script.calls == attempts
     assert (metrics.successes, metrics.failures, metrics.ignored) == counted
+
+
+# --- returned values judged as failures -------------------------------------------------
+
+
+class Response:
+    """A returned HTTP response (status, usage), as an HTTP client's call returns it."""
+
+    def __init__(self, status_code: int, tokens: int | None = None) -> None:
+        self.status_code = status_code
+        self.usage = None if tokens is None else {"total_tokens": tokens}
+
+
+@virtual_time
+async def test_usage_reconciles_successes_only() -> None:
+    """A value judged a failure keeps its estimate; `usage` is never asked about it."""
+    replies = [Response(503), Response(200, tokens=40)]
+    seen: list[Response] = []
+
+    def usage(reply: Response) -> dict[str, float]:
+        seen.append(reply)
+        assert reply.usage is not None
+        return {"tokens": reply.usage["total_tokens"]}
+
+    @resilient(
+        retry=RetryPolicy(attempts=2, backoff_initial=0.0, backoff_max=0.0, budget_ratio=None),
+        limiter={"tokens": TokenBucket.per_minute(1_000)},
+        cost=lambda: {"tokens": 300},
+        usage=usage,
+        classifier=HTTPClassifier(),
+    )
+    async def complete() -> Response:
+        return replies.pop(0)
+
+    assert (await complete()).status_code == 200
+    limiter = complete.resilience.limiter
+    assert isinstance(limiter, MultiLimit)
+    assert [reply.status_code for reply in seen] == [200]
+    assert limiter.metrics().available == {"tokens": pytest.approx(1_000 - 300 - 40)}
+
+
+async def test_a_returned_failure_that_is_not_retried_is_a_give_up() -> None:
+    """A returned 401 is returned after one attempt and counted as a "not_retryable"
+    give-up, as a raised one is."""
+    calls = 0
+
+    @resilient(retry=RetryPolicy(), classifier=HTTPClassifier())
+    async def fetch() -> Response:
+        nonlocal calls
+        calls += 1
+        return Response(401)
+
+    assert (await fetch()).status_code == 401
+    assert calls == 1
+    assert fetch.resilience.retrier is not None
+    assert fetch.resilience.retrier.metrics.give_ups["not_retryable"] == 1
