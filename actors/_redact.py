@@ -80,58 +80,63 @@ def _values(secrets: Iterable[str | _Revealable | None]) -> tuple[str, ...]:
 class Redactor:
     """Redacts a fixed set of known secrets plus the generic credential shapes.
 
-    Built once per client (the secrets are read once); calling it is cheap for text
-    that holds no secret. Never shows the secrets in its repr.
+    Built once per client (the secrets are read once into one case-insensitive
+    pattern of their 8-character runs); calling it is cheap for text that holds no
+    secret. Never shows the secrets in its repr.
     """
 
-    __slots__ = ("_exact", "_runs")
+    __slots__ = ("_count", "_pattern", "_shortest")
 
     def __init__(self, secrets: Iterable[str | _Revealable | None] = ()) -> None:
         values = _values(secrets)
-        self._exact = tuple(value.lower() for value in values)
-        runs: set[str] = set()
+        pieces: set[str] = set()
         for value in values:
-            lowered = value.lower()
-            runs.update(lowered[i : i + _RUN] for i in range(len(lowered) - _RUN + 1))
-        self._runs = frozenset(runs)
+            if len(value) < _RUN:
+                pieces.add(value)  # short: matched whole only
+            else:
+                pieces.update(value[i : i + _RUN] for i in range(len(value) - _RUN + 1))
+        self._count = len(values)
+        self._shortest = min((len(p) for p in pieces), default=0)
+        # A lookahead finds every (overlapping) start of a run; longest pieces first.
+        alternatives = "|".join(re.escape(p) for p in sorted(pieces, key=len, reverse=True))
+        self._pattern = re.compile(f"(?=({alternatives}))", re.IGNORECASE) if pieces else None
 
     def __call__(self, text: str) -> str:
         """Returns `text` with every known secret and credential shape replaced."""
-        if self._exact:
-            text = self._known(text)
+        if self._pattern is not None and len(text) >= self._shortest:
+            text = self._known(text, self._pattern)
         return _generic(text)
 
-    def _known(self, text: str) -> str:
-        lowered = text.lower()
-        hidden = bytearray(len(text))  # 1 where a character belongs to a secret
-        for value in self._exact:
-            start = lowered.find(value)
-            while start >= 0:
-                hidden[start : start + len(value)] = b"\x01" * len(value)
-                start = lowered.find(value, start + 1)
-        if self._runs:
-            for i in range(len(lowered) - _RUN + 1):
-                if lowered[i : i + _RUN] in self._runs:
-                    hidden[i : i + _RUN] = b"\x01" * _RUN
-        if not any(hidden):
+    @staticmethod
+    def _known(text: str, pattern: re.Pattern[str]) -> str:
+        spans: list[tuple[int, int]] = []
+        for match in pattern.finditer(text):
+            start, end = match.start(), match.start() + len(match.group(1))
+            if spans and start <= spans[-1][1]:
+                spans[-1] = (spans[-1][0], max(end, spans[-1][1]))
+            else:
+                spans.append((start, end))
+        if not spans:
             return text
         out: list[str] = []
-        inside = False
-        for char, flag in zip(text, hidden, strict=True):
-            if flag:
-                if not inside:
-                    out.append(REDACTED)
-                inside = True
-            else:
-                out.append(char)
-                inside = False
+        position = 0
+        for start, end in spans:
+            out += [text[position:start], REDACTED]
+            position = end
+        out.append(text[position:])
         return "".join(out)
 
     def __repr__(self) -> str:
-        return f"<Redactor of {len(self._exact)} secret(s)>"
+        return f"<Redactor of {self._count} secret(s)>"
+
+
+# Every generic pattern needs one of these: text without any is left as is, at once.
+_HINT: Final = re.compile(r"bearer|basic|sk-|key|token|pass|pwd|secret|auth|\?", re.IGNORECASE)
 
 
 def _generic(text: str) -> str:
+    if _HINT.search(text) is None:
+        return text
     text = _URL_QUERY.sub(rf"\1?{REDACTED}", text)
     for pattern in _PATTERNS:
         text = pattern.sub(rf"\1\2{REDACTED}", text)

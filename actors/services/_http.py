@@ -45,7 +45,7 @@ from actors.services._chat import (
     ChatResponse,
     check_chat_request,
 )
-from actors.services._wire import SSEDecoder, SSEEvent, Wire, WireLimits, malformed
+from actors.services._wire import NO_BOUND, SSEDecoder, SSEEvent, Wire, WireLimits, malformed
 
 __all__ = ["HTTPChatClient", "Probe", "WireFormat"]
 
@@ -252,15 +252,14 @@ class HTTPChatClient(ServiceClient[httpx2.AsyncClient, ChatRequest, ChatResponse
     # -- requests ----------------------------------------------------------------------
 
     def _wire(self, request: ChatRequest | None) -> Wire:
-        wire = Wire(
+        bound = NO_BOUND if request is None else request.usage_bound(self.default_max_tokens())
+        return Wire(
             service=self.name,
             correlation_id=current_correlation_id(),
             limits=self.wire_limits,
+            bound=bound,
             redactor=self._redactor,
         )
-        if request is None:
-            return wire
-        return attrs.evolve(wire, bound=request.usage_bound(self.default_max_tokens()))
 
     def _kept(self, headers: httpx2.Headers) -> dict[str, str]:
         prefixes = self.kept_headers

@@ -29,6 +29,7 @@ from actors._redact import Redactor
 from actors._validate import positive_int
 
 __all__ = [
+    "NO_BOUND",
     "SSEDecoder",
     "SSEEvent",
     "UsageBound",
@@ -81,7 +82,8 @@ class UsageBound:
         return self.prompt + self.completion
 
 
-_NO_BOUND: Final = UsageBound(prompt=2**62, completion=2**62)
+NO_BOUND: Final = UsageBound(prompt=2**62, completion=2**62)
+"""No bound: for answers that are not to a chat request (a probe)."""
 _NO_SECRETS: Final = Redactor()
 
 
@@ -92,7 +94,7 @@ class Wire:
     service: str
     correlation_id: str | None = None
     limits: WireLimits = attrs.field(factory=WireLimits)
-    bound: UsageBound = _NO_BOUND
+    bound: UsageBound = NO_BOUND
     redactor: Redactor = _NO_SECRETS
 
 
