@@ -583,9 +583,16 @@ class HTTPClassifier(ErrorClassifier):
 @attrs.frozen(kw_only=True)
 class LLMClassifier(HTTPClassifier):
     """Defaults for LLM HTTP APIs (OpenAI-compatible, Anthropic): the HTTP rules, with
-    the providers' quota and spend-limit codes, over the SDKs' own exception types."""
+    the providers' quota and spend-limit codes, over the SDKs' own exception types.
+    Returned values are judged only by a `results` function (LLM clients raise their
+    failures)."""
 
     kind: ClassVar[str] = "llm"
+
+    @property
+    def judges_results(self) -> bool:
+        # LLM clients raise their failures; their replies never carry an error status.
+        return self.results is not None
 
 
 @attrs.frozen(kw_only=True)

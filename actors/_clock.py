@@ -16,10 +16,11 @@ from __future__ import annotations
 import sys
 from asyncio import _get_running_loop
 from collections.abc import Callable
+from typing import Any
 
 import anyio
 
-__all__ = ["Clock", "now", "now_or_none"]
+__all__ = ["Clock", "deadline_scope", "now", "now_or_none"]
 
 Clock = Callable[[], float]
 """A clock: a function returning the current loop time in seconds."""
@@ -49,3 +50,16 @@ def now_or_none() -> float | None:
         return now()
     except Exception:  # no loop: anyio raises its own error types here
         return None
+
+
+def deadline_scope(deadline: float) -> Any:
+    """The cheapest cancel scope with `deadline` for the running backend.
+
+    trio's own `CancelScope` under trio (anyio's wraps it), anyio's under asyncio;
+    both report `cancelled_caught` and honour shields and nesting the same way.
+    """
+    if _get_running_loop() is None:
+        trio = sys.modules.get("trio")
+        if trio is not None:
+            return trio.CancelScope(deadline=deadline)
+    return anyio.CancelScope(deadline=deadline)

@@ -7,17 +7,20 @@ table: `RetryPolicy.for_llm()`, `BreakerConfig.for_database()`, `ServiceConfig.f
 the default configuration of a `Service` whose client declares its ``kind``.
 
 The timeouts of each kind nest so that detection can fire: slow-call threshold <
-attempt timeout < call timeout. A slow service is seen by the breaker's slow-call
-rate, a hung one by its attempt timeout (counted as a failure), and the caller's own
-deadline (a cancellation, never counted) comes last.
+attempt timeout (where there is one) < call timeout. A slow service is seen by the
+breaker's slow-call rate; a hung one by its attempt timeout (a failure the breaker
+counts), or, for the HTTP kinds, which have none (a cancel scope per attempt would
+cost more than the rest of the call), by the slow-call rate again: an attempt
+abandoned after running past the slow-call threshold counts as a slow call. The
+caller's own deadline (a cancellation, never a failure) comes last.
 
 ==========  ============  ==========================  =========================  ==========
 kind        retries       breaker                     timeouts (slow/attempt/     pool
                                                       call)
 ==========  ============  ==========================  =========================  ==========
-llm         4, 0.5-30 s   50 % over 60 s, min 20,     60 s / 90 s / 120 s         16
+llm         4, 0.5-30 s   50 % over 60 s, min 20,     60 s / none / 120 s         16
                           slow 80 %, open 30 s (x2)
-http        3, 0.2-10 s   50 % over 60 s, min 20,     10 s / 30 s / 60 s          16
+http        3, 0.2-10 s   50 % over 60 s, min 20,     10 s / none / 60 s          16
                           slow 80 %, open 15 s (x2)
 database    3, 50 ms-2 s  5 in a row or 50 % of 20,   2 s / 5 s / 10 s            5
                           slow 80 %, open 5 s (x2)
@@ -104,7 +107,6 @@ LLM: Final = ServiceKind(
         backoff_initial=0.5,
         backoff_max=30.0,
         max_server_delay=60.0,
-        attempt_timeout=90.0,
     ),
     breaker=BreakerConfig(
         **_BREAKER_COMMON,
@@ -130,7 +132,6 @@ HTTP: Final = ServiceKind(
         backoff_initial=0.2,
         backoff_max=10.0,
         max_server_delay=30.0,
-        attempt_timeout=30.0,
     ),
     breaker=BreakerConfig(
         **_BREAKER_COMMON,

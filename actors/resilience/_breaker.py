@@ -555,13 +555,21 @@ class CircuitBreaker:
         self.ignored += 1
         self._return_permit(permit)
 
-    def on_cancel(self, permit: int) -> None:
-        """Records a cancelled or abandoned call and returns its trial permit.
+    def on_cancel(self, permit: int, duration: float = 0.0, *, now: float | None = None) -> None:
+        """Records a cancelled or abandoned call; not a checkpoint.
 
-        Nothing else is counted, so a cancelled caller never counts as a failure and
-        never wedges half-open.
+        A cancellation is never a failure. A call abandoned after running longer than
+        `slow_call_duration` counts as a slow call (a success that was slow): the
+        service was measurably slow before the caller gave up, which is how a hung
+        service reaches the slow-call rate without any attempt timeout. Any other
+        cancellation counts nothing and returns its trial permit, so it never wedges
+        half-open.
         """
         self.cancelled += 1
+        if duration > self._slow_after:
+            self.slow_successes += 1
+            self._on_outcome(permit, SLOW, now)
+            return
         self._return_permit(permit)
 
     def record(

@@ -60,6 +60,7 @@ import anyio
 import attrs
 
 from actors._classify import Classifier, ErrorClass, headers_of, mark
+from actors._clock import deadline_scope
 from actors._clock import now as _now
 from actors._envelope import current_correlation_id, current_deadline
 from actors._errors import (
@@ -345,11 +346,13 @@ class Pipeline:
                     start = _now() if clocked else 0.0
                 stop_at = _INF if attempt_timeout is None else start + attempt_timeout
                 stop_at = min(stop_at, ends)
+                if stop_at != _INF and stop_at >= current_deadline():
+                    stop_at = _INF  # the handled message's deadline comes first anyway
                 try:
                     if stop_at == _INF:
                         result = await fn(*args, **kwargs)
                     else:
-                        with anyio.CancelScope(deadline=stop_at) as scope:
+                        with deadline_scope(stop_at) as scope:
                             result = await fn(*args, **kwargs)
                         if scope.cancelled_caught:
                             if stop_at < ends:
@@ -392,7 +395,11 @@ class Pipeline:
                     raise
                 except BaseException:
                     if breaker is not None:
-                        breaker.on_cancel(permit)
+                        if timed:  # a hung attempt abandoned late counts as slow
+                            end = _now()
+                            breaker.on_cancel(permit, end - start, now=end)
+                        else:
+                            breaker.on_cancel(permit)
                     raise
                 judge = self._judge
                 judged = None if judge is None else judge(result)

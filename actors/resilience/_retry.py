@@ -137,12 +137,12 @@ class RetryPolicy:
 
     @classmethod
     def for_llm(cls, **changes: Any) -> RetryPolicy:
-        """LLM HTTP APIs: 4 attempts, 0.5 s -> 30 s, server delays up to 60 s, 90 s per attempt."""
+        """LLM HTTP APIs: 4 attempts, 0.5 s -> 30 s, server delays up to 60 s."""
         return _preset("llm", changes)
 
     @classmethod
     def for_http(cls, **changes: Any) -> RetryPolicy:
-        """Other HTTP APIs: 3 attempts, 0.2 s -> 10 s, server delays up to 30 s, 30 s each."""
+        """Other HTTP APIs: 3 attempts, 0.2 s -> 10 s, server delays up to 30 s."""
         return _preset("http", changes)
 
     @classmethod
