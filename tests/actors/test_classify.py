@@ -699,14 +699,11 @@ class Reply:
         pytest.param({"status_code": 503}, None, id="a-mapping-is-no-response"),
     ],
 )
-@pytest.mark.parametrize(
-    "classifier",
-    [pytest.param(HTTPClassifier(), id="http"), pytest.param(LLMClassifier(), id="llm")],
-)
-def test_http_kinds_judge_returned_values_by_status(
-    classifier: HTTPClassifier, value: object, expected: ErrorClass | None
+def test_the_http_kind_judges_returned_values_by_status(
+    value: object, expected: ErrorClass | None
 ) -> None:
-    """An HTTP kind judges a returned value with an error status by the HTTP rule."""
+    """The HTTP kind judges a returned value with an error status by the HTTP rule."""
+    classifier = HTTPClassifier()
     assert classifier.judges_results
     assert classifier.classify_result(value) is expected
 

@@ -26,7 +26,6 @@ from actors import (
     InvalidRequest,
     LLMClassifier,
     MultiLimit,
-    PoolConfig,
     RateLimited,
     RetryPolicy,
     ServiceResponseError,
@@ -39,40 +38,18 @@ from actors.testing import retry_testing_mode
 from supervisor.fallback import route
 from tests.actors.scripted import settle
 from tests.actors.services.fake import (
+    FAST_RETRY,
     Backend,
     FakeClient,
     Reply,
     client_factory,
+    config,
+    count_breaker,
     scripted_function,
     status,
 )
 
 pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
-
-NO_BACKOFF = RetryPolicy(attempts=3, backoff_initial=0.0, backoff_max=0.0, budget_ratio=None)
-
-
-def count_breaker(calls: int) -> BreakerConfig:
-    """A breaker deciding over the last `calls` calls, opening at 50 % failures."""
-    return BreakerConfig(
-        window="count",
-        window_size=calls,
-        minimum_calls=calls,
-        open_duration=10.0,
-        open_jitter=0.0,
-        half_open_permits=1,
-    )
-
-
-def config(**changes: Any) -> ServiceConfig:
-    """A service config with the given layers (no breaker, no limits by default)."""
-    base = ServiceConfig(
-        retry=NO_BACKOFF,
-        breaker=None,
-        pool=PoolConfig(max_size=4, acquire_timeout=5.0, max_idle=None, max_lifetime=None),
-        actor=ActorConfig(call_timeout=5.0),
-    )
-    return attrs.evolve(base, **changes)
 
 
 def tree(*services: Service[Any, Any]) -> sv.SupervisorSpec:
@@ -110,7 +87,7 @@ async def test_attempt_timeouts_against_a_hung_service_keep_the_tree_up() -> Non
     primary = Service(
         "primary",
         client_factory(hung),
-        config(retry=attrs.evolve(NO_BACKOFF, attempt_timeout=0.3), breaker=count_breaker(20)),
+        config(retry=attrs.evolve(FAST_RETRY, attempt_timeout=0.3), breaker=count_breaker(20)),
     )
     backup = Service("backup", client_factory(Backend()), config())
     async with sv.start(tree(primary, backup)) as sup:
@@ -137,7 +114,7 @@ async def test_the_retry_timeout_ends_a_decorated_call_in_flight() -> None:
     `DeadlineExceeded` under `@resilient`; only the attempt timeout is a breaker failure."""
     fn = scripted_function(
         Backend(default="hang"),
-        retry=attrs.evolve(NO_BACKOFF, attempts=5, timeout=1.0, attempt_timeout=0.8),
+        retry=attrs.evolve(FAST_RETRY, attempts=5, timeout=1.0, attempt_timeout=0.8),
         breaker=count_breaker(20),
     )
     start = anyio.current_time()
@@ -154,7 +131,7 @@ async def test_the_retry_timeout_ends_a_service_call_in_flight() -> None:
         "svc",
         client_factory(backend),
         config(
-            retry=attrs.evolve(NO_BACKOFF, attempts=5, timeout=1.0, attempt_timeout=0.8),
+            retry=attrs.evolve(FAST_RETRY, attempts=5, timeout=1.0, attempt_timeout=0.8),
             breaker=count_breaker(20),
         ),
     )
@@ -202,7 +179,7 @@ async def test_a_401_counts_the_same_under_the_decorator_and_the_service_actor()
     `@resilient` and under a `ServiceActor`, each after one attempt."""
     decorated_backend = Backend(default=status(401))
     fn = scripted_function(
-        decorated_backend, retry=NO_BACKOFF, breaker=count_breaker(20), classifier=LLMClassifier()
+        decorated_backend, retry=FAST_RETRY, breaker=count_breaker(20), classifier=LLMClassifier()
     )
     actor_backend = Backend(default=status(401))
     service = Service(
@@ -258,7 +235,7 @@ async def test_a_rate_limit_answer_never_opens_the_breaker() -> None:
     service = Service(
         "svc",
         client_factory(backend),
-        config(retry=attrs.evolve(NO_BACKOFF, attempts=4), breaker=count_breaker(2)),
+        config(retry=attrs.evolve(FAST_RETRY, attempts=4), breaker=count_breaker(2)),
     )
     async with open_actor(service.actor()) as ref:
         start = anyio.current_time()
@@ -447,7 +424,7 @@ async def test_a_returned_503_is_retried_and_returned_once_retries_run_out() -> 
     failing = Reply(text="busy", status_code=503)
     backend = Backend(default=failing)
     fn = scripted_function(
-        backend, retry=NO_BACKOFF, breaker=count_breaker(20), classifier=HTTPClassifier()
+        backend, retry=FAST_RETRY, breaker=count_breaker(20), classifier=HTTPClassifier()
     )
     assert await fn("x") is failing
     assert backend.requests == 3

@@ -4,9 +4,10 @@ Hypothesis scripts a sequence of calls. Each call gives the outcome of each of i
 attempts (a success, each verdict's representative failure, a returned failing value,
 a hang), an optional caller deadline and an optional caller cancellation; the retry
 policy may have an overall timeout, the breaker may open on consecutive failures.
-The same script runs through `@resilient` and through a `ServiceActor` (same
-classifier, same fake client), and a small model of the pipeline predicts, call by
-call, the attempts made, what the caller gets, and the breaker's counts.
+The same script runs through `@resilient` and through a `ServiceActor` (the same
+`HTTPClassifier`, which also judges returned values; the same fake client), and a
+small model of the pipeline predicts, call by call, the attempts made, what the
+caller gets, and the breaker's counts.
 
 Every attempt takes 1 s (a hang: until cut), the attempt timeout is 2.5 s, a 429 asks
 for 1 s; deadlines and cancellations fall on quarter seconds that no attempt ends on,
@@ -30,7 +31,7 @@ from actors import (
     BreakerConfig,
     CallTimeout,
     CircuitBreaker,
-    LLMClassifier,
+    HTTPClassifier,
     PoolConfig,
     RateLimited,
     RetryPolicy,
@@ -258,7 +259,7 @@ async def through_decorator(scenario: Scenario) -> tuple[list[Seen], Counts]:
         backend,
         retry=retry_policy(scenario),
         breaker=breaker_config(scenario),
-        classifier=LLMClassifier(),
+        classifier=HTTPClassifier(),
     )
 
     async def invoke(call: Call) -> object:
@@ -280,7 +281,7 @@ async def through_service_actor(scenario: Scenario) -> tuple[list[Seen], Counts]
     backend = Backend(latency=LATENCY)
     service = Service(
         "svc",
-        client_factory(backend, classifier=LLMClassifier()),
+        client_factory(backend, classifier=HTTPClassifier()),
         ServiceConfig(
             retry=retry_policy(scenario),
             breaker=breaker_config(scenario),

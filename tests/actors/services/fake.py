@@ -26,14 +26,18 @@ import attrs
 
 from actors import (
     KINDS,
+    ActorConfig,
+    BreakerConfig,
     Classifier,
+    PoolConfig,
     ResilientFunction,
+    RetryPolicy,
     ServiceKind,
     ServiceResponseError,
     ServiceUnavailable,
     resilient,
 )
-from actors.services import ServiceClient
+from actors.services import ServiceClient, ServiceConfig
 
 
 @attrs.frozen
@@ -134,6 +138,35 @@ _CLIENTS: dict[str, type[FakeClient]] = {
     name: type(f"Fake{name.title()}Client", (FakeClient,), {"kind": kind})
     for name, kind in KINDS.items()
 }
+
+
+FAST_RETRY = RetryPolicy(attempts=3, backoff_initial=0.0, backoff_max=0.0, budget_ratio=None)
+"""Three attempts, no backoff, no budget."""
+
+
+def count_breaker(calls: int, *, open_duration: float = 10.0) -> BreakerConfig:
+    """A breaker deciding over the last `calls` calls, opening at 50 % failures."""
+    return BreakerConfig(
+        window="count",
+        window_size=calls,
+        minimum_calls=calls,
+        failure_rate_threshold=0.5,
+        open_duration=open_duration,
+        open_jitter=0.0,
+        half_open_permits=1,
+    )
+
+
+def config(**changes: Any) -> ServiceConfig:
+    """A service config with `FAST_RETRY`, no breaker, no limits, a pool of 4 and a 5 s
+    call timeout, with `changes` applied."""
+    base = ServiceConfig(
+        retry=FAST_RETRY,
+        breaker=None,
+        pool=PoolConfig(max_size=4, acquire_timeout=5.0, max_idle=None, max_lifetime=None),
+        actor=ActorConfig(call_timeout=5.0),
+    )
+    return attrs.evolve(base, **changes)
 
 
 def unavailable() -> ServiceUnavailable:

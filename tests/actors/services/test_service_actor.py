@@ -8,13 +8,9 @@ import pytest
 
 import supervisor as sv
 from actors import (
-    ActorConfig,
-    BreakerConfig,
     CallTimeout,
     CircuitOpen,
     ConfigError,
-    PoolConfig,
-    RetryPolicy,
     ServiceResponseError,
     ServiceUnavailable,
     TokenBucket,
@@ -23,34 +19,18 @@ from actors import (
 from actors.services import Secret, Service, ServiceConfig
 from actors.testing import capture_events
 from tests.actors.scripted import settle
-from tests.actors.services.fake import Backend, FakeClient, client_factory, status, unavailable
+from tests.actors.services.fake import (
+    FAST_RETRY,
+    Backend,
+    FakeClient,
+    client_factory,
+    config,
+    count_breaker,
+    status,
+    unavailable,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
-
-FAST_RETRY = RetryPolicy(attempts=3, backoff_initial=0.0, backoff_max=0.0, budget_ratio=None)
-
-
-def count_breaker(calls: int, *, open_duration: float = 10.0) -> BreakerConfig:
-    """A breaker deciding over the last `calls` calls, opening at 50 % failures."""
-    return BreakerConfig(
-        window="count",
-        window_size=calls,
-        minimum_calls=calls,
-        failure_rate_threshold=0.5,
-        open_duration=open_duration,
-        open_jitter=0.0,
-        half_open_permits=1,
-    )
-
-
-def config(**changes: object) -> ServiceConfig:
-    base = ServiceConfig(
-        retry=FAST_RETRY,
-        breaker=None,
-        pool=PoolConfig(max_size=4, acquire_timeout=5.0, max_idle=None, max_lifetime=None),
-        actor=ActorConfig(call_timeout=5.0),
-    )
-    return attrs.evolve(base, **changes)
 
 
 async def test_success_path() -> None:
