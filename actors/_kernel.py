@@ -27,12 +27,13 @@ import asyncio
 import functools
 import math
 import sys
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import anyio
+
+from actors._clock import loop_clock
 
 if TYPE_CHECKING:
     import trio
@@ -217,9 +218,7 @@ class _AsyncioKernel(_QueuedDeadlines):
             if type(loop).create_future is asyncio.BaseEventLoop.create_future
             else loop.create_future
         )
-        # The loop's clock; the stock `BaseEventLoop.time` is `time.monotonic()`, called
-        # directly (one Python frame less on every call and message).
-        self.now = time.monotonic if type(loop).time is asyncio.BaseEventLoop.time else loop.time
+        self.now = loop_clock(loop)  # the loop's clock, without a frame on stock loops
 
     def _new_queue(self) -> _DeadlineQueue:
         return _AsyncioDeadlineQueue(self._loop)

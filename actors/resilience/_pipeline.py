@@ -60,7 +60,7 @@ import anyio
 import attrs
 
 from actors._classify import Classifier, ErrorClass, headers_of, mark
-from actors._clock import deadline_scope
+from actors._clock import current_clock, deadline_scope
 from actors._clock import now as _now
 from actors._envelope import current_correlation_id, current_deadline
 from actors._errors import (
@@ -305,8 +305,9 @@ class Pipeline:
         bulkhead = self._bulkhead
         held = False
         try:
+            clock = current_clock()
             overall = self._overall
-            ends = _INF if overall is None else _now() + overall
+            ends = _INF if overall is None else clock() + overall
             if bulkhead is not None:
                 if not bulkhead._enter():
                     await bulkhead.acquire(deadline=self._limit(deadline, ends))
@@ -332,7 +333,7 @@ class Pipeline:
                         assert self._cost is not None
                         costs = _check_costs(self.name, self._cost(*args, **kwargs), limits)
                     permit = 0 if breaker is None else breaker.acquire()
-                    start = _now()
+                    start = clock()
                     reservation = (
                         limits.reserve_nowait(costs, start)  # type: ignore[arg-type]
                         if isinstance(limits, Limiter)
@@ -340,10 +341,10 @@ class Pipeline:
                     )
                     if reservation is None:
                         reservation = await self._reserve(limits, costs, permit, deadline, ends)
-                        start = _now()
+                        start = clock()
                 else:
                     permit = 0 if breaker is None else breaker.acquire()
-                    start = _now() if clocked else 0.0
+                    start = clock() if clocked else 0.0
                 stop_at = _INF if attempt_timeout is None else start + attempt_timeout
                 stop_at = min(stop_at, ends)
                 if stop_at != _INF and stop_at >= current_deadline():
@@ -366,7 +367,7 @@ class Pipeline:
                     verdict = self._classify(exc)
                     mark(exc, verdict)
                     metrics.count(verdict)
-                    end = _now() if timed else 0.0
+                    end = clock() if timed else 0.0
                     if self._latency is not None:
                         self._latency.record(end - start, end)
                     cut = isinstance(exc, DeadlineExceeded)  # our time ran out, not the service's
@@ -396,7 +397,7 @@ class Pipeline:
                 except BaseException:
                     if breaker is not None:
                         if timed:  # a hung attempt abandoned late counts as slow
-                            end = _now()
+                            end = clock()
                             breaker.on_cancel(permit, end - start, now=end)
                         else:
                             breaker.on_cancel(permit)
@@ -404,7 +405,7 @@ class Pipeline:
                 judge = self._judge
                 judged = None if judge is None else judge(result)
                 if timed:
-                    end = _now()
+                    end = clock()
                     if self._latency is not None:
                         self._latency.record(end - start, end)
                     if breaker is not None:
