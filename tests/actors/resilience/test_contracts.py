@@ -326,6 +326,31 @@ async def test_the_llm_preset_opens_on_attempt_timeouts() -> None:
     assert metrics.state.value == "open"
 
 
+async def test_the_llm_preset_sees_a_hung_provider_through_abandoned_slow_calls() -> None:
+    """Without an attempt timeout (the LLM kind's default), attempts abandoned at the
+    caller's 1.2 s deadline ran past the slow-call threshold: slow calls, never failures,
+    and the slow-call rate opens the breaker."""
+    backend = Backend(default="hang")
+    scaled = scaled_llm(attempts=1)
+    assert scaled.retry is not None
+    service = Service(
+        "llm",
+        client_factory(backend),
+        attrs.evolve(scaled, retry=attrs.evolve(scaled.retry, attempt_timeout=None)),
+    )
+    async with open_actor(service.actor(), config=service.config.actor) as ref:
+        for _ in range(4):
+            with pytest.raises(CallTimeout):
+                await ref.call("x")
+            await settle()
+        with pytest.raises(CircuitOpen):
+            await ref.call("x")
+    assert service.breaker is not None
+    metrics = service.breaker.metrics()
+    assert (metrics.failures + metrics.slow_failures, metrics.slow_successes) == (0, 4)
+    assert (metrics.cancelled, metrics.state.value) == (4, "open")
+
+
 async def test_a_callers_deadline_under_the_llm_preset_is_never_a_failure() -> None:
     """With retries (no backoff), the caller's 1.2 s deadline cuts the second attempt:
     the first attempt's timeout is a failure, the cut one a cancellation."""
