@@ -355,7 +355,8 @@ def _http_rule(
 
 
 # SQLSTATEs: the whole 08 class (connection exceptions) plus these are retryable;
-# classes 22 (data), 23 (integrity), 42 (syntax, access), 2B/2D/3D/3F (caller's
+# classes 22 (data), 23 (integrity), 42 (syntax; 42501 insufficient privilege and class
+# 28 credentials are permanent, like a 403), 2B/2D/3D/3F (caller's
 # transaction/schema mistakes) are the caller's; everything else is permanent.
 _RETRYABLE_SQLSTATES: Final = frozenset(
     {
@@ -374,6 +375,8 @@ _CALLER_SQLSTATE_CLASSES: Final = ("22", "23", "42", "2B", "2D", "3D", "3F", "0A
 def _sqlstate_rule(sqlstate: str) -> ErrorClass:
     if sqlstate.startswith("08") or sqlstate in _RETRYABLE_SQLSTATES:
         return _RETRYABLE
+    if sqlstate in ("42501", "28000", "28P01"):  # privileges, credentials: like a 403
+        return _PERMANENT
     if sqlstate.startswith(_CALLER_SQLSTATE_CLASSES):
         return _REJECTED
     return _PERMANENT

@@ -195,8 +195,8 @@ class ServiceStats:
         attempts: Attempts made (each one a request to the service).
         in_flight: Requests being handled now.
         incarnations: Actor incarnations started.
-        verdicts: Attempt outcomes by verdict ("success", "retryable", "throttled",
-            "permanent", "rejected", "ignored").
+        verdicts: Failed attempts by verdict ("retryable", "throttled", "permanent",
+            "rejected", "ignored"); successes are `succeeded`.
     """
 
     requests: int

@@ -182,11 +182,15 @@ def parse_error_object(
     scrub = wire.redactor
     kind = opt_text(error.get("type"))
     message = opt_text(error.get("message")) or ""
+    details = error.get("details")
+    # A spend limit's 429 names itself only in details.error_code: that is the code.
+    detail = opt_text(details.get("error_code")) if isinstance(details, dict) else None
+    code = detail or kind
     return ServiceResponseError(
         wire.service,
         status if status is not None else ERROR_STATUS.get(kind or "", 500),
         headers=dict(headers),
-        code=one_line(kind, redactor=scrub, limit=100) if kind else None,
+        code=one_line(code, redactor=scrub, limit=100) if code else None,
         message=one_line(message, redactor=scrub),
         correlation_id=wire.correlation_id,
     )

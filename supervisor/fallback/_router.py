@@ -28,8 +28,11 @@ Rules, for each call, in order:
    restarting / stopped), and failures whose verdict is RETRYABLE, THROTTLED or
    PERMANENT (`ErrorClass.routable`; a service actor's pipeline has already judged
    them, and the router reads that verdict rather than judging again). A REJECTED
-   failure (the caller's mistake) or a bug is raised to the caller at once: a
-   fallback would fail the same way.
+   failure (the caller's mistake) or another IGNORED one (a `ConfigError`) is raised
+   to the caller at once: a fallback would fail the same way. An unexpected exception
+   from a function target is PERMANENT for the custom classifier and so passes on: a
+   fallback's job is to answer when the primary cannot (give `classifier=` a rule to
+   raise it instead).
 3. A `ResponseCache` among the fallbacks serves fresh entries at its place in the order
    (`source="cache"`); a cache given as `cache=` but not listed goes last. The primary's
    replies are stored in it.

@@ -793,3 +793,10 @@ def test_a_hostile_header_mapping_reads_as_no_headers() -> None:
     exc.headers = Headers()  # type: ignore[assignment]
     assert headers_of(exc) is None
     assert LLMClassifier().classify(exc) is R
+
+
+@pytest.mark.parametrize("sqlstate", ["42501", "28000", "28P01"])
+def test_privilege_and_credential_sqlstates_are_permanent(sqlstate: str) -> None:
+    """Insufficient privilege and bad credentials are the service's setup, like a 403."""
+    error = QueryError("db", "denied", sqlstate=sqlstate)
+    assert DatabaseClassifier().classify(error) is ErrorClass.PERMANENT

@@ -212,3 +212,27 @@ async def test_quota_answers_feed_the_limits() -> None:
         await ref.call(ChatRequest.user("x"))
     assert svc.limits is not None
     assert svc.limits.metrics().available["requests"] == pytest.approx(2, abs=0.01)
+
+
+@pytest.mark.virtual_time
+async def test_a_spend_limit_429_is_permanent_and_not_retried() -> None:
+    """A 429 naming a spend limit in error.details.error_code is a quota: no retry."""
+
+    def spend_limit(request: httpx2.Request) -> httpx2.Response:
+        body = {
+            "type": "error",
+            "error": {
+                "type": "rate_limit_error",
+                "message": "spend limit reached",
+                "details": {"error_code": "enforced_spend_limit_reached"},
+            },
+        }
+        return httpx2.Response(429, json=body, headers={"retry-after": "1"})
+
+    svc = service("http://mock/v1", transport=httpx2.MockTransport(spend_limit))
+    async with open_actor(svc.actor()) as ref:
+        with pytest.raises(ServiceResponseError) as info:
+            await ref.call(ChatRequest.user("x"), timeout=10)
+    assert info.value.code == "enforced_spend_limit_reached"
+    assert svc.stats.attempts == 1
+    assert svc.stats.verdicts == {"permanent": 1}
