@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 
 import anyio
 import attrs
 import httpx2
-import structlog
 
 import supervisor as sv
 from actors import BreakerConfig, RetryPolicy, serve_asgi
@@ -105,5 +103,4 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
     args = parser.parse_args()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     anyio.run(main, backend=args.backend)

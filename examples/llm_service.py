@@ -13,12 +13,10 @@ retried, and a malformed request refused before it is queued.
 from __future__ import annotations
 
 import argparse
-import logging
 from typing import Any
 
 import anyio
 import attrs
-import structlog
 
 import supervisor as sv
 from actors import InvalidRequest, RetryPolicy
@@ -130,5 +128,4 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
     args = parser.parse_args()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     anyio.run(main, backend=args.backend)

@@ -8,10 +8,8 @@ Run: python examples/mcp_service.py [--backend asyncio|trio]
 from __future__ import annotations
 
 import argparse
-import logging
 
 import anyio
-import structlog
 
 from actors import ServiceUnavailable, ToolError, open_actor
 from actors.services import MCPToolbox, Service, ServiceConfig
@@ -61,5 +59,4 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
     args = parser.parse_args()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     anyio.run(main, backend=args.backend)

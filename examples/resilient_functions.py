@@ -10,13 +10,11 @@ the decorators decide what is retried, what is counted, and when to stop calling
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 from typing import Any
 
 import anyio
-import structlog
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -195,7 +193,4 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="resilient decorators on simulated services")
     parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
     args = parser.parse_args()
-    # The library emits structlog events (retry.scheduled, breaker.opened, ...); keep
-    # the example's output to what it prints itself.
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     anyio.run(main, backend=args.backend)

@@ -7,12 +7,10 @@ Run: python examples/sql_service.py [--backend asyncio|trio]
 from __future__ import annotations
 
 import argparse
-import logging
 import tempfile
 from pathlib import Path
 
 import anyio
-import structlog
 
 from actors import CallTimeout, InvalidRequest, QueryError, open_actor
 from actors.services import Service, ServiceConfig
@@ -64,5 +62,4 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
     args = parser.parse_args()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     anyio.run(main, backend=args.backend)

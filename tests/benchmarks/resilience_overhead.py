@@ -15,13 +15,14 @@ measures microseconds per call of:
   ``@retry`` decorator), stamina, and on asyncio only aiobreaker, purgatory, aiolimiter
   and the equal-featured stack: an `asyncio.Semaphore` (bulkhead) + tenacity
   (retry) + aiobreaker (breaker) + aiolimiter (limiter).
-It prints each case's cost, its overhead above the bare await, and the ratios behind
-the targets: our full stack, slow-call timing on, at least 8x cheaper than the
-semaphore+tenacity+aiobreaker+aiolimiter stack, and at least 10x cheaper than
-tenacity's AsyncRetrying alone (ratios of total per-call cost). What each side has:
-ours times every call for the breaker's slow-call rate; aiobreaker times nothing and
-counts consecutive failures; both stacks bound concurrency, retry and rate-limit. It also measures limiter accuracy on virtual time: over 10 virtual seconds at
-100 req/s the admitted count must be within 1 % of the limit.
+It prints each case's cost, its overhead above the bare await, and the ratios behind the
+targets: our full stack, slow-call timing on, at least 8x cheaper than the
+semaphore+tenacity+aiobreaker+aiolimiter stack, and at least 10x cheaper than tenacity's
+AsyncRetrying alone (ratios of total per-call cost). What each side has: ours times
+every call for the breaker's slow-call rate; aiobreaker times nothing and counts
+consecutive failures; both stacks bound concurrency, retry and rate-limit. It also
+measures limiter accuracy on virtual time: over 10 virtual seconds at 100 req/s the
+admitted count must be within 1 % of the limit.
 
 Ratios are reported, never enforced: the script exits 0 whatever they are.
 """
@@ -32,7 +33,6 @@ import argparse
 import gc
 import importlib.util
 import json
-import logging
 import math
 import statistics
 import sys
@@ -42,7 +42,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import structlog
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -203,11 +202,11 @@ def _asyncio_only() -> dict[str, Case]:
 
         cases["aiolimiter"] = aiolimiter_call
     if have_stack:
+        import asyncio
+
         import aiobreaker
         import tenacity
         from aiolimiter import AsyncLimiter
-
-        import asyncio
 
         stack_cb = aiobreaker.CircuitBreaker(fail_max=5)
         stack_lim = AsyncLimiter(HUGE, 1)
@@ -312,7 +311,6 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a few seconds, for CI")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
     args = parser.parse_args()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     n, repeats = (1_000, 3) if args.quick else (20_000, 7)
     report: dict[str, Any] = {"calls_per_run": n, "repeats": repeats, "backends": {}}
     for backend in ("asyncio", "trio"):
