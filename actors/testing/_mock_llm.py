@@ -17,8 +17,9 @@ Endpoints:
   `GET /health`;
 - `POST /_control` with a JSON object, so a test in another process can drive it:
   `{"script": [behaviour, ...], "default": behaviour, "latency": s, "jitter": s,
-  "down": true, "reset": true, "tools": [rule, ...], "quota": {...} | null}` (each
-  behaviour, rule and quota a dict of its fields); `GET /_control` returns the counters.
+  "down": true, "reset": true, "tools": [rule, ...], "quota": {...} | null,
+  "capacity": n | null, "backlog": n}` (each behaviour, rule and quota a dict of its
+  fields); `GET /_control` returns the counters.
 
 Each chat request, on either endpoint, takes the next scripted `Behaviour` (or the
 default one) and plays it in that endpoint's wire format: an answer, an HTTP error
@@ -34,6 +35,11 @@ then closes before the body: clients see the peer close the connection (httpx2:
 Scripted tool calling (`tools`, a list of `ToolRule`): a prompt that mentions a
 rule's `when`, in a request offering its tool, is answered with a call to it (in
 fragments when streamed); once the tool's result is sent back, the answer quotes it.
+
+Capacity (`capacity`, `backlog`): like an overloaded deployment, at most `capacity`
+chat requests are answered at once; up to `backlog` more wait for a place (in arrival
+order, which shows as latency), and the rest get 503 at once. Changing `capacity`
+while requests run takes effect as places free up.
 
 Per-key rate limits (`quota`, a `Quota`): requests and tokens per key (the bearer
 token or `x-api-key`) over a rolling window; beyond them a 429 with `retry-after`, and
@@ -53,7 +59,7 @@ import math
 import random
 import time
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -103,6 +109,11 @@ def _check_kind(_inst: Any, _attr: attrs.Attribute[str], value: object) -> None:
         raise ValueError(f"kind must be one of {KINDS}, not {value!r}")
 
 
+def _check_cut(_inst: Any, _attr: attrs.Attribute[int | None], value: object) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise ValueError(f"cut_after must be an integer >= 0 or None, not {value!r}")
+
+
 def _as_dict(value: Mapping[str, str]) -> dict[str, str]:
     return {str(k): str(v) for k, v in value.items()}
 
@@ -136,6 +147,8 @@ class Behaviour:
         completion_tokens: Usage reported; default: one per word of the answer.
         cached_tokens: Prompt tokens reported as read from the cache.
         repeat: How many consecutive requests this behaviour serves when scripted.
+        cut_after: For a streamed "truncated", "stall" or "stream_error": the text
+            deltas sent before the stream breaks (default: half the stream's events).
     """
 
     kind: str = attrs.field(default="ok", validator=_check_kind)
@@ -152,6 +165,7 @@ class Behaviour:
     completion_tokens: int | None = None
     cached_tokens: int = 0
     repeat: int = 1
+    cut_after: int | None = attrs.field(default=None, validator=_check_cut)
 
     @classmethod
     def ok(cls, content: str | None = None, **kwargs: Any) -> Behaviour:
@@ -294,7 +308,18 @@ class Served:
 
 _ANSWERING: Final = frozenset({"ok", "truncated", "stall", "stream_error"})
 _CONTROL_KEYS: Final = frozenset(
-    {"reset", "script", "default", "latency", "jitter", "down", "tools", "quota"}
+    {
+        "reset",
+        "script",
+        "default",
+        "latency",
+        "jitter",
+        "down",
+        "tools",
+        "quota",
+        "capacity",
+        "backlog",
+    }
 )
 
 
@@ -344,6 +369,9 @@ class MockLLM:
         tools: Scripted tool calling: the `ToolRule`s applied to "ok" answers.
         quota: Per-key rate limits enforced on both endpoints (None: unlimited).
         api_keys: Keys accepted (None: any); others get a 401.
+        capacity: Chat requests answered at once (None: unlimited); beyond it and the
+            backlog, a 503.
+        backlog: Chat requests that may wait for a place once `capacity` are answered.
         models_endpoint: Serve `GET /v1/models` (False: 404, like servers without it).
         date_header: Send a `date` header (`serve_mock_llm` turns it off: hypercorn
             sends its own).
@@ -352,6 +380,9 @@ class MockLLM:
         by_path: Requests per path.
         by_kind: Chat requests per behaviour kind served.
         hanging: Requests hanging right now.
+        busy: Chat requests holding a place of `capacity` right now.
+        over_capacity: Chat requests answered 503 because every place and the backlog
+            were taken.
         down: An outage: every API path (models, health, chat) answers 503 until cleared.
         last_request: The last chat request's JSON body.
         last_headers: The last chat request's headers (lower-case names).
@@ -368,6 +399,8 @@ class MockLLM:
     tools: list[ToolRule] = attrs.field(factory=list)
     quota: Quota | None = None
     api_keys: frozenset[str] | None = None
+    capacity: int | None = None
+    backlog: int = 0
     models_endpoint: bool = True
     date_header: bool = True
     requests: int = 0
@@ -375,6 +408,8 @@ class MockLLM:
     by_path: Counter[str] = attrs.field(factory=Counter)
     by_kind: Counter[str] = attrs.field(factory=Counter)
     hanging: int = 0
+    busy: int = 0
+    over_capacity: int = 0
     down: bool = False
     last_request: Any = None
     last_headers: dict[str, str] = attrs.field(factory=dict)
@@ -384,6 +419,7 @@ class MockLLM:
     _release: anyio.Event | None = attrs.field(default=None, init=False)
     _created: int = attrs.field(factory=lambda: int(time.time()), init=False)
     _ledger: QuotaLedger | None = attrs.field(default=None, init=False)
+    _waiting: deque[anyio.Event] = attrs.field(factory=deque, init=False)
     _wall_base: float | None = attrs.field(default=None, init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -417,6 +453,9 @@ class MockLLM:
         self.tools = []
         self.quota = None
         self._ledger = None
+        self.capacity = None
+        self.backlog = 0
+        self.over_capacity = 0
 
     def counters(self) -> dict[str, Any]:
         """The counters as a JSON-ready dict (what `GET /_control` returns)."""
@@ -426,6 +465,8 @@ class MockLLM:
             "by_path": dict(self.by_path),
             "by_kind": dict(self.by_kind),
             "hanging": self.hanging,
+            "busy": self.busy,
+            "over_capacity": self.over_capacity,
             "scripted": self.scripted,
         }
 
@@ -454,6 +495,17 @@ class MockLLM:
             self.tools = [ToolRule.from_dict(item) for item in command["tools"]]
         if "quota" in command:
             self.quota = None if command["quota"] is None else Quota(**command["quota"])
+        if "capacity" in command:
+            capacity = command["capacity"]
+            if capacity is not None and (not isinstance(capacity, int) or capacity < 0):
+                raise ValueError(f"capacity must be an integer >= 0 or null, not {capacity!r}")
+            self.capacity = capacity
+            self._admit_waiting()
+        if "backlog" in command:
+            backlog = command["backlog"]
+            if isinstance(backlog, bool) or not isinstance(backlog, int) or backlog < 0:
+                raise ValueError(f"backlog must be an integer >= 0, not {backlog!r}")
+            self.backlog = backlog
 
     def release_hangs(self) -> None:
         """Ends every hanging request (their connections are dropped)."""
@@ -574,6 +626,39 @@ class MockLLM:
             if not verdict.admitted:
                 await self._refuse(send, wire, self._limited(verdict), headers)
                 return
+        placed = False
+        if self.capacity is not None:
+            if not await self._take_place():
+                self.over_capacity += 1
+                overloaded = Behaviour.error(503, "The server is at capacity; try again later.")
+                await self._refuse(send, wire, overloaded, headers)
+                return
+            placed = True
+        try:
+            await self._answer(
+                request=request,
+                behaviour=behaviour,
+                reply=reply,
+                headers=headers,
+                receive=receive,
+                send=send,
+                wire=wire,
+            )
+        finally:
+            if placed:
+                self._leave_place()
+
+    async def _answer(
+        self,
+        *,
+        request: Any,
+        behaviour: Behaviour,
+        reply: Reply | None,
+        headers: dict[str, str],
+        receive: Receive,
+        send: Send,
+        wire: str,
+    ) -> None:
         self._next()
         self.by_kind[behaviour.kind] += 1
         latency = self.latency if behaviour.latency is None else behaviour.latency
@@ -672,6 +757,39 @@ class MockLLM:
             cached_tokens=min(behaviour.cached_tokens, prompt),
         )
 
+    # -- capacity ----------------------------------------------------------------------
+
+    async def _take_place(self) -> bool:
+        """Takes a place among `capacity`, waiting in the backlog; False when full."""
+        capacity = self.capacity
+        assert capacity is not None
+        if self.busy < capacity and not self._waiting:
+            self.busy += 1
+            return True
+        if len(self._waiting) >= self.backlog:
+            return False
+        ready = anyio.Event()
+        self._waiting.append(ready)
+        try:
+            await ready.wait()
+        except BaseException:
+            if ready.is_set():  # handed a place at the moment we left
+                self._leave_place()
+            else:
+                self._waiting.remove(ready)
+            raise
+        return True
+
+    def _leave_place(self) -> None:
+        self.busy -= 1
+        self._admit_waiting()
+
+    def _admit_waiting(self) -> None:
+        capacity = self.capacity
+        while self._waiting and (capacity is None or self.busy < capacity):
+            self.busy += 1
+            self._waiting.popleft().set()
+
     # -- rate limits -----------------------------------------------------------------
 
     def _admit(self, key: str, tokens: int) -> QuotaVerdict:
@@ -760,14 +878,22 @@ class MockLLM:
         wire: str,
     ) -> None:
         await send(_start(200, "text/event-stream", {"cache-control": "no-cache", **headers}))
+        pairs: Sequence[tuple[str | None, str]]
         if wire == "anthropic":
-            events = [sse(data, event) for event, data in anthropic_events(reply)]
+            pairs = anthropic_events(reply)
+            events = [sse(data, event) for event, data in pairs]
             end = b""
         else:
-            events = [sse(data) for data in openai_chunks(reply)]
+            pairs = [(None, data) for data in openai_chunks(reply)]
+            events = [sse(data) for _, data in pairs]
             end = sse("[DONE]")
         if behaviour.kind in {"truncated", "stall", "stream_error"}:
-            for event in events[: max(1, len(events) // 2)]:
+            cut = (
+                max(1, len(events) // 2)
+                if behaviour.cut_after is None
+                else _after_deltas(pairs, behaviour.cut_after)
+            )
+            for event in events[:cut]:
                 await _send_body(send, event)
             if behaviour.kind == "stall":
                 await self._hang(receive)
@@ -783,6 +909,33 @@ class MockLLM:
         for event in events:
             await _send_body(send, event)
         await _send_body(send, end, more=False)
+
+
+def _after_deltas(pairs: Sequence[tuple[str | None, str]], deltas: int) -> int:
+    """How many events of a stream to send so that `deltas` text deltas are sent (and
+    nothing after the last of them)."""
+    if deltas == 0:
+        for index, (_, data) in enumerate(pairs):
+            if _text_delta(data):
+                return index
+        return len(pairs)
+    seen = 0
+    for index, (_, data) in enumerate(pairs):
+        if _text_delta(data):
+            seen += 1
+            if seen == deltas:
+                return index + 1
+    return len(pairs)
+
+
+def _text_delta(data: str) -> bool:
+    """Whether a stream event's data carries answer text (either wire format)."""
+    event = json.loads(data)
+    delta = event.get("delta")
+    if event.get("type") == "content_block_delta":
+        return isinstance(delta, dict) and delta.get("type") == "text_delta"
+    choices = event.get("choices") or []
+    return bool(choices) and bool((choices[0].get("delta") or {}).get("content"))
 
 
 def _start(status: int, content_type: str, headers: Mapping[str, str]) -> Message:
