@@ -37,6 +37,11 @@ a request that never reached the service gets its reservation back), the retry
 decision, the metrics, and the caller's error (marked, so a fallback router reads the
 same verdict). Returned values are judged too when the classifier judges results (an
 HTTP response carrying a 503); once retries are exhausted the caller gets that value.
+Every reservation is settled (a cold start counts the unsettled ones): a failed
+attempt that reached the service keeps its estimate, a success is reconciled with its
+usage (or kept at its estimate when it reports none). A result that outlives its
+attempt (`Unsettled`: a streamed body still being read) is judged at once, by its
+status at headers time; its reservation settles when its reader closes it.
 
 Time: one deadline bounds the call, the earliest of the caller's (`deadline`, the
 handled message's, the enclosing cancel scopes') and the start plus
@@ -54,6 +59,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from typing import Any, Final, TypeAlias, TypeVar, TypeVarTuple
 
 import anyio
@@ -77,6 +83,7 @@ from actors.resilience._limiter import Limiter
 from actors.resilience._multilimit import MultiLimit
 from actors.resilience._retry import Retrier, RetryRun
 from actors.resilience._retry_after import server_delay
+from actors.resilience._unsettled import Unsettled
 
 __all__ = ["CostFunction", "Pipeline", "PipelineMetrics"]
 
@@ -466,11 +473,13 @@ class Pipeline:
         self, limits: Limiter | MultiLimit, reservation: Any, exc: Exception, verdict: ErrorClass
     ) -> None:
         """Settles a failed attempt's reservation and learns from the answer's headers."""
-        if reservation is not None and (
-            (verdict is _IGNORED and not isinstance(exc, DeadlineExceeded))
-            or isinstance(exc, PoolTimeout | PoolClosed)
-        ):
-            await reservation.release()  # never reached the service (a cut attempt did)
+        if reservation is not None:
+            if (verdict is _IGNORED and not isinstance(exc, DeadlineExceeded)) or isinstance(
+                exc, PoolTimeout | PoolClosed
+            ):
+                await reservation.release()  # never reached the service (a cut attempt did)
+            else:
+                await reservation.reconcile()  # the provider counted it: keep the estimate
         await self._learn(limits, exc, verdict)
 
     async def _succeeded(
@@ -481,13 +490,24 @@ class Pipeline:
         verdict: ErrorClass | None,
     ) -> None:
         """Reconciles a success's reservation with what it used (a value judged a failure
-        keeps its estimate, like a failed attempt); learns from the answer's headers."""
-        usage = self._usage
-        if usage is not None and reservation is not None and verdict is None:
-            used = usage(result)
-            if used:
-                await reservation.reconcile(**used)
+        keeps its estimate, like a failed attempt; an `Unsettled` success when it is
+        closed); learns from the answer's headers."""
+        if reservation is not None:
+            if verdict is None and isinstance(result, Unsettled):
+                await result.settle_later(partial(self._reconcile, reservation, result))
+            elif verdict is None:
+                await self._reconcile(reservation, result)
+            else:
+                await reservation.reconcile()
         await self._learn(limits, result, verdict)
+
+    async def _reconcile(self, reservation: Any, result: object) -> None:
+        if isinstance(result, Unsettled) and not result.finished:
+            await reservation.release()  # closed before its end: like a cancelled attempt
+            return
+        usage = self._usage
+        used = None if usage is None else usage(result)
+        await (reservation.reconcile(**used) if used else reservation.reconcile())
 
     async def _learn(
         self, limits: Limiter | MultiLimit, outcome: object, verdict: ErrorClass | None

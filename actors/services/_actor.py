@@ -15,12 +15,17 @@ The path of one request through the actor::
 The pipeline (`actors.resilience._pipeline`) is the same one `@resilient` uses:
 retries around breaker, limits, attempt timeout and the request, one verdict per
 attempt judged by the client kind's classifier.
+
+A reply whose body is still being read when the attempt returns (`Unsettled`: a
+streamed HTTP answer) keeps its pooled connection until its reader closes it, so the
+pool's size bounds the streams in flight too.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 import anyio
@@ -40,6 +45,7 @@ from actors.resilience._limiter_store import LimiterStore
 from actors.resilience._multilimit import MultiLimit, create_multi_limit
 from actors.resilience._pipeline import Pipeline, _check_costs
 from actors.resilience._retry import Retrier, RetryPolicy, create_retrier
+from actors.resilience._unsettled import Unsettled
 from actors.services._base import ServiceClient
 
 __all__ = ["Service", "ServiceActor", "ServiceConfig", "ServiceStats"]
@@ -442,20 +448,27 @@ class ServiceActor(Actor[Req, Resp]):
         return await self._call(self._send, (msg,), {}, None)
 
     async def _send(self, request: Req) -> Resp:
-        """One attempt: borrow a connection, send."""
+        """One attempt: borrow a connection, send (an `Unsettled` reply returns the
+        connection when it is closed)."""
         pool = self.pool
         if pool is None:
             raise ServiceUnavailable(self.service.name, "the actor is not serving")
         entry = pool.take_idle()
         if entry is None:  # wait for (or open) a connection
-            async with pool.connection() as conn:
-                return await self.client.request(conn, request)
+            async with contextlib.AsyncExitStack() as stack:
+                conn = await stack.enter_async_context(pool.connection())
+                result = await self.client.request(conn, request)
+                if isinstance(result, Unsettled):
+                    await result.settle_later(stack.pop_all().aclose)
+                return result
         try:
             result = await self.client.request(entry.conn, request)
         except BaseException as exc:
             await pool.release(entry, discard=pool.breaks(exc))
             raise
-        if not pool.return_idle(entry):
+        if isinstance(result, Unsettled):
+            await result.settle_later(partial(pool.release, entry, discard=False))
+        elif not pool.return_idle(entry):
             await pool.release(entry, discard=False)
         return result
 
