@@ -1,8 +1,9 @@
 """The coredis client the Redis stores talk through: one server or a cluster, TLS.
 
 Built from `RedisOptions` with coredis's public constructors (`coredis.Redis`,
-`coredis.RedisCluster`), one attempt per command (`NoRetryPolicy`: a script is not
-idempotent, and the stores have their own outage handling). In a cluster, coredis
+`coredis.RedisCluster`), one attempt per command (a script is not idempotent, and the
+stores have their own outage handling), whose connection failures are still reported
+to the client (through the public `RetryPolicy` extension point). In a cluster, coredis
 follows MOVED and ASK redirections and learns a failover's new masters by itself; a
 failover's errors reach the stores, which apply their failure policy until a probe
 answers again.
@@ -17,14 +18,22 @@ from typing import Any, Final, TypeAlias
 import anyio
 import coredis
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-from coredis.exceptions import RedisError
-from coredis.retry import NoRetryPolicy
+from coredis.exceptions import ClusterDownError, RedisError
+from coredis.exceptions import ConnectionError as RedisConnectionError
+from coredis.retry import RetryPolicy
 
 from actors._errors import ConfigError
 from actors.stores._redis_lua import EPOCH
 from actors.stores._redis_options import RedisOptions
 
-__all__ = ["STORE_ERRORS", "Client", "make_client", "server_time", "tls_context"]
+__all__ = [
+    "STORE_ERRORS",
+    "Client",
+    "close_leftovers",
+    "make_client",
+    "server_time",
+    "tls_context",
+]
 
 Client: TypeAlias = "coredis.Redis[bytes] | coredis.RedisCluster[bytes]"
 
@@ -36,6 +45,45 @@ STORE_ERRORS: Final = (
     anyio.EndOfStream,
 )
 """What counts as "Redis is unavailable"; anything else is a bug and propagates."""
+
+
+class _OneAttempt(RetryPolicy):
+    """One attempt per command (a script is not idempotent), whose failure is still
+    reported to the client: a cluster client refreshes its layout from reported
+    connection errors (that is how it finds a failover's new master)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            retryable_exceptions=(RedisConnectionError, ClusterDownError, TimeoutError),
+            retries=0,
+            deadline=0,
+        )
+
+    def delay(self, attempt_number: int) -> float:
+        return 0.0
+
+    async def call_with_retries(
+        self, func: Any, before_hook: Any = None, failure_hook: Any = None
+    ) -> Any:
+        if before_hook is not None and (pending := before_hook()) is not None:
+            await pending
+        try:
+            return await func()
+        except Exception as exc:
+            if callable(failure_hook) and self.will_retry(exc):
+                pending = failure_hook(exc)
+                if pending is not None:
+                    await pending
+            raise
+
+
+def _close_streams(owner: object) -> None:
+    """Closes the anyio memory streams among `owner`'s attributes, alone or in a pair
+    (idempotent)."""
+    for value in list(vars(owner).values()):
+        for item in value if isinstance(value, tuple) else (value,):
+            if isinstance(item, MemoryObjectSendStream | MemoryObjectReceiveStream):
+                item.close()
 
 
 class _ClosesItsBuffers:
@@ -51,9 +99,14 @@ class _ClosesItsBuffers:
         try:
             await super().run(task_status=task_status)  # type: ignore[misc]
         finally:
-            for value in list(vars(self).values()):
-                if isinstance(value, MemoryObjectSendStream | MemoryObjectReceiveStream):
-                    value.close()
+            _close_streams(self)
+
+
+def close_leftovers(client: Client) -> None:
+    """Closes what a closed client leaves open: coredis 6's cluster layout never closes
+    its error stream (one per `RedisCluster`), which would warn when collected."""
+    if isinstance(client, coredis.RedisCluster):
+        _close_streams(client.connection_pool.cluster_layout)
 
 
 class _TCPConnection(_ClosesItsBuffers, coredis.TCPConnection):
@@ -115,7 +168,7 @@ def make_client(options: RedisOptions) -> Client:
         "connect_timeout": options.connect_timeout,
         "stream_timeout": options.op_timeout,
         "pool_timeout": options.op_timeout,
-        "retry_policy": NoRetryPolicy(),  # one attempt: a script is not idempotent
+        "retry_policy": _OneAttempt(),
     }
     if options.max_connections is not None:
         common["max_connections"] = options.max_connections

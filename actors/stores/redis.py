@@ -54,7 +54,13 @@ from coredis.exceptions import NoScriptError
 from actors._events import emit
 from actors._redact import redact
 from actors.stores._redis_breaker import RedisBreakerStore, breaker_prefix
-from actors.stores._redis_client import STORE_ERRORS, Client, make_client, server_time
+from actors.stores._redis_client import (
+    STORE_ERRORS,
+    Client,
+    close_leftovers,
+    make_client,
+    server_time,
+)
 from actors.stores._redis_limiter import RedisLimiterStore
 from actors.stores._redis_lua import BREAKER_SCRIPT, LIMITER_SCRIPT
 from actors.stores._redis_options import FailurePolicy, RedisOptions, RedisStoreMetrics
@@ -277,19 +283,22 @@ async def open_redis_stores(
         options = attrs.evolve(options, **overrides)
     client = make_client(options)
     body_error: Exception | None = None
-    async with client, anyio.create_task_group() as group:
-        stores = RedisStores(options, _client=client)
-        await stores._try_connect()
-        group.start_soon(stores._probe_loop)
-        group.start_soon(stores.breaker_store._sync_loop)
-        try:
-            yield stores
-        except Exception as exc:  # re-raised below, outside the task groups (unwrapped)
-            body_error = exc
-        finally:
-            if stores.breaker_store._dirty:  # push the last transitions (time-limited)
-                with anyio.move_on_after(options.op_timeout, shield=True):
-                    await stores.breaker_store.sync()
-            group.cancel_scope.cancel()
+    try:
+        async with client, anyio.create_task_group() as group:
+            stores = RedisStores(options, _client=client)
+            await stores._try_connect()
+            group.start_soon(stores._probe_loop)
+            group.start_soon(stores.breaker_store._sync_loop)
+            try:
+                yield stores
+            except Exception as exc:  # re-raised below, outside the task groups (unwrapped)
+                body_error = exc
+            finally:
+                if stores.breaker_store._dirty:  # push the last transitions (time-limited)
+                    with anyio.move_on_after(options.op_timeout, shield=True):
+                        await stores.breaker_store.sync()
+                group.cancel_scope.cancel()
+    finally:
+        close_leftovers(client)
     if body_error is not None:
         raise body_error

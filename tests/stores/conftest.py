@@ -1,4 +1,4 @@
-"""Fixtures for the Redis store tests: a real `redis-server` per test.
+"""Fixtures for the Redis store tests: real `redis-server` processes (one, TLS, a cluster).
 
 When `redis-server` is missing the tests are skipped with a clear reason, except when
 the environment sets REQUIRE_SERVICES=1 (CI), where they fail. When the `redis` extra
@@ -15,7 +15,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from actors.testing._redis import RedisServer, redis_server_path
+from actors.testing._redis import RedisCluster, RedisServer, redis_server_path
+from actors.testing._redis import redis_cluster as start_redis_cluster
 from actors.testing._redis import redis_server as start_redis_server
 
 PASSWORD = "hunter2-do-not-log-me"
@@ -61,3 +62,27 @@ def secured_redis() -> Iterator[RedisServer]:
     _require_redis()
     with start_redis_server(password=PASSWORD) as server:
         yield server
+
+
+@pytest.fixture
+def tls_redis() -> Iterator[RedisServer]:
+    """A fresh TLS-only redis-server requiring client certificates (made for the test)."""
+    _require_redis()
+    with start_redis_server(tls=True) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def shared_cluster() -> Iterator[RedisCluster]:
+    """A 3-master cluster with one replica each, shared by a module's non-destructive tests."""
+    _require_redis()
+    with start_redis_cluster(masters=3, replicas=1) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def redis_cluster() -> Iterator[RedisCluster]:
+    """A fresh 3-master cluster with one replica each, for a test that fails one over."""
+    _require_redis()
+    with start_redis_cluster(masters=3, replicas=1) as cluster:
+        yield cluster
