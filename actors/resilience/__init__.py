@@ -1,9 +1,16 @@
-"""Resilience primitives: retry, circuit breaker, rate limiters, bulkhead.
+"""Resilience primitives: retry, circuit breaker, rate limiters, bulkhead, adaptive
+concurrency.
 
 Every name here is also exported from `actors`. `LimitConfig` and `LimitState` are type
 aliases (any limit config; one key's stored state).
 """
 
+from actors.resilience._adaptive import (
+    AdaptiveConcurrency,
+    AdaptiveLimit,
+    AdaptiveMetrics,
+    create_adaptive_limit,
+)
 from actors.resilience._breaker import (
     BreakerConfig,
     BreakerListener,
@@ -41,6 +48,9 @@ from actors.resilience._retry import Retrier, RetryMetrics, RetryPolicy, create_
 
 __all__ = [
     "GCRA",
+    "AdaptiveConcurrency",
+    "AdaptiveLimit",
+    "AdaptiveMetrics",
     "BreakerConfig",
     "BreakerListener",
     "BreakerMetrics",
@@ -75,6 +85,7 @@ __all__ = [
     "SlidingWindow",
     "SyncLimiterStore",
     "TokenBucket",
+    "create_adaptive_limit",
     "create_bulkhead",
     "create_limiter",
     "create_multi_limit",

@@ -6,6 +6,8 @@ groups and SDK transports). The layers, outermost first::
 
     caller
       └─ bulkhead          one slot for the whole call, retries and backoff sleeps included
+                           (a fixed `Bulkhead`, or an `AdaptiveLimit` learning from each
+                           attempt's latency and verdict)
           └─ retry         attempts, backoff, the overall timeout (RetryPolicy.timeout)
               └─ each attempt:
                   breaker permit      CircuitOpen at once while open
@@ -33,9 +35,13 @@ Why this order:
 Each attempt's outcome is classified exactly once (`ErrorClass`), and that verdict
 feeds the breaker (`CircuitBreaker.record`), the rate limits (a THROTTLED answer
 resyncs them from its headers and holds them for everyone until its ``retry-after``;
-a request that never reached the service gets its reservation back), the retry
-decision, the metrics, and the caller's error (marked, so a fallback router reads the
-same verdict). Returned values are judged too when the classifier judges results (an
+a request that never reached the service gets its reservation back), an adaptive
+concurrency limit (`AdaptiveLimit.observe`), the retry decision, the metrics, and the
+caller's error (marked, so a fallback router reads the same verdict). The retry
+decision is the verdict's (`ErrorClass.retried`) unless the pipeline is given
+``retry_on``: a service group retries (fails over to another member) every failure a
+fallback router would pass on, which includes a member's PERMANENT answer and its
+refusals. Returned values are judged too when the classifier judges results (an
 HTTP response carrying a 503); once retries are exhausted the caller gets that value.
 Every reservation is settled (a cold start counts the unsettled ones): a failed
 attempt that reached the service keeps its estimate, a success is reconciled with its
@@ -49,6 +55,11 @@ handled message's, the enclosing cancel scopes') and the start plus
 would end past it, and `RetryPolicy.timeout` also cancels the attempt in flight
 (`DeadlineExceeded`, not counted by the breaker: the time ran out on our side). A
 caller's cancellation propagates at once: it is never classified, counted or retried.
+An attempt cancelled in flight (its caller gave up, a hedged request lost its race,
+the actor stopped) returns its breaker permit uncounted and its reservation: its usage
+is unknown, and an answer's rate-limit headers resync the limits downwards if the
+provider did count it. An attempt cut by `RetryPolicy.timeout` keeps its reservation
+(our time ran out while the service worked on it).
 
 The success path is one coroutine frame around the operation: no task, lock, event,
 clock read beyond the breaker's timing, or cancel scope (except one per attempt when a
@@ -77,6 +88,7 @@ from actors._errors import (
     PoolTimeout,
 )
 from actors._latency import LatencyRecorder
+from actors.resilience._adaptive import AdaptiveLimit
 from actors.resilience._breaker import CircuitBreaker
 from actors.resilience._bulkhead import Bulkhead
 from actors.resilience._limiter import Limiter
@@ -94,10 +106,14 @@ Costs: TypeAlias = float | Mapping[str, float]
 CostFunction: TypeAlias = Callable[..., Costs]
 """Limiter units of one attempt, from the call's arguments: a number (a `Limiter`, or
 that many units of every limit of a `MultiLimit`) or a mapping of limit name to units."""
+RetryOn: TypeAlias = Callable[..., bool]
+"""Whether a failed attempt is retried: ``retry_on(failure, verdict, *args, **kwargs)``
+with the call's arguments (a value judged a failure comes wrapped as an exception)."""
 
 _IGNORED: Final = ErrorClass.IGNORED
 _THROTTLED: Final = ErrorClass.THROTTLED
 _INF: Final = math.inf
+_CLEANUP: Final = 5.0  # seconds a shielded settlement may take after a cancellation
 
 
 @attrs.define(eq=False)
@@ -171,8 +187,10 @@ class Pipeline:
         "_judge",
         "_latency",
         "_limits",
+        "_observe",
         "_overall",
         "_retrier",
+        "_retry_on",
         "_settles",
         "_timed",
         "_usage",
@@ -186,8 +204,9 @@ class Pipeline:
         name: str,
         classifier: Classifier,
         *,
-        bulkhead: Bulkhead | None = None,
+        bulkhead: Bulkhead | AdaptiveLimit | None = None,
         retrier: Retrier | None = None,
+        retry_on: RetryOn | None = None,
         breaker: CircuitBreaker | None = None,
         limits: Limiter | MultiLimit | None = None,
         cost: Costs | CostFunction = 1.0,
@@ -200,9 +219,14 @@ class Pipeline:
         Args:
             name: The service's name (errors, events).
             classifier: Judges every attempt's outcome once.
-            bulkhead: Bounds the calls in progress.
+            bulkhead: Bounds the calls in progress: a `Bulkhead`, or an `AdaptiveLimit`
+                (which also observes every attempt that reached the operation).
             retrier: Retries per its policy (also the source of the attempt and overall
                 timeouts).
+            retry_on: Decides which failed attempts the retrier retries, given the
+                failure, its verdict and the call's arguments (default: the
+                verdict's `ErrorClass.retried`). Never asked about a call cut by
+                `RetryPolicy.timeout`.
             breaker: Guards each attempt.
             limits: Admits each attempt's cost (`cost`).
             cost: Each attempt's units: a number, a mapping of limit name to units, or
@@ -222,13 +246,19 @@ class Pipeline:
             classifier.classify_result if judges else None  # type: ignore[attr-defined]
         )
         self._bulkhead = bulkhead
+        self._observe = bulkhead.observe if isinstance(bulkhead, AdaptiveLimit) else None
         self._retrier = retrier
+        self._retry_on = retry_on
         policy = None if retrier is None else retrier.policy
         self._attempt_timeout = None if policy is None else policy.attempt_timeout
         self._overall = None if policy is None else policy.timeout
         self._breaker = breaker
         self._latency = latency
-        self._timed = latency is not None or (breaker is not None and breaker.timed)
+        self._timed = (
+            latency is not None
+            or self._observe is not None
+            or (breaker is not None and breaker.timed)
+        )
         self._limits = limits
         self._cost: CostFunction | None = None
         self._fixed: Costs | None = None  # a fixed cost, checked once here
@@ -260,8 +290,8 @@ class Pipeline:
         return self._limits
 
     @property
-    def bulkhead(self) -> Bulkhead | None:
-        """The concurrency limit, or None."""
+    def bulkhead(self) -> Bulkhead | AdaptiveLimit | None:
+        """The concurrency limit (fixed or adaptive), or None."""
         return self._bulkhead
 
     async def run(
@@ -378,6 +408,8 @@ class Pipeline:
                     if self._latency is not None:
                         self._latency.record(end - start, end)
                     cut = isinstance(exc, DeadlineExceeded)  # our time ran out, not the service's
+                    if self._observe is not None and not cut:
+                        self._observe(end - start, exc, verdict, end)
                     if breaker is not None:
                         if cut:
                             breaker.on_cancel(permit)
@@ -386,7 +418,12 @@ class Pipeline:
                     if limits is not None:
                         await self._failed(limits, reservation, exc, verdict)
                     if retrier is not None:
-                        if verdict.retried:
+                        retry_on = self._retry_on
+                        if (
+                            verdict.retried
+                            if retry_on is None
+                            else not cut and retry_on(exc, verdict, *args, **kwargs)
+                        ):
                             if run is None:
                                 run = retrier.start(self._limit(deadline, ends))
                             delay = run.next_delay(exc)
@@ -408,6 +445,8 @@ class Pipeline:
                             breaker.on_cancel(permit, end - start, now=end)
                         else:
                             breaker.on_cancel(permit)
+                    if reservation is not None:
+                        await _release_cancelled(reservation)
                     raise
                 judge = self._judge
                 judged = None if judge is None else judge(result)
@@ -417,6 +456,8 @@ class Pipeline:
                         self._latency.record(end - start, end)
                     if breaker is not None:
                         breaker.record(permit, judged, end - start, now=end)
+                    if self._observe is not None:
+                        self._observe(end - start, result, judged, end)
                 elif breaker is not None:
                     breaker.record(permit, judged)
                 if self._settles or (judged is not None and limits is not None):
@@ -427,15 +468,21 @@ class Pipeline:
                     return result
                 metrics.count(judged)
                 if retrier is not None:
-                    if judged.retried:
+                    failure = _JudgedResult(result)
+                    retry_on = self._retry_on
+                    if (
+                        judged.retried
+                        if retry_on is None
+                        else retry_on(failure, judged, *args, **kwargs)
+                    ):
                         if run is None:
                             run = retrier.start(self._limit(deadline, ends))
-                        delay = run.next_delay(_JudgedResult(result))
+                        delay = run.next_delay(failure)
                         if delay is not None:
                             await anyio.sleep(delay)
                             continue
                     elif judged is not _IGNORED:
-                        retrier.gave_up("not_retryable", _JudgedResult(result), attempt)
+                        retrier.gave_up("not_retryable", failure, attempt)
                 metrics.failures += 1
                 return result
         finally:
@@ -541,6 +588,13 @@ class Pipeline:
             if layer is not None
         ]
         return f"<Pipeline {self.name!r} {' > '.join(layers) or 'empty'}>"
+
+
+async def _release_cancelled(reservation: Any) -> None:
+    """Returns a cancelled attempt's reservation, shielded and time-limited (a remote
+    store may need a round trip; a local one never suspends)."""
+    with anyio.CancelScope(shield=True), anyio.move_on_after(_CLEANUP):
+        await reservation.release()
 
 
 class _JudgedResult(Exception):

@@ -38,6 +38,7 @@ from actors._latency import LatencyRecorder
 from actors._options import ActorConfig
 from actors._pool import Pool, PoolConfig, open_pool
 from actors._validate import check_name, instance_of, optional, positive_int
+from actors.resilience._adaptive import AdaptiveConcurrency, AdaptiveLimit, create_adaptive_limit
 from actors.resilience._breaker import BreakerConfig, BreakerStateStore, CircuitBreaker
 from actors.resilience._limit_queue import ColdStart
 from actors.resilience._limiter import GCRA, LimitConfig, SlidingWindow, TokenBucket
@@ -88,6 +89,9 @@ class ServiceConfig:
             tap (None: they start open; the LLM preset turns it on).
         pool: The connection pool.
         max_concurrency: Requests handled at once (default: the pool's max_size).
+        adaptive: A concurrency limit learned from latency and 429/503 answers, in the
+            pipeline's bulkhead position (None: none; `max_concurrency` bounds it
+            anyway). Its current value is `Service.concurrency.metrics().limit`.
         actor: The address's settings (mailbox size, call timeout, ...).
     """
 
@@ -103,6 +107,9 @@ class ServiceConfig:
     )
     pool: PoolConfig = attrs.field(factory=PoolConfig, validator=instance_of(PoolConfig))
     max_concurrency: int | None = attrs.field(default=None, validator=optional(positive_int))
+    adaptive: AdaptiveConcurrency | None = attrs.field(
+        default=None, validator=optional(instance_of(AdaptiveConcurrency))
+    )
     actor: ActorConfig = attrs.field(factory=ActorConfig, validator=instance_of(ActorConfig))
 
     @classmethod
@@ -303,10 +310,13 @@ class Service(Generic[Req, Resp]):
         self.pipeline = Pipeline(
             name,
             classifier,
+            bulkhead=None
+            if config.adaptive is None
+            else create_adaptive_limit(config.adaptive, name=name),
             retrier=retrier,
             breaker=breaker,
             limits=limits,
-            cost=self._costs,
+            cost=self.costs,
             usage=self._usage,
             rate_headers=self._rate_headers,
             latency=self.latency,
@@ -328,6 +338,13 @@ class Service(Generic[Req, Resp]):
     def retrier(self) -> Retrier | None:
         """The retry layer (None when configured off)."""
         return self.pipeline.retrier
+
+    @property
+    def concurrency(self) -> AdaptiveLimit | None:
+        """The adaptive concurrency limit (None unless `ServiceConfig.adaptive` is set)."""
+        limit = self.pipeline.bulkhead
+        assert limit is None or isinstance(limit, AdaptiveLimit)
+        return limit
 
     @property
     def stats(self) -> ServiceStats:
@@ -361,7 +378,7 @@ class Service(Generic[Req, Resp]):
         self._client.check_request(request)
         limits = self.pipeline.limits
         if limits is not None:
-            _check_costs(self.name, self._costs(request), limits)
+            _check_costs(self.name, self.costs(request), limits)
 
     def _build_client(self) -> ServiceClient[Any, Req, Resp]:
         client = self.client_factory()
@@ -369,7 +386,8 @@ class Service(Generic[Req, Resp]):
             raise ConfigError("client", type(client).__name__, "must return a ServiceClient")
         return client
 
-    def _costs(self, request: Req) -> Mapping[str, float]:
+    def costs(self, request: Req) -> Mapping[str, float]:
+        """What `request` costs against each of the service's limits (by limit name)."""
         limits = self.config.limits
         costs = self._client.costs(request)
         return {name: costs.get(name, 0.0) for name, _ in limits}
