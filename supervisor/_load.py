@@ -1,8 +1,11 @@
 """Loading a supervision tree from a dict or a TOML document.
 
 Factories cannot be written in TOML, so a child names one: `factory = "llm"` is looked
-up in the `factories` mapping you pass. Unknown keys, unknown enum names and bad values
-raise `ConfigError` naming the path to the field (`root.children[1].strategy`).
+up in the `factories` mapping you pass. A child table is a worker when it has `factory`,
+a supervisor when it has `children` (an empty array for a supervisor of dynamic
+children only); one with neither, or both, is refused. Unknown keys, unknown enum names
+and bad values raise `ConfigError` naming the path to the field
+(`root.children[1].strategy`).
 
 ::
 
@@ -77,10 +80,18 @@ def _unknown(data: Mapping[str, Any], allowed: set[str], path: str) -> None:
 
 
 def _build(kind: Callable[..., Any], path: str, **kwargs: Any) -> Any:
+    """`kind(**kwargs)`, its `ConfigError` renamed to the field's path in the document.
+
+    The specs name a field by itself ("period") or after the spec's id ("db.factory",
+    "agent.children[0].significant"); either way it is re-rooted at `path`.
+    """
     try:
         return kind(**kwargs)
     except ConfigError as exc:
-        field = exc.field.rsplit(".", 1)[-1]
+        own = kwargs.get("id")
+        field = exc.field
+        if isinstance(own, str) and field.startswith(f"{own}."):
+            field = field[len(own) + 1 :]
         raise ConfigError(f"{path}.{field}", exc.value, exc.reason) from None
     except TypeError as exc:
         raise ConfigError(path, None, str(exc)) from None
@@ -88,10 +99,22 @@ def _build(kind: Callable[..., Any], path: str, **kwargs: Any) -> Any:
 
 def _child(data: object, path: str, factories: Factories) -> ChildSpec | SupervisorSpec:
     table = _table(data, path)
-    if "children" in table or "strategy" in table or "factory" not in table:
+    if "id" not in table:
+        raise ConfigError(f"{path}.id", None, "missing: every child needs an id")
+    worker, supervisor = "factory" in table, "children" in table
+    if worker == supervisor:
+        raise ConfigError(
+            path,
+            table["id"],
+            "a child table needs `factory` (a worker) or `children` (a supervisor; an"
+            " empty array for dynamic children only)" + (", not both" if worker else ""),
+        )
+    if supervisor:
         return _supervisor(table, path, factories)
     _unknown(table, _CHILD_KEYS | _ACTOR_KEYS, path)
     name = table["factory"]
+    if not isinstance(name, str):
+        raise ConfigError(f"{path}.factory", name, "must be a factory's name (a string)")
     if name not in factories:
         raise ConfigError(f"{path}.factory", name, f"no such factory; known: {sorted(factories)}")
     actor_options = {key: table[key] for key in table if key in _ACTOR_KEYS}
@@ -102,6 +125,8 @@ def _child(data: object, path: str, factories: Factories) -> ChildSpec | Supervi
 
 def _supervisor(data: Mapping[str, Any], path: str, factories: Factories) -> SupervisorSpec:
     _unknown(data, _SUPERVISOR_KEYS, path)
+    if "id" not in data:
+        raise ConfigError(f"{path}.id", None, "missing: every supervisor needs an id")
     options = dict(data)
     children = options.pop("children", [])
     if not isinstance(children, list):
@@ -127,7 +152,9 @@ def spec_from_dict(data: Mapping[str, Any], factories: Factories) -> SupervisorS
     Raises:
         ConfigError: Naming the path to the first bad field.
     """
-    return _supervisor(_table(data, "supervisor"), str(data.get("id", "supervisor")), factories)
+    table = _table(data, "supervisor")
+    own = table.get("id")
+    return _supervisor(table, own if isinstance(own, str) else "supervisor", factories)
 
 
 def spec_from_toml(source: str | Path, factories: Factories) -> SupervisorSpec:

@@ -10,12 +10,21 @@ from __future__ import annotations
 import enum
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, TypeAlias, TypeVar
 
 import attrs
 
 from actors import Actor, ActorConfig, ConfigError
+from actors._validate import (
+    check_instance,
+    check_name,
+    check_non_negative_int,
+    finite,
+    finite_non_negative,
+    positive,
+    unit_interval,
+)
 
 __all__ = [
     "AutoShutdown",
@@ -74,10 +83,11 @@ class WhileRestarting(enum.Enum):
 class OnCrash(enum.Enum):
     """What happens to messages still queued when a child crashes."""
 
-    KEEP = "keep"
-    """They wait for the next incarnation (the default); expired ones are skipped."""
     FAIL = "fail"
-    """Their callers get `ActorRestarting` at once."""
+    """Their callers get `ActorDown` at once, with the crash as `reason` (the default,
+    as OTP: a crashed process's mailbox dies with it and monitoring callers learn it)."""
+    KEEP = "keep"
+    """They wait for the next incarnation; ones whose deadline passes are skipped."""
 
 
 _E = TypeVar("_E", bound=enum.Enum)
@@ -113,19 +123,20 @@ def _to_on_crash(value: object) -> OnCrash:
     return _to_enum(OnCrash, "on_crash", value)
 
 
-def _non_negative(_inst: Any, attr: attrs.Attribute[Any], value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise ConfigError(attr.name, value, "must be a number >= 0")
-
-
-def _positive(_inst: Any, attr: attrs.Attribute[Any], value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ConfigError(attr.name, value, "must be a number > 0")
-
-
 def _child_id(_inst: Any, attr: attrs.Attribute[Any], value: object) -> None:
-    if not isinstance(value, str) or not value or "/" in value:
+    if "/" in check_name(attr.name, value):
         raise ConfigError(attr.name, value, "must be a non-empty string without '/'")
+
+
+def _flag(inst: Any, attr: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{inst.id}.{attr.name}", value, "must be true or false (a bool)")
+
+
+def _to_children(value: object) -> tuple[Any, ...]:
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+        raise ConfigError("children", value, "must be a sequence of ChildSpec or SupervisorSpec")
+    return tuple(value)
 
 
 def _shutdown(_inst: Any, attr: attrs.Attribute[Any], value: object) -> None:
@@ -153,21 +164,16 @@ class Backoff:
         reset_after: Seconds of stable running after which the delay resets.
     """
 
-    min: float = attrs.field(default=0.01, validator=_non_negative)
-    max: float = attrs.field(default=5.0, validator=_non_negative)
-    multiplier: float = attrs.field(default=2.0)
-    jitter: float = attrs.field(default=0.2)
-    reset_after: float = attrs.field(default=30.0, validator=_positive)
+    min: float = attrs.field(default=0.01, validator=finite_non_negative)
+    max: float = attrs.field(default=5.0, validator=finite_non_negative)
+    multiplier: float = attrs.field(default=2.0, validator=finite)
+    jitter: float = attrs.field(default=0.2, validator=unit_interval)
+    reset_after: float = attrs.field(default=30.0, validator=positive)
 
     @multiplier.validator
     def _check_multiplier(self, attr: attrs.Attribute[float], value: float) -> None:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 1:
+        if not value >= 1:
             raise ConfigError(attr.name, value, "must be a number >= 1")
-
-    @jitter.validator
-    def _check_jitter(self, attr: attrs.Attribute[float], value: float) -> None:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-            raise ConfigError(attr.name, value, "must be in [0, 1]")
 
     def __attrs_post_init__(self) -> None:
         if self.max < self.min:
@@ -180,7 +186,11 @@ class Backoff:
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         """The delay before consecutive restart number `attempt` (0-based)."""
-        base = min(self.max, self.min * self.multiplier**attempt) if self.min else 0.0
+        try:
+            grown = self.min * self.multiplier**attempt if self.min else 0.0
+        except OverflowError:  # a long crash loop: the growth passed any float
+            grown = math.inf
+        base = min(self.max, grown)
         if self.jitter and base:
             base *= 1 + self.jitter * (2 * rng.random() - 1)
         return min(self.max, max(0.0, base))
@@ -197,24 +207,25 @@ class ChildSpec:
         shutdown: Seconds an orderly stop may take before the child is cancelled hard,
             or "brutal_kill" to cancel at once.
         significant: With the supervisor's auto_shutdown, this child's normal exit can
-            shut the supervisor down (must be TRANSIENT or TEMPORARY).
+            shut the supervisor down (must be TRANSIENT or TEMPORARY, under a supervisor
+            whose auto_shutdown is not NEVER).
         config: The child address's `ActorConfig` (mailbox size, call timeout, ...).
         while_restarting: `WhileRestarting`: calls wait for the new incarnation (default)
             or fail fast with `ActorRestarting`.
-        on_crash: `OnCrash`: queued messages are kept for the next incarnation (default)
-            or failed with `ActorRestarting`.
+        on_crash: `OnCrash`: queued messages are failed with `ActorDown` when the child
+            crashes (default) or kept for the next incarnation.
     """
 
     id: str = attrs.field(validator=_child_id)
     factory: Callable[[], Actor[Any, Any]] = attrs.field()
     restart: RestartType = attrs.field(default=RestartType.PERMANENT, converter=_to_restart)
     shutdown: Shutdown = attrs.field(default=5.0, validator=_shutdown)
-    significant: bool = False
+    significant: bool = attrs.field(default=False, validator=_flag)
     config: ActorConfig = attrs.field(factory=ActorConfig)
     while_restarting: WhileRestarting = attrs.field(
         default=WhileRestarting.WAIT, converter=_to_while_restarting
     )
-    on_crash: OnCrash = attrs.field(default=OnCrash.KEEP, converter=_to_on_crash)
+    on_crash: OnCrash = attrs.field(default=OnCrash.FAIL, converter=_to_on_crash)
 
     @factory.validator
     def _check_factory(self, attr: attrs.Attribute[Any], value: object) -> None:
@@ -223,8 +234,7 @@ class ChildSpec:
 
     @config.validator
     def _check_config(self, attr: attrs.Attribute[Any], value: object) -> None:
-        if not isinstance(value, ActorConfig):
-            raise ConfigError(f"{self.id}.config", value, "must be an ActorConfig")
+        check_instance(f"{self.id}.config", value, ActorConfig)
 
     def __attrs_post_init__(self) -> None:
         _check_significant(self.id, self.significant, self.restart)
@@ -254,30 +264,35 @@ class SupervisorSpec:
         strategy: `Strategy` (default ONE_FOR_ONE).
         max_restarts: Restarts allowed within `period` seconds, counted across all
             children (one per failure, even when a strategy restarts several). One more
-            and the supervisor stops its children and fails to its parent.
-        period: The intensity window, seconds.
+            and the supervisor stops its children and fails to its parent (0: the first
+            failure does, as OTP's intensity 0).
+        period: The intensity window, seconds (inf: restarts are counted forever).
         backoff: `Backoff` before each restart.
-        auto_shutdown: `AutoShutdown` (default NEVER).
+        auto_shutdown: `AutoShutdown` (default NEVER; with NEVER no child may be
+            significant, as OTP refuses that spec).
         restart, shutdown, significant: As for `ChildSpec`, when nested.
     """
 
     id: str = attrs.field(validator=_child_id)
-    children: tuple[Child, ...] = attrs.field(default=(), converter=tuple)
+    children: tuple[Child, ...] = attrs.field(default=(), converter=_to_children)
     strategy: Strategy = attrs.field(default=Strategy.ONE_FOR_ONE, converter=_to_strategy)
     max_restarts: int = attrs.field(default=3)
-    period: float = attrs.field(default=5.0, validator=_positive)
+    period: float = attrs.field(default=5.0, validator=positive)
     backoff: Backoff = attrs.field(factory=Backoff)
     auto_shutdown: AutoShutdown = attrs.field(
         default=AutoShutdown.NEVER, converter=_to_auto_shutdown
     )
     restart: RestartType = attrs.field(default=RestartType.PERMANENT, converter=_to_restart)
     shutdown: Shutdown = attrs.field(default=math.inf, validator=_shutdown)
-    significant: bool = False
+    significant: bool = attrs.field(default=False, validator=_flag)
 
     @max_restarts.validator
     def _check_max_restarts(self, attr: attrs.Attribute[int], value: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{self.id}.max_restarts", value, "must be an integer >= 1")
+        check_non_negative_int(f"{self.id}.max_restarts", value)
+
+    @backoff.validator
+    def _check_backoff(self, attr: attrs.Attribute[Any], value: object) -> None:
+        check_instance(f"{self.id}.backoff", value, Backoff)
 
     @children.validator
     def _check_children(self, attr: attrs.Attribute[Any], value: Sequence[Any]) -> None:
@@ -293,3 +308,17 @@ class SupervisorSpec:
 
     def __attrs_post_init__(self) -> None:
         _check_significant(self.id, self.significant, self.restart)
+        for index, child in enumerate(self.children):
+            check_significant_allowed(self, child, f"{self.id}.children[{index}].significant")
+
+
+def check_significant_allowed(spec: SupervisorSpec, child: Child, field: str) -> None:
+    """A significant child needs a supervisor that can auto-shut-down (OTP refuses it
+    under `auto_shutdown=never`)."""
+    if child.significant and spec.auto_shutdown is AutoShutdown.NEVER:
+        raise ConfigError(
+            field,
+            True,
+            f"child {child.id!r} is significant but supervisor {spec.id!r} has"
+            " auto_shutdown='never'; use 'any_significant' or 'all_significant'",
+        )

@@ -3,19 +3,22 @@
 One supervisor is one task plus a task group holding its children. Children report
 their exits to it; it handles them one at a time (as an OTP supervisor handles EXIT
 messages): it counts the restart against its intensity, stops the siblings its
-strategy names (in reverse order), waits out the backoff while staying responsive, and
-starts the group again in order, each child ready before the next.
+strategy names (in reverse order), and queues the group to start again after the
+backoff, in order, each child ready before the next (a child whose start fails holds
+back the ones queued behind it). Meanwhile it stays responsive to other exits.
 
 Each worker child has a stable address (a cell) that outlives its incarnations: while
 it restarts, calls wait for the new incarnation or fail fast, per child spec. A nested
 supervisor object outlives its own restarts too, so refs into a subtree stay valid.
+
+The bookkeeping (`supervisor._slots`) is indexed by id and by state, so starting N
+children is O(N), adding one is O(1), and one restart costs the same among 10 or
+100,000 siblings.
 """
 
 from __future__ import annotations
 
-import enum
 import functools
-import math
 import random
 from collections import deque
 from collections.abc import Callable
@@ -29,16 +32,16 @@ from actors import (
     Actor,
     ActorDown,
     ActorRef,
-    ActorRestarting,
     ActorState,
     ActorStopped,
     ConfigError,
 )
 from actors._actor import Incarnation
 from actors._events import emit, emit_failure
-from actors._kernel import current_kernel
+from actors._kernel import Kernel, current_kernel
 from actors._ref import Cell
 from supervisor._errors import IntensityExceeded, UnknownChild
+from supervisor._slots import Children, ChildState, Slot
 from supervisor._spec import (
     BRUTAL_KILL,
     AutoShutdown,
@@ -48,21 +51,11 @@ from supervisor._spec import (
     Strategy,
     SupervisorSpec,
     WhileRestarting,
+    check_significant_allowed,
 )
 from supervisor._tree import TreeNode, render_mermaid, render_text, snapshot
 
 __all__ = ["ChildCounts", "ChildInfo", "ChildState", "Supervisor"]
-
-
-class ChildState(enum.Enum):
-    """Where a child slot is."""
-
-    STARTING = "starting"
-    RUNNING = "running"
-    RESTARTING = "restarting"
-    """Stopped by a failure (its own or a sibling's) and waiting to start again."""
-    STOPPED = "stopped"
-    """Not running and not coming back by itself (terminated, or exited for good)."""
 
 
 @attrs.frozen
@@ -86,107 +79,84 @@ class ChildCounts:
     workers: int
 
 
-class _Group:
-    """Slots restarted together: they start in slot order, each after the previous one."""
-
-    __slots__ = ()
-
-
-class _Slot:
-    __slots__ = (
-        "attempt",
-        "cell",
-        "delay",
-        "done",
-        "due",
-        "dynamic",
-        "expected",
-        "final",
-        "group",
-        "incarnation",
-        "restarts",
-        "running",
-        "running_since",
-        "scope",
-        "spec",
-        "state",
-        "sub",
-        "token",
-    )
-
-    def __init__(self, spec: ChildSpec | SupervisorSpec, dynamic: bool) -> None:
-        self.spec = spec
-        self.dynamic = dynamic
-        self.cell: Cell | None = None
-        self.sub: Supervisor | None = None
-        self.incarnation: Incarnation | None = None
-        self.scope: anyio.CancelScope | None = None
-        self.done: anyio.Event | None = None
-        self.state = ChildState.STARTING
-        self.running = False
-        self.expected = False  # the supervisor itself is stopping this run
-        self.final = True  # ... for good (else for a restart)
-        self.restarts = 0
-        self.attempt = 0  # consecutive restarts, for backoff
-        self.delay = 0.0  # the backoff before the pending restart
-        self.running_since: float | None = None
-        self.due: float | None = None  # pending (re)start time
-        self.group: _Group | None = None
-        self.token = 0
-
-    @property
-    def id(self) -> str:
-        return self.spec.id
-
-
 class _Ready:
-    """Forwards a child's readiness, doing the supervisor's bookkeeping first."""
+    """A child's readiness (the `task_status` its task reports to), delivered to the
+    starter waiting on a kernel slot: lighter than anyio's `TaskGroup.start`, with the
+    same order (the starter resumes only once the child is up or has failed).
 
-    __slots__ = ("_slot", "_status", "_supervisor")
+    If the starter stopped waiting (it was cancelled), a start failure goes to the
+    supervisor's loop as the child's exit instead, and a success stands.
+    """
 
-    def __init__(
-        self,
-        status: anyio.abc.TaskStatus[BaseException | None],
-        supervisor: Supervisor,
-        slot: _Slot,
-    ) -> None:
-        self._status = status
-        self._supervisor = supervisor
-        self._slot = slot
+    __slots__ = ("_reply", "_slot", "_supervisor", "reported")
+
+    def __init__(self, supervisor: Supervisor, slot: Slot, reply: Any) -> None:
+        self._supervisor: Supervisor | None = supervisor
+        self._slot: Slot | None = slot
+        self._reply: Any = reply
+        self.reported = False
 
     def started(self, value: BaseException | None = None) -> None:
+        supervisor, slot, reply = self._supervisor, self._slot, self._reply
+        assert supervisor is not None
+        assert slot is not None
+        # The child's task keeps this object for its whole life: keep nothing in it.
+        self.reported = True
+        self._supervisor = self._slot = self._reply = None
         if value is None:
-            self._supervisor._mark_started(self._slot)
-        self._status.started(value)
+            supervisor._mark_started(slot)
+        if not reply.done():
+            reply.set_result(value)
+        elif value is not None:
+            supervisor._exits.append((slot, slot.token, value))
+            supervisor._wake_up()
+
+    def abandon(self) -> None:
+        """The child's task ended without reporting (cancelled while starting)."""
+        if not self.reported:
+            self.started(_StartAborted("the child was cancelled while starting"))
 
 
 class _StartAborted(Exception):
-    """A nested supervisor ended before it was ready."""
+    """A child ended before it was ready (a nested supervisor that stopped while
+    starting, or a child cancelled while starting)."""
+
+
+def _in_child(path: str, exc: ConfigError) -> ConfigError:
+    """`exc`, renamed to say which child of the tree it belongs to."""
+    error = ConfigError(f"{path}.{exc.field}", exc.value, exc.reason)
+    error.__cause__ = exc
+    return error
 
 
 class Supervisor:
     """A running supervision tree node. Made by `supervisor.start` / `start_tree`.
 
-    Introspection (`which_children`, `count_children`, `tree`) is synchronous; control
-    (`start_child`, `start_instance`, `terminate_child`, `restart_child`,
-    `delete_child`) is serialised with the supervisor's own restart handling.
+    Introspection (`which_children`, `count_children`, `restarts_of`, `tree`) is
+    synchronous; control (`start_child`, `start_instance`, `terminate_child`,
+    `restart_child`, `delete_child`) is serialised with the supervisor's own restart
+    handling.
     """
 
     def __init__(self, spec: SupervisorSpec, *, path: str, rng: random.Random) -> None:
         self.spec = spec
         self.path = path
         self._rng = rng
-        self._slots: list[_Slot] = [self._make_slot(child, False) for child in spec.children]
+        self._children = Children()
+        for child in spec.children:
+            self._children.append(self._make_slot(child, False))
         self._restart_times: deque[float] = deque()
-        self._exits: deque[tuple[_Slot, int, BaseException | None]] = deque()
+        self._exits: deque[tuple[Slot, int, BaseException | None]] = deque()
         self._wake: anyio.Event | None = None
         self._lock: anyio.Lock | None = None
         self._tg: anyio.abc.TaskGroup | None = None
+        self._kernel: Kernel | None = None
         self._stop_requested = False
         self._stop_final = True
         self._stopping = False
         self._final_now = True
         self._auto_shutdown = False
+        self._failure: IntensityExceeded | None = None
         self._instances = 0
         self.running = False
 
@@ -209,7 +179,7 @@ class Supervisor:
         node: Supervisor = self
         parts = path.split("/")
         for index, part in enumerate(parts):
-            slot = node._find(part)
+            slot = node._children.get(part)
             if slot is None:
                 raise UnknownChild(self.path, path)
             if index == len(parts) - 1:
@@ -227,7 +197,7 @@ class Supervisor:
         """A nested supervisor, by id or path."""
         node: Supervisor = self
         for part in path.split("/"):
-            slot = node._find(part)
+            slot = node._children.get(part)
             if slot is None or slot.sub is None:
                 raise UnknownChild(self.path, path, "no such supervisor")
             node = slot.sub
@@ -243,17 +213,41 @@ class Supervisor:
                 restarts=slot.restarts,
                 ref=ActorRef(slot.cell) if slot.cell is not None else None,
             )
-            for slot in self._slots
+            for slot in self._children
         ]
 
     def count_children(self) -> ChildCounts:
         """How many child specs, running children, supervisors and workers there are."""
+        children = self._children
         return ChildCounts(
-            specs=len(self._slots),
-            active=sum(1 for slot in self._slots if slot.running),
-            supervisors=sum(1 for slot in self._slots if slot.sub is not None),
-            workers=sum(1 for slot in self._slots if slot.sub is None),
+            specs=len(children),
+            active=children.active,
+            supervisors=children.supervisors,
+            workers=len(children) - children.supervisors,
         )
+
+    def restarts_of(self, path: str) -> int | None:
+        """A child's restart count, by its full path ("agent/tools/mcp", as `ref.name`)
+        or its path relative to this supervisor ("tools/mcp"); None if there is no such
+        child. Costs one lookup per path segment, whatever the size of the tree."""
+        prefix = f"{self.path}/"
+        if path.startswith(prefix):
+            found = self._restarts_at(path[len(prefix) :])
+            if found is not None:
+                return found
+        return self._restarts_at(path)
+
+    def _restarts_at(self, path: str) -> int | None:
+        node: Supervisor | None = self
+        slot: Slot | None = None
+        for part in path.split("/"):
+            if node is None:
+                return None
+            slot = node._children.get(part)
+            if slot is None:
+                return None
+            node = slot.sub
+        return slot.restarts if slot is not None else None
 
     def tree(self) -> TreeNode:
         """A snapshot of the whole tree under this supervisor."""
@@ -270,24 +264,35 @@ class Supervisor:
     async def start_child(self, spec: ChildSpec | SupervisorSpec) -> ActorRef[Any, Any] | None:
         """Adds a child at the end and starts it (dynamic children).
 
+        The child's factory (every factory, for a nested supervisor) is called before
+        anything starts, so an invalid configuration is a `ConfigError` and adds nothing.
+        A checkpoint. If the caller is cancelled while the child starts, the child is
+        added all the same: it goes on starting and is then a child like any other (a
+        failed start is handled as after a crash, under intensity).
+
         Returns:
             The worker's ref (None for a nested supervisor).
 
         Raises:
-            ConfigError: The id is taken, or the spec is invalid.
+            ConfigError: The id is taken, the spec is invalid (a significant child under
+                `auto_shutdown="never"`, a factory that raises `ConfigError` or does not
+                return an Actor).
             ActorDown: The child failed to start (it is not added).
             ActorStopped: The supervisor is not running.
         """
         if not isinstance(spec, ChildSpec | SupervisorSpec):
             raise ConfigError("spec", type(spec).__name__, "must be ChildSpec or SupervisorSpec")
+        check_significant_allowed(self.spec, spec, f"{self.path}.{spec.id}.significant")
         async with self._control():
-            if self._find(spec.id) is not None:
+            children = self._children
+            if spec.id in children:
                 raise ConfigError(f"{self.path}.children", spec.id, "duplicate child id")
             slot = self._make_slot(spec, True)
-            self._slots.append(slot)
+            self._prepare(slot)
+            children.append(slot)
             failure = await self._start(slot)
             if failure is not None:
-                self._slots.remove(slot)
+                children.remove(slot)
                 if slot.cell is not None:
                     slot.cell.close(failure)
                 raise ActorDown(f"{self.path}/{spec.id}", failure) from failure
@@ -308,19 +313,19 @@ class Supervisor:
         """Stops a child in order (within its shutdown); it stays stopped.
 
         A static child keeps its spec (`restart_child` starts it again); a dynamic child
-        is removed.
+        is removed. Terminating a significant child never triggers auto_shutdown (as
+        OTP: only a child exiting by itself does).
         """
         async with self._control():
             slot = self._get(child_id)
-            slot.due = None
-            slot.group = None
+            self._children.leave(slot)
             if slot.running:
                 await self._terminate(slot, final=True)
-            elif slot.cell is not None and slot.cell.state is ActorState.RESTARTING:
-                slot.cell.close(None)
+            else:
+                self._close(slot, None)
             slot.state = ChildState.STOPPED
             if slot.dynamic:
-                self._slots.remove(slot)
+                self._children.remove(slot)
 
     async def restart_child(self, child_id: str) -> None:
         """Restarts a child now (stopping it first if it runs); not counted as a failure.
@@ -331,8 +336,7 @@ class Supervisor:
         """
         async with self._control():
             slot = self._get(child_id)
-            slot.due = None
-            slot.group = None
+            self._children.leave(slot)
             if slot.running:
                 await self._terminate(slot, final=False)
             slot.state = ChildState.RESTARTING
@@ -350,11 +354,25 @@ class Supervisor:
         """
         async with self._control():
             slot = self._get(child_id)
-            if slot.running or slot.due is not None:
+            if slot.running or slot.group is not None:
                 raise ConfigError("child_id", child_id, "is running; terminate it first")
-            self._slots.remove(slot)
+            self._children.remove(slot)
 
     # -- running ---------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Validates the tree under this supervisor before anything starts.
+
+        Calls every worker's factory once (its actor becomes the first incarnation, so
+        nothing is built twice). A factory that raises `ConfigError` or does not return
+        an `Actor` aborts the start; any other exception from a factory is kept as that
+        child's first start failure (retried under intensity when its turn comes).
+
+        Raises:
+            ConfigError: Naming the child's path ("agent/db.read_timeout").
+        """
+        for slot in self._children:
+            self._prepare(slot)
 
     async def run(self, ready: Callable[[], None]) -> None:
         """Runs until asked to stop (returns) or until it gives up.
@@ -365,10 +383,9 @@ class Supervisor:
         Raises:
             IntensityExceeded: Too many restarts; the children have been stopped and
                 their addresses left restarting for the owner to decide.
-            ConfigError: A child spec turned out invalid at start (e.g. the factory did
-                not return an Actor).
         """
         self._lock = anyio.Lock()
+        self._kernel = current_kernel()
         self._restart_times.clear()
         self._exits.clear()
         self._stop_requested = False
@@ -376,12 +393,15 @@ class Supervisor:
         self._stopping = False
         self._final_now = True
         self._auto_shutdown = False
-        self._slots = [slot for slot in self._slots if not slot.dynamic]
-        now = anyio.current_time()
-        group = _Group()
-        for slot in self._slots:
-            slot.due, slot.group = now, group
+        self._failure = None
+        children = self._children
+        for slot in [slot for slot in children if slot.dynamic]:
+            children.remove(slot)  # their addresses were closed when this one stopped
+        group = children.new_group()
+        for slot in children:
             slot.state = ChildState.STARTING
+            children.join(group, slot)
+        children.schedule(group, anyio.current_time())
         error: Exception | None = None
         try:
             async with anyio.create_task_group() as tg:
@@ -401,9 +421,13 @@ class Supervisor:
     def request_stop(self, *, final: bool = True) -> None:
         """Asks the supervisor to stop its children (reverse order) and return.
 
+        A child being started finishes starting first; the ones queued behind it never
+        start.
+
         Args:
-            final: False when it will be restarted: its children's addresses then stay
-                RESTARTING and keep their queued messages.
+            final: False when it will be restarted: its static children's addresses then
+                stay RESTARTING and keep their queued messages (dynamic children are
+                gone: a restarted supervisor starts only its static children, as OTP).
         """
         self._stop_requested = True
         self._stop_final = final
@@ -411,64 +435,54 @@ class Supervisor:
 
     def close_addresses(self, reason: BaseException | None) -> None:
         """Closes every address in this subtree for good (after its owner gave up)."""
-        for slot in self._slots:
-            if slot.sub is not None:
-                slot.sub.close_addresses(reason)
-            elif slot.cell is not None and slot.cell.state in (
-                ActorState.RESTARTING,
-                ActorState.STARTING,
-            ):
-                slot.cell.close(reason)
+        for slot in self._children:
+            self._close(slot, reason)
             slot.state = ChildState.STOPPED
 
     # -- the loop --------------------------------------------------------------------
 
     async def _loop(self, ready: Callable[[], None]) -> None:
+        children = self._children
+        exits = self._exits
         announced = False
+        assert self._lock is not None
         while True:
-            assert self._lock is not None
             async with self._lock:
-                while self._exits:
-                    slot, token, reason = self._exits.popleft()
-                    if token == slot.token and not slot.expected:
-                        await self._handle_exit(slot, reason)
-                await self._start_due()
-            if self._stop_requested or self._auto_shutdown:
-                return
-            pending = [slot.due for slot in self._slots if slot.due is not None]
-            if not announced and not pending:
+                while True:
+                    while exits and self._failure is None:
+                        slot, token, reason = exits.popleft()
+                        if token == slot.token and not slot.expected:
+                            await self._handle_exit(slot, reason)
+                    if self._failure is not None:
+                        raise self._failure
+                    if self._stop_requested or self._auto_shutdown:
+                        return
+                    due = children.next_due(anyio.current_time())
+                    if due is None:
+                        break
+                    failure = await self._start(due)
+                    if failure is not None:
+                        await self._handle_exit(due, failure)
+            if not announced and not children.pending:
                 announced = True
                 self.running = True
-                emit("supervisor.started", supervisor=self.path, children=len(self._slots))
+                emit("supervisor.started", supervisor=self.path, children=len(children))
                 ready()
             wake = self._wake = anyio.Event()
-            if self._exits:
+            if exits or self._stop_requested or self._failure is not None:
                 continue
-            with anyio.move_on_at(min(pending, default=math.inf)):
+            with anyio.move_on_at(children.next_time()):
                 await wake.wait()
 
     def _wake_up(self) -> None:
         if self._wake is not None:
             self._wake.set()
 
-    async def _start_due(self) -> None:
-        """Starts pending children that are due, in order within each restart group."""
-        blocked: set[int] = set()
-        for slot in list(self._slots):
-            if slot.due is None or slot not in self._slots:
-                continue
-            group_key = id(slot.group)
-            if group_key in blocked or slot.due > anyio.current_time():
-                blocked.add(group_key)
-                continue
-            failure = await self._start(slot)
-            if failure is not None:
-                blocked.add(group_key)
-                await self._handle_exit(slot, failure)
-
-    async def _handle_exit(self, slot: _Slot, reason: BaseException | None) -> None:
-        """Applies restart type, intensity, strategy and backoff to one child's exit."""
-        slot.running = False
+    async def _handle_exit(self, slot: Slot, reason: BaseException | None) -> None:
+        """Applies restart type, intensity, strategy and backoff to one child's exit
+        (or failed start). O(1) under one_for_one; O(group) otherwise."""
+        children = self._children
+        children.set_running(slot, False)
         spec = slot.spec
         if reason is None:
             emit("supervisor.child_exited", supervisor=self.path, child=slot.id)
@@ -478,138 +492,179 @@ class Supervisor:
         if restart is RestartType.TEMPORARY or (
             restart is RestartType.TRANSIENT and reason is None
         ):
-            slot.state = ChildState.STOPPED
-            slot.due = None
-            slot.group = None
-            if slot.sub is not None:
-                slot.sub.close_addresses(reason)
-            elif slot.cell is not None and slot.cell.state is not ActorState.DOWN:
-                slot.cell.close(reason)
-            if slot.dynamic and slot in self._slots:
-                self._slots.remove(slot)
+            self._stop_for_good(slot, reason)
             self._check_auto_shutdown(slot)
             return
-        self._count_restart(reason)
-        group = self._strategy_group(slot)
-        for other in reversed(group):
-            if other is not slot and other.running:
-                await self._terminate(other, final=other.spec.restart is RestartType.TEMPORARY)
+        if not self._count_restart(reason):
+            return
         now = anyio.current_time()
-        if (
-            slot.running_since is not None
-            and now - slot.running_since >= self.spec.backoff.reset_after
-        ):
+        backoff = self.spec.backoff
+        if slot.running_since is not None and now - slot.running_since >= backoff.reset_after:
             slot.attempt = 0
-        delay = self.spec.backoff.delay(slot.attempt, self._rng)
+        delay = backoff.delay(slot.attempt, self._rng)
         slot.attempt += 1
         slot.running_since = None
-        slot.delay = delay
-        new_group = _Group()
-        old_group = slot.group
-        for member in list(self._slots):
-            in_group = member in group or (old_group is not None and member.group is old_group)
-            if not in_group:
-                continue
-            if member.spec.restart is RestartType.TEMPORARY and member is not slot:
-                member.state = ChildState.STOPPED
-                member.due = None
-                if member.dynamic:
-                    self._slots.remove(member)
-                continue
-            member.state = ChildState.RESTARTING
-            member.due = now + delay
-            member.group = new_group
-
-    def _strategy_group(self, slot: _Slot) -> list[_Slot]:
         strategy = self.spec.strategy
         if strategy is Strategy.ONE_FOR_ONE:
-            return [slot]
-        if strategy is Strategy.ONE_FOR_ALL:
-            return list(self._slots)
-        index = self._slots.index(slot)
-        return self._slots[index:]
+            # A failed start keeps its group: the siblings queued behind it wait for it.
+            group = slot.group
+            if group is None:
+                group = children.new_group()
+                children.join(group, slot)
+            slot.state = ChildState.RESTARTING
+            slot.delay = delay
+        else:
+            everyone = strategy is Strategy.ONE_FOR_ALL
+            members = list(children if everyone else children.from_slot(slot))
+            for other in reversed(members):
+                if other is not slot and other.running:
+                    await self._terminate(other, final=other.spec.restart is RestartType.TEMPORARY)
+            group = children.new_group()
+            for member in members:
+                if member is not slot and member.spec.restart is RestartType.TEMPORARY:
+                    self._stop_for_good(member, None)
+                    continue
+                children.join(group, member)
+                member.state = ChildState.RESTARTING
+                member.delay = delay
+        children.schedule(group, now + delay)
+        self._wake_up()
 
-    def _count_restart(self, reason: BaseException | None) -> None:
+    def _stop_for_good(self, slot: Slot, reason: BaseException | None) -> None:
+        """The child is not coming back: its addresses are closed, a dynamic one removed."""
+        self._children.leave(slot)
+        slot.state = ChildState.STOPPED
+        self._close(slot, reason)
+        if slot.dynamic:
+            self._children.remove(slot)
+
+    def _count_restart(self, reason: BaseException | None) -> bool:
+        """Counts one restart; False (and the supervisor fails) when it is one too many."""
         now = anyio.current_time()
         times = self._restart_times
         while times and times[0] <= now - self.spec.period:
             times.popleft()
         times.append(now)
-        if len(times) > self.spec.max_restarts:
-            emit(
-                "supervisor.intensity_exceeded",
-                level="error",
-                supervisor=self.path,
-                max_restarts=self.spec.max_restarts,
-                period=self.spec.period,
-            )
-            raise IntensityExceeded(self.path, self.spec.max_restarts, self.spec.period, reason)
+        if len(times) <= self.spec.max_restarts:
+            return True
+        emit(
+            "supervisor.intensity_exceeded",
+            level="error",
+            supervisor=self.path,
+            max_restarts=self.spec.max_restarts,
+            period=self.spec.period,
+        )
+        self._failure = IntensityExceeded(
+            self.path, self.spec.max_restarts, self.spec.period, reason
+        )
+        self._wake_up()
+        return False
 
-    def _check_auto_shutdown(self, slot: _Slot) -> None:
+    def _check_auto_shutdown(self, slot: Slot) -> None:
         if not slot.spec.significant:
             return
         mode = self.spec.auto_shutdown
         if mode is AutoShutdown.ANY_SIGNIFICANT or (
-            mode is AutoShutdown.ALL_SIGNIFICANT
-            and not any(
-                other.spec.significant and (other.running or other.due is not None)
-                for other in self._slots
-            )
+            mode is AutoShutdown.ALL_SIGNIFICANT and not self._children.significant_live
         ):
             emit("supervisor.auto_shutdown", supervisor=self.path, child=slot.id)
             self._auto_shutdown = True
+            self._wake_up()
 
     # -- starting and stopping children ---------------------------------------------
 
-    async def _start(self, slot: _Slot) -> BaseException | None:
-        """Starts one child; returns the start failure (None on success)."""
-        assert self._tg is not None
+    def _prepare(self, slot: Slot) -> None:
+        """Builds a child's first incarnation now (see `prepare`)."""
+        if slot.sub is not None:
+            slot.sub.prepare()
+            return
+        spec = slot.spec
+        assert isinstance(spec, ChildSpec)
+        cell = self._cell(slot)
+        try:
+            actor = spec.factory()
+        except ConfigError as exc:
+            raise _in_child(cell.name, exc) from exc
+        except Exception as exc:
+            slot.prepared = exc
+            return
+        slot.prepared = self._incarnation(slot, cell, actor)
+
+    def _cell(self, slot: Slot) -> Cell:
+        cell = slot.cell
+        if cell is None:
+            spec = slot.spec
+            assert isinstance(spec, ChildSpec)
+            cell = slot.cell = Cell(f"{self.path}/{spec.id}", spec.config, current_kernel())
+            cell.restart_wait = spec.while_restarting is WhileRestarting.WAIT
+        return cell
+
+    def _incarnation(self, slot: Slot, cell: Cell, actor: object) -> Incarnation:
+        if not isinstance(actor, Actor):
+            raise ConfigError(
+                f"{cell.name}.factory", type(actor).__name__, "must return an actors.Actor"
+            )
+        try:
+            return Incarnation(cell, actor, functools.partial(self._child_exited, slot))
+        except ConfigError as exc:
+            raise _in_child(cell.name, exc) from exc
+
+    async def _start(self, slot: Slot) -> BaseException | None:
+        """Starts one child and waits until it is up; returns the start failure (None on
+        success). A checkpoint; if cancelled, the child goes on starting (see `_Ready`)."""
+        tg, kernel = self._tg, self._kernel
+        assert tg is not None
+        assert kernel is not None
         slot.token += 1
         slot.expected = False
         slot.final = True
-        slot.done = anyio.Event() if slot.sub is not None else None
+        reply = kernel.new_slot()
+        ready = _Ready(self, slot, reply)
+        failure: BaseException | None
         if slot.sub is not None:
-            failure: BaseException | None = await self._tg.start(self._run_sub, slot)
+            slot.done = anyio.Event()
+            tg.start_soon(self._run_sub, slot, ready)
+            failure = await kernel.park(reply)
         else:
-            failure = await self._start_worker(slot)
+            slot.done = None
+            incarnation = self._next_incarnation(slot)
+            if isinstance(incarnation, Incarnation):
+                slot.incarnation = incarnation
+                tg.start_soon(self._run_worker, incarnation, ready)
+                failure = await kernel.park(reply)
+            else:
+                failure = incarnation
         if failure is not None:
             emit_failure(
                 "supervisor.child_start_failed", failure, supervisor=self.path, child=slot.id
             )
         return failure
 
-    async def _start_worker(self, slot: _Slot) -> BaseException | None:
-        assert self._tg is not None
-        spec = slot.spec
-        assert isinstance(spec, ChildSpec)
-        cell = slot.cell
-        if cell is None:
-            cell = slot.cell = Cell(f"{self.path}/{spec.id}", spec.config, current_kernel())
-        cell.restart_wait = spec.while_restarting is WhileRestarting.WAIT
+    def _next_incarnation(self, slot: Slot) -> Incarnation | Exception:
+        """The incarnation to start (the prepared one first), or why there is none."""
+        cell = self._cell(slot)
         if cell.state in (ActorState.STOPPED, ActorState.DOWN):
             cell.state = ActorState.STARTING
             cell.reason = None
+        prepared, slot.prepared = slot.prepared, None
+        if prepared is not None:
+            return prepared
+        spec = slot.spec
+        assert isinstance(spec, ChildSpec)
         try:
-            actor = spec.factory()
+            # A later incarnation: a bad factory now is this start's failure.
+            return self._incarnation(slot, cell, spec.factory())
         except Exception as exc:
             return exc
-        if not isinstance(actor, Actor):
-            raise ConfigError(
-                f"{spec.id}.factory", type(actor).__name__, "must return an actors.Actor"
-            )
-        incarnation = Incarnation(cell, actor, functools.partial(self._child_exited, slot))
-        slot.incarnation = incarnation
-        failure: BaseException | None = await self._tg.start(self._run_worker, slot, incarnation)
-        return failure
 
-    def _mark_started(self, slot: _Slot) -> None:
+    def _mark_started(self, slot: Slot) -> None:
         """Bookkeeping the moment a child is ready (before its first message runs)."""
         restarting = slot.state is ChildState.RESTARTING
-        slot.running = True
+        children = self._children
+        children.leave(slot)
+        children.set_running(slot, True)
         slot.state = ChildState.RUNNING
         slot.running_since = anyio.current_time()
-        slot.due = None
-        slot.group = None
         emit("supervisor.child_started", supervisor=self.path, child=slot.id)
         if restarting:
             slot.restarts += 1
@@ -621,16 +676,14 @@ class Supervisor:
                 backoff=slot.delay,
             )
 
-    async def _run_worker(
-        self,
-        slot: _Slot,
-        incarnation: Incarnation,
-        *,
-        task_status: anyio.abc.TaskStatus[BaseException | None],
-    ) -> None:
-        await incarnation.run(task_status=_Ready(task_status, self, slot))
+    @staticmethod
+    async def _run_worker(incarnation: Incarnation, ready: _Ready) -> None:
+        try:
+            await incarnation.run(task_status=ready)
+        finally:
+            ready.abandon()
 
-    def _child_exited(self, slot: _Slot, reason: BaseException | None) -> None:
+    def _child_exited(self, slot: Slot, reason: BaseException | None) -> None:
         """An incarnation ended (called synchronously, before its on_stop)."""
         cell = slot.cell
         incarnation = slot.incarnation
@@ -640,7 +693,11 @@ class Supervisor:
                 cell.state = ActorState.RESTARTING  # a start failure: the starter decides
             return
         if slot.expected or self._stopping:
-            if (slot.expected and not slot.final) or (self._stopping and not self._final_now):
+            if slot.expected:
+                restarting = not slot.final
+            else:
+                restarting = not self._final_now and not slot.dynamic
+            if restarting:
                 cell.state = ActorState.RESTARTING
             else:
                 cell.close(reason)
@@ -651,44 +708,34 @@ class Supervisor:
         if restart is RestartType.PERMANENT or (restart is RestartType.TRANSIENT and reason):
             cell.state = ActorState.RESTARTING
             if reason is not None and spec.on_crash is OnCrash.FAIL:
-                cell.fail_queued(lambda: ActorRestarting(cell.name), "restarting")
+                cell.fail_queued(lambda: ActorDown(cell.name, reason), "down")
         else:
             cell.close(reason)
         self._exits.append((slot, slot.token, reason))
         self._wake_up()
 
-    async def _run_sub(
-        self, slot: _Slot, *, task_status: anyio.abc.TaskStatus[BaseException | None]
-    ) -> None:
+    async def _run_sub(self, slot: Slot, ready: _Ready) -> None:
         sub = slot.sub
         assert sub is not None
-        started = False
-
-        def ready() -> None:
-            nonlocal started
-            started = True
-            self._mark_started(slot)
-            task_status.started(None)
-
         reason: BaseException | None = None
         try:
             with anyio.CancelScope() as scope:
                 slot.scope = scope
                 try:
-                    await sub.run(ready)
+                    await sub.run(ready.started)
                 except IntensityExceeded as exc:
                     reason = exc
         finally:
             if slot.done is not None:
                 slot.done.set()
-        if not started:
-            task_status.started(reason or _StartAborted(f"{sub.path} stopped while starting"))
-            return
-        if not slot.expected:
+            was_ready = ready.reported
+            if not was_ready:
+                ready.started(reason or _StartAborted(f"{sub.path} stopped while starting"))
+        if was_ready and not slot.expected:
             self._exits.append((slot, slot.token, reason))
             self._wake_up()
 
-    async def _terminate(self, slot: _Slot, *, final: bool) -> None:
+    async def _terminate(self, slot: Slot, *, final: bool) -> None:
         """Stops a running child within its shutdown (then cancels it hard)."""
         slot.expected = True
         slot.final = final
@@ -707,46 +754,54 @@ class Supervisor:
                 slot.sub._mark_restarting()
         elif slot.incarnation is not None:
             await slot.incarnation.stop(grace, restarting=not final)
-        slot.running = False
+        self._children.set_running(slot, False)
         slot.running_since = None
         slot.state = ChildState.STOPPED if final else ChildState.RESTARTING
         emit("supervisor.child_terminated", supervisor=self.path, child=slot.id, final=final)
 
     def _mark_restarting(self) -> None:
-        for slot in self._slots:
+        for slot in self._children:
             slot.state = ChildState.RESTARTING
 
     async def _terminate_all(self, *, final: bool) -> None:
-        """Stops every running child in reverse start order."""
+        """Stops every running child in reverse start order.
+
+        Dynamic children stop for good even when this supervisor will be restarted:
+        the new run starts only the static children (as OTP), so their addresses close.
+        """
         self._stopping = True
         self._final_now = final
-        for slot in self._slots:
-            slot.due = None
-            slot.group = None
-        for slot in reversed(self._slots):
+        children = self._children
+        children.clear_schedule()
+        for slot in children.reversed():
+            slot_final = final or slot.dynamic
             if slot.running:
-                await self._terminate(slot, final=final)
-            elif final and slot.cell is not None and slot.cell.state is ActorState.RESTARTING:
-                slot.cell.close(None)
+                await self._terminate(slot, final=slot_final)
+            elif slot_final:
+                self._close(slot, None)
                 slot.state = ChildState.STOPPED
         emit("supervisor.shutdown", supervisor=self.path, final=final)
 
+    def _close(self, slot: Slot, reason: BaseException | None) -> None:
+        """Closes a child's addresses that are not already closed (for good)."""
+        if slot.sub is not None:
+            slot.sub.close_addresses(reason)
+        elif slot.cell is not None and slot.cell.state in (
+            ActorState.RESTARTING,
+            ActorState.STARTING,
+        ):
+            slot.cell.close(reason)
+
     # -- helpers ---------------------------------------------------------------------
 
-    def _make_slot(self, spec: ChildSpec | SupervisorSpec, dynamic: bool) -> _Slot:
-        slot = _Slot(spec, dynamic)
+    def _make_slot(self, spec: ChildSpec | SupervisorSpec, dynamic: bool) -> Slot:
+        slot = Slot(spec, dynamic)
         if isinstance(spec, SupervisorSpec):
             slot.sub = Supervisor(spec, path=f"{self.path}/{spec.id}", rng=self._rng)
         return slot
 
-    def _find(self, child_id: str) -> _Slot | None:
-        for slot in self._slots:
-            if slot.id == child_id:
-                return slot
-        return None
-
-    def _get(self, child_id: str) -> _Slot:
-        slot = self._find(child_id)
+    def _get(self, child_id: str) -> Slot:
+        slot = self._children.get(child_id)
         if slot is None:
             raise UnknownChild(self.path, child_id)
         return slot
@@ -757,4 +812,4 @@ class Supervisor:
         return self._lock
 
     def __repr__(self) -> str:
-        return f"<Supervisor {self.path!r} children={len(self._slots)}>"
+        return f"<Supervisor {self.path!r} children={len(self._children)}>"

@@ -75,11 +75,13 @@ async def test_fail_fast_while_restarting() -> None:
         assert await ref.call("later") == ("a", "later")
 
 
-async def test_queued_messages_are_kept_for_the_next_incarnation() -> None:
-    """Messages queued behind a crash are answered by the next incarnation (default)."""
+async def test_queued_messages_are_kept_for_the_next_incarnation_by_option() -> None:
+    """With on_crash=keep, messages queued behind a crash are answered by the next
+    incarnation."""
     log = Log()
     results: list[object] = []
-    async with sv.start(single(log, sv.Backoff(min=1, max=1, jitter=0))) as sup:
+    spec = single(log, sv.Backoff(min=1, max=1, jitter=0), on_crash="keep")
+    async with sv.start(spec) as sup:
         ref = sup.ref("a")
 
         async def queued(i: int) -> None:
@@ -101,19 +103,22 @@ async def test_queued_messages_are_kept_for_the_next_incarnation() -> None:
     assert sorted(results) == [("a", 0), ("a", 1), ("a", 2)]  # (wake-up order varies)
 
 
-async def test_queued_messages_fail_with_actor_restarting_by_option() -> None:
-    """With on_crash=fail, messages queued behind a crash get ActorRestarting at once."""
+async def test_queued_messages_get_actor_down_at_once_when_the_child_crashes() -> None:
+    """By default, calls queued behind a crash get ActorDown at once, with the crash as
+    reason (as an unsupervised actor's, and as OTP's monitored calls)."""
     log = Log()
-    errors: list[BaseException] = []
-    spec = single(log, sv.Backoff(min=1, max=1, jitter=0), on_crash="fail")
+    errors: list[ActorDown] = []
+    times: list[float] = []
+    spec = single(log, sv.Backoff(min=1, max=1, jitter=0))
     async with sv.start(spec) as sup:
         ref = sup.ref("a")
 
         async def queued() -> None:
             try:
                 await ref.call("x", timeout=10)
-            except ActorRestarting as exc:
+            except ActorDown as exc:
                 errors.append(exc)
+                times.append(anyio.current_time())
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(ref.call, ("sleep", 1))
@@ -122,12 +127,16 @@ async def test_queued_messages_fail_with_actor_restarting_by_option() -> None:
             async def crasher() -> None:
                 with pytest.raises(RuntimeError):
                     await ref.call("crash", timeout=10)
+                times.append(anyio.current_time())
 
             tg.start_soon(crasher)
             await settle()
             tg.start_soon(queued)
             await settle()
         assert len(errors) == 1
+        assert isinstance(errors[0].reason, RuntimeError)
+        assert len(times) == 2
+        assert times[0] == times[1]  # at the crash, not at a timeout
 
 
 async def test_call_running_when_a_concurrent_handler_crashes_gets_actor_down() -> None:
@@ -316,3 +325,53 @@ async def test_start_tree_embeds_in_a_task_group() -> None:
         tg.cancel_scope.cancel()
     assert log.starts() == ["a", "b"]
     assert not sup.ref("a").alive
+
+
+@pytest.mark.parametrize("cause", ["escalation", "sibling"])
+async def test_dynamic_child_ref_fails_at_once_after_its_supervisor_is_rebuilt(
+    cause: str,
+) -> None:
+    """A rebuilt supervisor starts only its static children (as OTP): the old ref of a
+    dynamic child says ActorStopped at once instead of waiting out its timeout."""
+    log = Log()
+    leaf = sv.SupervisorSpec(
+        id="leaf", backoff=sv.Backoff.none(), max_restarts=0, children=[worker("w", log)]
+    )
+    spec = sv.SupervisorSpec(
+        id="root",
+        strategy="one_for_all",
+        backoff=sv.Backoff.none(),
+        children=[worker("x", log), leaf],
+    )
+    async with sv.start(spec) as sup:
+        ref = await sup.supervisor("leaf").start_child(worker("dyn", log))
+        assert ref is not None
+        with pytest.raises(RuntimeError):
+            await sup.ref("leaf/w" if cause == "escalation" else "x").call("crash")
+        await settle()
+        start = anyio.current_time()
+        with pytest.raises(ActorStopped):
+            await ref.call(1, timeout=5)
+        assert anyio.current_time() == start
+        assert [c.id for c in sup.supervisor("leaf").which_children()] == ["w"]
+        assert await sup.ref("leaf/w").call(1) == ("w", 1)
+
+
+async def test_restarts_of_looks_a_child_up_by_path() -> None:
+    """restarts_of finds a child's restart count by full or relative path (None if
+    unknown)."""
+    log = Log()
+    spec = sv.SupervisorSpec(
+        id="root",
+        backoff=sv.Backoff.none(),
+        children=[sv.SupervisorSpec(id="sub", children=[worker("a", log)])],
+    )
+    async with sv.start(spec) as sup:
+        with pytest.raises(RuntimeError):
+            await sup.ref("sub/a").call("crash")
+        await anyio.sleep(1)
+        assert sup.restarts_of("root/sub/a") == 1
+        assert sup.restarts_of("sub/a") == 1
+        assert sup.restarts_of("sub") == 0
+        assert sup.restarts_of("sub/zzz") is None
+        assert sup.restarts_of("root/nope") is None

@@ -172,7 +172,7 @@ def _is_dynamic(child_id: str) -> bool:
 @given(
     static=st.lists(st.sampled_from(RESTARTS), min_size=1, max_size=4),
     strategy=st.sampled_from(["one_for_one", "one_for_all", "rest_for_one"]),
-    max_restarts=st.integers(1, 4),
+    max_restarts=st.integers(0, 4),
     period=st.sampled_from([1.0, 5.0]),
     script=st.lists(ops, max_size=25),
 )
