@@ -286,8 +286,23 @@ class Gate:
         """
         await checkpoint()
         now = _now()
-        if deadline is None:
-            deadline = anyio.current_effective_deadline()
+        sync = self.sync
+        if (
+            sync is not None
+            and not self.waiters
+            and now >= self.held_until
+            and not self.cold_blocked(reserving)
+        ):
+            admitted, wait = sync.decide_nowait(self.group, self.requests(costs), now)
+            if admitted:
+                return self.record(costs, reserving)
+            return await self._refused(costs, deadline, reserving, now, wait)
+        return await self.wait(costs, deadline, reserving, now)
+
+    async def wait(
+        self, costs: tuple[float, ...], deadline: float | None, reserving: bool, now: float
+    ) -> bool:
+        """`acquire` after its checkpoint and fast path (which found no room at `now`)."""
         wait: float | None
         if not self.waiters:
             admitted, wait = await self.decide(costs, now, reserving)
@@ -295,6 +310,19 @@ class Gate:
                 return self.record(costs, reserving)
         else:
             wait = await self.estimate(costs, now, self.queued, reserving)
+        return await self._refused(costs, deadline, reserving, now, wait)
+
+    async def _refused(
+        self,
+        costs: tuple[float, ...],
+        deadline: float | None,
+        reserving: bool,
+        now: float,
+        wait: float | None,
+    ) -> bool:
+        """Raises `RateLimited` at once if `wait` ends after the deadline, else queues."""
+        if deadline is None:
+            deadline = anyio.current_effective_deadline()
         if wait is not None and now + wait > deadline + _DEADLINE_SLACK:
             raise self.reject(costs, wait)
         return await self._queue(costs, deadline, reserving, now, wait)

@@ -22,7 +22,7 @@ from actors.resilience._limit_algorithms import (
     SlidingWindow,
     TokenBucket,
 )
-from actors.resilience._limit_queue import ColdStart, Gate, check_cost
+from actors.resilience._limit_queue import ColdStart, Gate, check_cost, checkpoint
 from actors.resilience._limiter_store import LimiterStore, MemoryLimiterStore
 from actors.resilience._reservation import Reservation
 
@@ -106,7 +106,10 @@ class Limiter:
             ValueError: `cost` is negative, not a number, or above the capacity.
         """
         self._check(cost)
-        await self._gate.acquire((cost,), deadline, False)
+        await checkpoint()
+        now = _now()
+        if not self._admit_now(cost, now):
+            await self._gate.wait((cost,), deadline, False, now)
 
     def try_acquire(self, cost: float = 1) -> bool:
         """Admits `cost` units now if possible, without waiting; never a checkpoint.

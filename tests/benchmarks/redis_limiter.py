@@ -2,25 +2,24 @@
 
 Run: python tests/benchmarks/redis_limiter.py [--quick] [--json PATH]
 
-Starts its own redis-server on a free loopback port. For each backend, in one process
-and the same run, it measures:
+Starts its own redis-server on a free loopback port, then a local 3-master Redis
+Cluster (one replica each). For each backend and each deployment, in one process and
+the same run, it measures:
 - a plain `INCR` round trip through the same client library (coredis), one at a time;
 - `limiter.acquire()` on a `RedisLimiterStore` (one EVALSHA of the limiter script, the
   server's clock, a token bucket that never runs dry), one at a time;
 - both again from 50 concurrent tasks in one process (acquires per second).
-It prints microseconds per call and the ratio acquire / INCR of the same backend.
+It prints microseconds per call and the ratio acquire / INCR of the same backend and
+deployment (on the cluster, INCR goes through coredis's cluster client too).
 Target: sequential acquire <= 1.5x the INCR round trip.
 
 Without redis-server (or coredis) it says so and exits 0, unless REQUIRE_SERVICES=1,
-where it exits 1. structlog is configured at WARNING.
+where it exits 1.
 """
 
 from __future__ import annotations
 
-import argparse
 import gc
-import json
-import logging
 import os
 import statistics
 import sys
@@ -29,7 +28,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
-import structlog
+
+from tests.benchmarks._cli import parse_args, write_json
 
 TASKS = 50
 
@@ -64,44 +64,63 @@ def _concurrent(op: Callable[[], Awaitable[Any]], n: int) -> Callable[[], Awaita
     return run
 
 
-async def _measure(url: str, sequential: int, concurrent: int, rounds: int) -> dict[str, float]:
+async def _measure(
+    url: str, cluster: bool, sequential: int, concurrent: int, rounds: int
+) -> dict[str, float]:
     import coredis
 
-    from actors.resilience._limiter import TokenBucket, create_limiter
-    from actors.stores.redis import open_redis_stores
+    from actors.stores import open_redis_stores
+    from actors.stores._redis_client import close_leftovers
 
-    async with (
-        coredis.Redis.from_url(url) as client,
-        open_redis_stores(url=url, app="bench") as stores,
-    ):
-        assert stores.available, "redis-server did not answer"
-        limiter = create_limiter(
-            TokenBucket.per_second(1e9), name="bench", store=stores.limiter_store()
+    parts = url.split("//")[1].split("/", maxsplit=1)[0].split(":")
+    plain: Any = (
+        coredis.RedisCluster(host=parts[0], port=int(parts[1]))
+        if cluster
+        else coredis.Redis.from_url(url)
+    )
+    try:
+        async with (
+            plain as client,
+            open_redis_stores(url=url, app="bench", cluster=cluster) as stores,
+        ):
+            return await _rounds(client, stores, sequential, concurrent, rounds)
+    finally:
+        close_leftovers(plain)
+
+
+async def _rounds(
+    client: Any, stores: Any, sequential: int, concurrent: int, rounds: int
+) -> dict[str, float]:
+    from actors import TokenBucket, create_limiter
+
+    assert stores.available, "redis-server did not answer"
+    limiter = create_limiter(
+        TokenBucket.per_second(1e9), name="bench", store=stores.limiter_store()
+    )
+
+    async def incr() -> None:
+        await client.incr("bench:incr")
+
+    acquire = limiter.acquire
+    for op in (incr, acquire):  # warm up connections, scripts and caches
+        await _sequential(op, 200)()
+        await _concurrent(op, TASKS * 4)()
+    results: dict[str, list[float]] = {
+        "incr_us": [],
+        "acquire_us": [],
+        "incr_concurrent_us": [],
+        "acquire_concurrent_us": [],
+    }
+    for _ in range(rounds):
+        results["incr_us"].append(await _timed(_sequential(incr, sequential), sequential))
+        results["acquire_us"].append(await _timed(_sequential(acquire, sequential), sequential))
+        results["incr_concurrent_us"].append(
+            await _timed(_concurrent(incr, concurrent), concurrent)
         )
-
-        async def incr() -> None:
-            await client.incr("bench:incr")
-
-        acquire = limiter.acquire
-        for op in (incr, acquire):  # warm up connections, scripts and caches
-            await _sequential(op, 200)()
-            await _concurrent(op, TASKS * 4)()
-        results: dict[str, list[float]] = {
-            "incr_us": [],
-            "acquire_us": [],
-            "incr_concurrent_us": [],
-            "acquire_concurrent_us": [],
-        }
-        for _ in range(rounds):
-            results["incr_us"].append(await _timed(_sequential(incr, sequential), sequential))
-            results["acquire_us"].append(await _timed(_sequential(acquire, sequential), sequential))
-            results["incr_concurrent_us"].append(
-                await _timed(_concurrent(incr, concurrent), concurrent)
-            )
-            results["acquire_concurrent_us"].append(
-                await _timed(_concurrent(acquire, concurrent), concurrent)
-            )
-        assert stores.metrics().errors == 0
+        results["acquire_concurrent_us"].append(
+            await _timed(_concurrent(acquire, concurrent), concurrent)
+        )
+    assert stores.metrics().errors == 0
     medians = {name: statistics.median(values) for name, values in results.items()}
     # The ratio of each round (INCR and acquire measured back to back), then the median:
     # steadier than a ratio of medians on a machine shared with other work.
@@ -123,17 +142,12 @@ def _missing(reason: str) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a few thousand calls, seconds")
-    parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
-    args = parser.parse_args()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-
+    args = parse_args(__doc__, quick_help="a few thousand calls, seconds")
     try:
         import coredis  # noqa: F401
     except ImportError:
         return _missing("coredis is not installed (pip install 'actorvisor[redis]')")
-    from actors.testing._redis import redis_server, redis_server_path
+    from actors.testing._redis import redis_cluster, redis_server, redis_server_path
 
     if redis_server_path() is None:
         return _missing("redis-server is not installed (apt-get install redis-server)")
@@ -143,22 +157,25 @@ def main() -> int:
     with redis_server() as server:
         for backend in ("asyncio", "trio"):
             report[backend] = anyio.run(
-                _measure, server.url, sequential, concurrent, rounds, backend=backend
+                _measure, server.url, False, sequential, concurrent, rounds, backend=backend
             )
-    header = f"{'backend':8} {'INCR us':>8} {'acquire us':>10} {'ratio':>6}"
+    with redis_cluster(masters=3, replicas=1) as cluster:
+        for backend in ("asyncio", "trio"):
+            report[f"{backend} cluster"] = anyio.run(
+                _measure, cluster.url, True, sequential, concurrent, rounds, backend=backend
+            )
+    header = f"{'backend':16} {'INCR us':>8} {'acquire us':>10} {'ratio':>6}"
     print(f"{header} {'acquires/s (50 tasks)':>22}")
     for backend, r in report.items():
         print(
-            f"{backend:8} {r['incr_us']:8.1f} {r['acquire_us']:10.1f} {r['ratio']:6.2f} "
+            f"{backend:16} {r['incr_us']:8.1f} {r['acquire_us']:10.1f} {r['ratio']:6.2f} "
             f"{r['acquires_per_s_50_tasks']:22,.0f}"
         )
         print(
-            f"{'':8} 50 tasks: INCR {r['incr_concurrent_us']:.1f} us/op "
+            f"{'':16} 50 tasks: INCR {r['incr_concurrent_us']:.1f} us/op "
             f"({r['incrs_per_s_50_tasks']:,.0f}/s), acquire {r['acquire_concurrent_us']:.1f} us/op"
         )
-    if args.json:
-        with open(args.json, "w") as out:
-            json.dump(report, out, indent=2)
+    write_json(args.json, report)
     return 0
 
 
