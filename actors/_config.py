@@ -74,9 +74,7 @@ __all__ = [
 ]
 
 LIMIT_KINDS: Final[dict[str, type[TokenBucket | SlidingWindow | GCRA]]] = {
-    "token_bucket": TokenBucket,
-    "sliding_window": SlidingWindow,
-    "gcra": GCRA,
+    cls.kind: cls for cls in (TokenBucket, SlidingWindow, GCRA)
 }
 
 # --------------------------------------------------------------------------- the record

@@ -173,7 +173,7 @@ def _decorate(
     limiter: LimiterArg,
     bulkhead: BulkheadArg,
     cost: Cost,
-    usage: Callable[[Any], Mapping[str, float]] | None,
+    usage: Callable[[Any], Mapping[str, float] | float] | None,
     classifier: Classifier | None,
     registry: BreakerRegistry | None,
     limiter_store: LimiterStore | None,
@@ -244,7 +244,7 @@ class PresetLayers(TypedDict, total=False):
     limiter: LimiterArg
     bulkhead: BulkheadArg
     cost: Cost
-    usage: Callable[[Any], Mapping[str, float]] | None
+    usage: Callable[[Any], Mapping[str, float] | float] | None
     classifier: Classifier | None
     name: str | None
     registry: BreakerRegistry | None
@@ -262,7 +262,7 @@ class _Resilient:
         limiter: LimiterArg = None,
         bulkhead: BulkheadArg = None,
         cost: Cost = 1,
-        usage: Callable[[Any], Mapping[str, float]] | None = None,
+        usage: Callable[[Any], Mapping[str, float] | float] | None = None,
         classifier: Classifier | None = None,
         name: str | None = None,
         registry: BreakerRegistry | None = None,
@@ -400,7 +400,7 @@ class _Resilient:
         config: ResilienceConfig | Mapping[str, Any],
         *,
         cost: Cost | None = None,
-        usage: Callable[[Any], Mapping[str, float]] | None = None,
+        usage: Callable[[Any], Mapping[str, float] | float] | None = None,
         classifier: Classifier | None = None,
         name: str | None = None,
         registry: BreakerRegistry | None = None,

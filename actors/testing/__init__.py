@@ -27,7 +27,15 @@ from actors.testing._mock_llm import (
     ToolRule,
     serve_mock_llm,
 )
-from actors.testing._redis import RedisServer, redis_server, redis_server_path
+from actors.testing._redis import (
+    RedisCluster,
+    RedisServer,
+    TLSFiles,
+    make_tls_files,
+    redis_cluster,
+    redis_server,
+    redis_server_path,
+)
 from actors.testing._tasks import count_tasks
 
 __all__ = [
@@ -45,14 +53,18 @@ __all__ = [
     "PostgresServer",
     "PostgresUnavailable",
     "Quota",
+    "RedisCluster",
     "RedisServer",
+    "TLSFiles",
     "ToolRule",
     "VirtualClockEventLoop",
     "capture_events",
     "count_tasks",
     "create_sqlite_db",
     "local_postgres",
+    "make_tls_files",
     "open_local_postgres",
+    "redis_cluster",
     "redis_server",
     "redis_server_path",
     "retry_testing_mode",

@@ -147,7 +147,7 @@ def main() -> int:
         import coredis  # noqa: F401
     except ImportError:
         return _missing("coredis is not installed (pip install 'actorvisor[redis]')")
-    from actors.testing._redis import redis_cluster, redis_server, redis_server_path
+    from actors.testing import redis_cluster, redis_server, redis_server_path
 
     if redis_server_path() is None:
         return _missing("redis-server is not installed (apt-get install redis-server)")

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from actors.testing._redis import RedisCluster, RedisServer, redis_server_path
-from actors.testing._redis import redis_cluster as start_redis_cluster
-from actors.testing._redis import redis_server as start_redis_server
+from actors.testing import RedisCluster, RedisServer, redis_server_path
+from actors.testing import redis_cluster as start_redis_cluster
+from actors.testing import redis_server as start_redis_server
 
 PASSWORD = "hunter2-do-not-log-me"
 

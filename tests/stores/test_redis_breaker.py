@@ -15,8 +15,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from actors._errors import CircuitOpen
 from actors.resilience._breaker import BreakerConfig, BreakerState, CircuitBreaker
 from actors.stores.redis import RedisStores, open_redis_stores
-from actors.testing import capture_events
-from actors.testing._redis import RedisServer
+from actors.testing import RedisServer, capture_events
 from tests.stores.conftest import new_app
 
 pytestmark = pytest.mark.anyio

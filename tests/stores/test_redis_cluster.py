@@ -21,8 +21,7 @@ from actors import (
 from actors.resilience import BreakerConfig, CircuitBreaker
 from actors.stores._redis_client import close_leftovers
 from actors.stores.redis import FailurePolicy, RedisStores, open_redis_stores
-from actors.testing import capture_events
-from actors.testing._redis import RedisCluster
+from actors.testing import RedisCluster, capture_events
 from tests.stores.conftest import new_app
 
 pytestmark = pytest.mark.anyio

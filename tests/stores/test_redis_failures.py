@@ -19,8 +19,7 @@ from actors.stores.redis import (
     RedisStores,
     open_redis_stores,
 )
-from actors.testing import capture_events
-from actors.testing._redis import RedisServer
+from actors.testing import RedisServer, capture_events
 from tests.stores.conftest import PASSWORD, new_app
 
 pytestmark = pytest.mark.anyio

@@ -24,7 +24,7 @@ from actors.resilience._multilimit import create_multi_limit
 from actors.stores._redis_limiter import script_params
 from actors.stores._redis_lua import LIMITER_SCRIPT
 from actors.stores.redis import FailurePolicy, RedisStores, open_redis_stores
-from actors.testing._redis import RedisServer
+from actors.testing import RedisServer
 from tests.stores.conftest import new_app
 
 pytestmark = pytest.mark.anyio

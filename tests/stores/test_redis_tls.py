@@ -11,8 +11,7 @@ import pytest
 
 from actors import ConfigError, RateLimited, TokenBucket, create_limiter
 from actors.stores.redis import FailurePolicy, RedisOptions, open_redis_stores
-from actors.testing import capture_events
-from actors.testing._redis import RedisServer, make_tls_files
+from actors.testing import RedisServer, capture_events, make_tls_files
 from tests.stores.conftest import new_app
 
 pytestmark = pytest.mark.anyio

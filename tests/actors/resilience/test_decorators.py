@@ -957,3 +957,18 @@ async def test_a_returned_failure_that_is_not_retried_is_a_give_up() -> None:
     assert calls == 1
     assert fetch.resilience.retrier is not None
     assert fetch.resilience.retrier.metrics.give_ups["not_retryable"] == 1
+
+
+@pytest.mark.virtual_time
+async def test_usage_reconciles_a_single_limit() -> None:
+    """With one limit, the usage figure (a number or a one-entry mapping) replaces the
+    attempt's estimate."""
+    for usage in (lambda _reply: 3, lambda _reply: {"tokens": 3}):
+        limiter = create_limiter(TokenBucket(rate=1, period=1000.0, capacity=100), name="one")
+
+        @resilient(limiter=limiter, cost=lambda _x: 10, usage=usage)
+        async def call(x: int) -> int:
+            return x
+
+        assert await call(1) == 1
+        assert limiter.metrics().available == pytest.approx(97, abs=0.01)
