@@ -9,6 +9,7 @@ import pytest
 
 PACKAGES = [
     "actors",
+    "actors.integrations",
     "actors.resilience",
     "actors.services",
     "actors.testing",
@@ -34,7 +35,14 @@ def test_all_is_complete(package: str) -> None:
 
 @pytest.mark.parametrize(
     "package",
-    ["actors", "actors.services", "supervisor", "supervisor.fallback", "supervisor.health"],
+    [
+        "actors",
+        "actors.integrations",
+        "actors.services",
+        "supervisor",
+        "supervisor.fallback",
+        "supervisor.health",
+    ],
 )
 def test_exports_claim_the_public_module(package: str) -> None:
     """Every exported class and function reports the public package as its module."""
