@@ -49,6 +49,7 @@ REPLIES: Final = "actors.replies"
 transport closes a reply its caller gave up on before receiving it."""
 _CORE: Final = frozenset({"model", "messages", "max_tokens", "temperature", "stream"})
 _CLOSE_TIMEOUT: Final = 5.0
+_URL_CACHE: Final = 256  # paths remembered (a caller inventing paths only clears it)
 
 
 @attrs.frozen
@@ -114,6 +115,7 @@ class SDKClient(ServiceClient[httpx2.AsyncClient, httpx2.Request, httpx2.Respons
         # The Anthropic SDK's paths start with the version its base URL leaves out.
         self._prefix = "v1/" if chat.wire_format.name == "anthropic" else ""
         self._drop: frozenset[str] | None = None  # request headers not relayed
+        self._urls: dict[str, httpx2.URL] = {}  # path -> the provider's URL
 
     # -- the chat client's parts ----------------------------------------------------
 
@@ -221,15 +223,20 @@ class SDKClient(ServiceClient[httpx2.AsyncClient, httpx2.Request, httpx2.Respons
         if drop is None:
             holds_key = any(name in conn.headers for name in CREDENTIAL_HEADERS)
             drop = self._drop = frozenset({"host"} | (CREDENTIAL_HEADERS if holds_key else set()))
-        headers = conn.headers.copy()
-        for name, value in request.headers.multi_items():
-            if name.lower() not in drop:
-                headers[name] = value
+        kept = [(k, v) for k, v in request.headers.multi_items() if k not in drop]
+        names = {k for k, _ in kept}  # multi_items names are lower-case
+        headers = httpx2.Headers(
+            [(k, v) for k, v in conn.headers.multi_items() if k not in names] + kept
+        )
         extensions = {k: v for k, v in request.extensions.items() if not k.startswith("actors.")}
         timeout = extensions.get("timeout")
         if not isinstance(timeout, Mapping) or all(v is None for v in timeout.values()):
             extensions["timeout"] = conn.timeout.as_dict()
-        url = conn.base_url.join(path)
+        url = self._urls.get(path)
+        if url is None:  # joining costs more than the rest of the request: once per path
+            if len(self._urls) >= _URL_CACHE:
+                self._urls.clear()
+            url = self._urls[path] = conn.base_url.join(path)
         headers["host"] = url.netloc.decode("ascii")  # a request given a stream gets none
         return httpx2.Request(
             request.method,
@@ -256,7 +263,14 @@ class SDKClient(ServiceClient[httpx2.AsyncClient, httpx2.Request, httpx2.Respons
         plan = self._plan(request)
         wire = chat._wire(plan.chat)
         try:
-            response = await conn.send(self._outgoing(conn, request, plan.path), stream=True)
+            outgoing = self._outgoing(conn, request, plan.path)
+            # The SDK's own client has done redirects, cookies, hooks and logging:
+            # send on the connection pool directly when httpx2 lets us reach it.
+            transport = getattr(conn, "_transport", None)
+            if isinstance(transport, httpx2.AsyncBaseTransport):
+                response = await transport.handle_async_request(outgoing)
+            else:  # pragma: no cover - an httpx2 without the attribute
+                response = await conn.send(outgoing, stream=True)
         except httpx2.HTTPError as exc:
             raise chat._transport_error(exc, wire) from exc
         streamed = response.headers.get("content-type", "").startswith("text/event-stream")

@@ -67,10 +67,12 @@ class ActorResponse(httpx2.Response, Unsettled):
 
 
 def _decoded(headers: httpx2.Headers) -> httpx2.Headers:
-    """The provider's headers without those describing its encoding of the body."""
-    return httpx2.Headers(
-        [(k, v) for k, v in headers.multi_items() if k.lower() not in _ENCODING_HEADERS]
-    )
+    """The provider's headers (taken over from its response) without those describing
+    its encoding of the body."""
+    for name in _ENCODING_HEADERS:
+        if name in headers:
+            del headers[name]
+    return headers
 
 
 def _extensions(response: httpx2.Response) -> dict[str, Any]:

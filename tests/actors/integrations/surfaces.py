@@ -8,8 +8,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import attrs
 import httpx2
+import pytest
 
 from actors import RetryPolicy
 from actors.integrations import SDKClient, anthropic_client, openai_client
@@ -22,6 +24,15 @@ FAST = RetryPolicy.for_llm(
     backoff_initial=0.01, backoff_max=0.05, max_server_delay=5.0, budget_ratio=None
 )
 TOKENS_PER_MINUTE = 100_000.0
+
+
+async def until(condition: Callable[[], bool], seconds: float = 2.0) -> None:
+    """Waits (polling) until `condition` holds; fails after `seconds`."""
+    for _ in range(int(seconds / 0.01)):
+        if condition():
+            return
+        await anyio.sleep(0.01)
+    pytest.fail("the condition never held")
 
 
 def user(text: str) -> list[dict[str, Any]]:

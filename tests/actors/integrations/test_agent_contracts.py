@@ -6,7 +6,7 @@ MCP server as a subprocess)."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -19,7 +19,7 @@ from actors.services.mcp import MCPClient, server_command
 from actors.testing import Behaviour, MockLLM, MockLLMServer, ToolRule, serve_mock_llm
 from supervisor.fallback import route
 
-from .surfaces import API_KEY, SURFACES, TOKENS_PER_MINUTE, Surface
+from .surfaces import API_KEY, SURFACES, TOKENS_PER_MINUTE, Surface, until
 
 pytestmark = pytest.mark.anyio
 
@@ -51,15 +51,6 @@ async def toolbox() -> AsyncIterator[MCPToolbox]:
 def available(service: Service[Any, Any]) -> dict[str, float]:
     assert service.limits is not None
     return {k: round(v, 3) for k, v in service.limits.metrics().available.items()}
-
-
-async def until(condition: Callable[[], bool], seconds: float = 2.0) -> None:
-    """Waits (polling) until `condition` holds; fails after `seconds`."""
-    for _ in range(int(seconds / 0.01)):
-        if condition():
-            return
-        await anyio.sleep(0.01)
-    pytest.fail("the condition never held")
 
 
 def full() -> dict[str, float]:
