@@ -129,8 +129,7 @@ def _child_id(_inst: Any, attr: attrs.Attribute[Any], value: object) -> None:
 
 
 def _flag(inst: Any, attr: attrs.Attribute[Any], value: object) -> None:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{inst.id}.{attr.name}", value, "must be true or false (a bool)")
+    check_instance(f"{inst.id}.{attr.name}", value, bool)  # named after the spec's id
 
 
 def _to_children(value: object) -> tuple[Any, ...]:

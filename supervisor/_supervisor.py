@@ -388,8 +388,6 @@ class Supervisor:
         self._kernel = current_kernel()
         self._restart_times.clear()
         self._exits.clear()
-        self._stop_requested = False
-        self._stop_final = True
         self._stopping = False
         self._final_now = True
         self._auto_shutdown = False
@@ -415,6 +413,9 @@ class Supervisor:
         finally:
             self.running = False
             self._tg = None
+            # Reset here, not at the start: a stop asked for before the run began holds.
+            self._stop_requested = False
+            self._stop_final = True
         if error is not None:
             raise error
 

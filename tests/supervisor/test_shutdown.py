@@ -249,3 +249,15 @@ async def test_a_factory_turning_bad_on_restart_is_a_start_failure() -> None:
     assert isinstance(leaf_failure, sv.IntensityExceeded)
     assert isinstance(leaf_failure.__cause__, ConfigError)
     assert "leaf/w.factory" in str(leaf_failure.__cause__)
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+async def test_a_tree_cancelled_before_it_runs_never_starts(entry: str) -> None:
+    """A tree whose scope is cancelled before it gets to run starts nothing and ends."""
+    log = Log()
+    spec = sv.SupervisorSpec(id="root", children=[worker("a", log)])
+    with anyio.fail_after(10), anyio.CancelScope() as scope:
+        scope.cancel()
+        async with anyio.create_task_group() as tg:
+            await tg.start(ENTRY_POINTS[entry], spec)
+    assert log.starts() == []
