@@ -66,8 +66,8 @@ class _Root:
             with anyio.move_on_after(grace):
                 await self.done.wait()
             if not self.done.is_set():
-                assert self._shield is not None
-                self._shield.cancel()
+                if self._shield is not None:  # (else the host has yet to run: it will stop)
+                    self._shield.cancel()
                 await self.done.wait()
 
 
