@@ -183,6 +183,7 @@ class Incarnation:
         "_done",
         "_finished",
         "_new_scope",
+        "_on_crash",
         "_on_exit",
         "_scope",
         "_tg",
@@ -203,6 +204,7 @@ class Incarnation:
         cell: Cell,
         actor: Actor[Any, Any],
         on_exit: Callable[[BaseException | None], None],
+        on_crash: Callable[[BaseException], None] | None = None,
     ) -> None:
         """Prepares an incarnation (call from async code; nothing runs until `run`).
 
@@ -215,6 +217,9 @@ class Incarnation:
             on_exit: Called once when handling has ended (reason None for normal), after
                 running messages are settled and before `on_stop`: the owner sets the
                 cell's state and disposes of queued messages there.
+            on_crash: Called once, synchronously, the moment the incarnation crashes
+                (before its handlers unwind): the owner marks the address restarting
+                there, so no call sent in between reaches the dying incarnation.
 
         Raises:
             ConfigError: `actor.max_concurrency` is not a positive integer, or
@@ -231,6 +236,7 @@ class Incarnation:
         self.started = False
         self.restarting = False
         self._on_exit = on_exit
+        self._on_crash = on_crash
         self._new_scope: Callable[[], CancelScope] = (
             cell.kernel.new_cancel_scope if cancel else _RunToCompletion
         )
@@ -359,6 +365,8 @@ class Incarnation:
         """Ends the incarnation abnormally with `exc` as the reason (first reason wins)."""
         if self.reason is None:
             self.reason = exc
+            if self._on_crash is not None and self.started:
+                self._on_crash(exc)
         self.stopping = True
         if self._scope is not None:
             self._scope.cancel()

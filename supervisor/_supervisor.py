@@ -147,6 +147,7 @@ class Supervisor:
             self._children.append(self._make_slot(child, False))
         self._restart_times: deque[float] = deque()
         self._exits: deque[tuple[Slot, int, BaseException | None]] = deque()
+        self._failed_early: set[Incarnation | None] = set()  # queues failed at the crash
         self._wake: anyio.Event | None = None
         self._lock: anyio.Lock | None = None
         self._tg: anyio.abc.TaskGroup | None = None
@@ -606,7 +607,12 @@ class Supervisor:
                 f"{cell.name}.factory", type(actor).__name__, "must return an actors.Actor"
             )
         try:
-            return Incarnation(cell, actor, functools.partial(self._child_exited, slot))
+            return Incarnation(
+                cell,
+                actor,
+                functools.partial(self._child_exited, slot),
+                functools.partial(self._child_crashed, slot),
+            )
         except ConfigError as exc:
             raise _in_child(cell.name, exc) from exc
 
@@ -684,6 +690,23 @@ class Supervisor:
         finally:
             ready.abandon()
 
+    def _child_crashed(self, slot: Slot, reason: BaseException) -> None:
+        """A running incarnation crashed (called synchronously, before its handlers
+        unwind): a child that will be restarted is RESTARTING from this moment, so a
+        call sent meanwhile waits for the next incarnation (or fails fast, per spec)
+        instead of reaching the dying one; with on_crash='fail' the calls queued before
+        the crash get `ActorDown` now."""
+        cell = slot.cell
+        spec = slot.spec
+        if cell is None or slot.expected or self._stopping or not isinstance(spec, ChildSpec):
+            return
+        if spec.restart is RestartType.TEMPORARY:
+            return  # closed for good at its exit
+        cell.state = ActorState.RESTARTING
+        if spec.on_crash is OnCrash.FAIL:
+            cell.fail_queued(lambda: ActorDown(cell.name, reason), "down")
+        self._failed_early.add(slot.incarnation)
+
     def _child_exited(self, slot: Slot, reason: BaseException | None) -> None:
         """An incarnation ended (called synchronously, before its on_stop)."""
         cell = slot.cell
@@ -706,9 +729,11 @@ class Supervisor:
         spec = slot.spec
         assert isinstance(spec, ChildSpec)
         restart = spec.restart
+        early = incarnation in self._failed_early
+        self._failed_early.discard(incarnation)
         if restart is RestartType.PERMANENT or (restart is RestartType.TRANSIENT and reason):
             cell.state = ActorState.RESTARTING
-            if reason is not None and spec.on_crash is OnCrash.FAIL:
+            if reason is not None and spec.on_crash is OnCrash.FAIL and not early:
                 cell.fail_queued(lambda: ActorDown(cell.name, reason), "down")
         else:
             cell.close(reason)

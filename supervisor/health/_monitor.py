@@ -23,7 +23,7 @@ from __future__ import annotations
 import random as _random_module
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import anyio
 import anyio.abc
@@ -454,25 +454,12 @@ def watch_children(
 
 
 def restarts_from(sup: Any) -> Callable[[str], int | None]:
-    """A restart-count provider reading a supervisor's tree on each call.
+    """A restart-count provider: one lookup per path segment, never a tree walk.
 
     Service names are full child paths, as `ref.name` and `watch_children` use them
     ("agent/db", "agent/tools/mcp"); paths relative to `sup` ("db") work too.
 
     Args:
-        sup: A running `supervisor.Supervisor` (anything with `tree()` returning
-            `TreeNode`s).
+        sup: A running `supervisor.Supervisor` (its `restarts_of(path)`).
     """
-
-    def restarts(name: str) -> int | None:
-        root = sup.tree()
-        prefix = f"{root.path}/"
-        stack = list(root.children)
-        while stack:
-            node = stack.pop()
-            if node.path == name or node.path.removeprefix(prefix) == name:
-                return int(node.restarts)
-            stack.extend(node.children)
-        return None
-
-    return restarts
+    return cast("Callable[[str], int | None]", sup.restarts_of)
