@@ -30,6 +30,11 @@ PLACEHOLDER_KEY: Final = "held-by-the-service-actor"
 """The API key the SDK is given: the service's chat client sends the real one (a
 service without a key sends this, which a local server ignores)."""
 _OWNED: Final = ("base_url", "http_client", "max_retries")
+_WHY: Final = {
+    "base_url": "is the service's: its chat client holds the provider's URL",
+    "http_client": "is made here: it sends through the actor",
+    "max_retries": "must be 0: the actor retries (one layer only)",
+}
 
 
 def http_client(ref: _Ref, *, timeout: float | None = None) -> httpx2.AsyncClient:
@@ -37,21 +42,19 @@ def http_client(ref: _Ref, *, timeout: float | None = None) -> httpx2.AsyncClien
     return httpx2.AsyncClient(transport=ActorTransport(ref, timeout=timeout))
 
 
-def _options(options: dict[str, Any]) -> dict[str, Any]:
+def _options(ref: _Ref, options: dict[str, Any]) -> dict[str, Any]:
+    """The SDK client's arguments: the caller's, with ours for what we own."""
     for name in _OWNED:
         if name in options and not (name == "max_retries" and options[name] == 0):
             raise ConfigError(name, None if name == "http_client" else options[name], _WHY[name])
-    options.pop("max_retries", None)
     options.setdefault("api_key", PLACEHOLDER_KEY)
     options.setdefault("timeout", None)  # the actor's call timeout
-    return options
-
-
-_WHY: Final = {
-    "base_url": "is the service's: its chat client holds the provider's URL",
-    "http_client": "is made here: it sends through the actor",
-    "max_retries": "must be 0: the actor retries (one layer only)",
-}
+    return {
+        **options,
+        "base_url": VIRTUAL_ORIGIN,
+        "http_client": http_client(ref),
+        "max_retries": 0,
+    }
 
 
 def openai_client(ref: _Ref, **options: Any) -> openai.AsyncOpenAI:
@@ -71,10 +74,7 @@ def openai_client(ref: _Ref, **options: Any) -> openai.AsyncOpenAI:
     """
     import openai
 
-    options = _options(options)
-    return openai.AsyncOpenAI(
-        base_url=VIRTUAL_ORIGIN, http_client=http_client(ref), max_retries=0, **options
-    )
+    return openai.AsyncOpenAI(**_options(ref, options))
 
 
 def anthropic_client(ref: _Ref, **options: Any) -> anthropic.AsyncAnthropic:
@@ -87,7 +87,4 @@ def anthropic_client(ref: _Ref, **options: Any) -> anthropic.AsyncAnthropic:
     """
     import anthropic
 
-    options = _options(options)
-    return anthropic.AsyncAnthropic(
-        base_url=VIRTUAL_ORIGIN, http_client=http_client(ref), max_retries=0, **options
-    )
+    return anthropic.AsyncAnthropic(**_options(ref, options))
