@@ -94,7 +94,8 @@ class SDKClient(ServiceClient[httpx2.AsyncClient, httpx2.Request, httpx2.Respons
     with ``base_url`` set to it), or `VIRTUAL_ORIGIN` plus the same path; any other URL
     is refused (`InvalidRequest`), so the credentials never go anywhere else. When the
     chat client holds an API key, the SDK's own credential headers are dropped and
-    the key is sent instead.
+    the key is sent instead. Calling ``ref.call(request)`` yourself returns the
+    `ActorResponse`: close it (``await response.aclose()``), streamed or not.
     """
 
     kind = LLM
