@@ -40,6 +40,7 @@ from actors.integrations import (
     ActorTransport,
     SDKClient,
     anthropic_client,
+    http_client,
     openai_client,
     sdk_error,
 )
@@ -47,6 +48,7 @@ from actors.services import Service
 from actors.services.llm import LLMClient
 from actors.testing import Behaviour, MockLLMServer, serve_mock_llm
 
+from ..services.llm_strategies import json_values
 from .surfaces import Surface, until, user
 
 pytestmark = pytest.mark.anyio
@@ -108,24 +110,30 @@ def test_a_transport_failure_keeps_its_own_httpx2_type() -> None:
     assert type(sdk_error(ours)) is httpx2.ReadError
 
 
-async def test_the_openai_sdk_raises_its_timeout_error_chained_to_ours(
+async def test_a_call_past_its_deadline_is_the_sdks_timeout_error(
     server: MockLLMServer,
 ) -> None:
-    """A hung provider past the SDK's timeout is the SDK's APITimeoutError, caused by
-    httpx2's ReadTimeout, caused by our CallTimeout; the provider sees the client go
-    and the reservation is returned."""
+    """A hung provider past the call's deadline is the SDK's APITimeoutError, caused by
+    httpx2's ReadTimeout, caused by our CallTimeout; the provider sees the client go,
+    and the next request (one at a time: the cold start) is served at once."""
     server.control.script(Behaviour.hang())
     svc = OPENAI.service(server.base_url)
-    async with open_actor(svc.actor()) as ref, openai_client(ref, timeout=0.3) as client:
-        with pytest.raises(openai.APITimeoutError) as info:
-            await client.chat.completions.create(model="m", messages=user("hi"))
-        assert causes(info.value)[:2] == [httpx2.ReadTimeout, CallTimeout]
-        limits = svc.limits
-        assert limits is not None
-        # The attempt is cancelled in the actor's task as the call gives up.
-        await until(
-            lambda: server.control.hanging == 0 and limits.metrics().available["requests"] == 600
+    async with open_actor(svc.actor()) as ref:
+        # The transport's timeout bounds the call only; the SDK's own (per read, here
+        # unset) would race it from inside the attempt, as a ServiceTimeout.
+        sdk = openai.AsyncOpenAI(
+            base_url=VIRTUAL_ORIGIN,
+            api_key="x",
+            http_client=http_client(ref, timeout=0.3),
+            max_retries=0,
         )
+        async with sdk:
+            with pytest.raises(openai.APITimeoutError) as info:
+                await sdk.chat.completions.create(model="m", messages=user("hi"))
+            assert causes(info.value)[:2] == [httpx2.ReadTimeout, CallTimeout]
+            await until(lambda: server.control.hanging == 0)
+            with anyio.fail_after(1):
+                await sdk.chat.completions.create(model="m", messages=user("next"))
 
 
 async def test_an_open_breaker_is_the_sdks_connection_error(server: MockLLMServer) -> None:
@@ -157,19 +165,38 @@ async def test_a_quota_429_is_the_sdks_rate_limit_error_at_once(server: MockLLMS
 # -- bad answers, bad requests ---------------------------------------------------------------
 
 
+@pytest.mark.parametrize("surface", [OPENAI, ANTHROPIC], ids=lambda s: s.wire)
 async def test_a_malformed_answer_is_retried_then_a_clean_sdk_error(
-    server: MockLLMServer,
+    surface: Surface, server: MockLLMServer
 ) -> None:
     """A 200 whose body is not JSON is retried by the actor; when every attempt gets
-    one, the SDK raises APIConnectionError from RemoteProtocolError from
+    one, the SDK raises its APIConnectionError from RemoteProtocolError from
     MalformedResponse (never a JSON error from its parser)."""
     server.control.script(Behaviour.malformed(repeat=4))
-    svc = OPENAI.service(server.base_url)
-    async with open_actor(svc.actor()) as ref, openai_client(ref) as client:
-        with pytest.raises(openai.APIConnectionError) as info:
-            await client.chat.completions.create(model="m", messages=user("hi"))
+    svc = surface.service(server.base_url)
+    async with open_actor(svc.actor()) as ref, surface.asker(ref) as asker:
+        with pytest.raises((openai.APIConnectionError, anthropic.APIConnectionError)) as info:
+            await asker.ask("hi")
     assert causes(info.value)[:2] == [httpx2.RemoteProtocolError, MalformedResponse]
     assert server.control.chat_requests == 4
+
+
+async def test_a_malformed_sdk_request_is_the_callers_mistake(server: MockLLMServer) -> None:
+    """A request the provider refuses (openai: no messages; anthropic: max_tokens 0)
+    reaches it once; its 400 is the SDK's BadRequestError, REJECTED: not retried, a
+    breaker success."""
+    gpt, claude = OPENAI.service(server.base_url), ANTHROPIC.service(server.base_url)
+    async with open_actor(gpt.actor()) as gpt_ref, open_actor(claude.actor()) as claude_ref:
+        async with openai_client(gpt_ref) as oai, anthropic_client(claude_ref) as ant:
+            with pytest.raises(openai.BadRequestError):
+                await oai.chat.completions.create(model="m", messages=[])
+            with pytest.raises(anthropic.BadRequestError):
+                await ant.messages.create(model="c", max_tokens=0, messages=user("hi"))
+    assert [s.status for s in server.control.served] == [400, 400]
+    for svc in (gpt, claude):
+        assert svc.stats.verdicts == {"rejected": 1}
+        assert svc.breaker is not None
+        assert svc.breaker.metrics().failures == 0
 
 
 async def test_a_truncated_answer_is_retried(server: MockLLMServer) -> None:
@@ -285,15 +312,6 @@ def _record(settled: list[str]) -> Any:
 # -- untrusted input: any request body, any streamed answer ------------------------------------
 
 CHAT = SDKClient(LLMClient("llm", "http://127.0.0.1:9/v1", model="m"))
-JSONISH = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
-    max_leaves=20,
-)
-
-
 SSE_EVENTS = st.builds(
     lambda event, data: (
         (f"event: {event}\n" if event else "").encode()
@@ -302,13 +320,15 @@ SSE_EVENTS = st.builds(
         + b"\n\n"
     ),
     st.sampled_from(["", "message_start", "message_delta", "message_stop", "error"]),
-    JSONISH | st.just("[DONE]") | st.just({"usage": {"prompt_tokens": 5, "completion_tokens": -1}}),
+    json_values
+    | st.just("[DONE]")
+    | st.just({"usage": {"prompt_tokens": 5, "completion_tokens": -1}}),
 )
 
 
 @settings(max_examples=300, deadline=None)
 @given(
-    body=st.binary(max_size=300) | JSONISH.map(lambda value: json.dumps(value).encode()),
+    body=st.binary(max_size=300) | json_values.map(lambda value: json.dumps(value).encode()),
     path=st.sampled_from(["chat/completions", "models", "embeddings", "x/../y", "?a=b"]),
 )
 def test_any_request_body_has_a_cost_or_a_documented_refusal(body: bytes, path: str) -> None:
