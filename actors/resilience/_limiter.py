@@ -209,6 +209,11 @@ class Limiter:
         await self._gate.charge(0, -cost, _now())
         self._gate.wake_head()
 
+    @property
+    def cold_start(self) -> ColdStart | None:
+        """How this limit learns before opening the tap (None: it starts open)."""
+        return self._gate.cold
+
     def metrics(self) -> LimiterMetrics:
         """A snapshot of the counters (never a checkpoint)."""
         gate = self._gate

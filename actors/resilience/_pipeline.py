@@ -271,7 +271,12 @@ class Pipeline:
         self._headers = rate_headers if rate_headers is not None else headers_of
         # Whether a success has anything to settle: a usage to reconcile, or
         # headers to resync several limits from (a single limit has neither).
-        self._settles = limits is not None and (usage is not None or isinstance(limits, MultiLimit))
+        # (A cold start counts outstanding reservations: every success must settle its own.)
+        self._settles = limits is not None and (
+            usage is not None
+            or isinstance(limits, MultiLimit)
+            or limits.cold_start is not None
+        )
         self.metrics = PipelineMetrics()
 
     @property
