@@ -214,6 +214,11 @@ class Limiter:
         """How this limit learns before opening the tap (None: it starts open)."""
         return self._gate.cold
 
+    @property
+    def learning(self) -> bool:
+        """Whether a cold start still holds reservations back (see `ColdStart`)."""
+        return self._gate.learning
+
     def metrics(self) -> LimiterMetrics:
         """A snapshot of the counters (never a checkpoint)."""
         gate = self._gate

@@ -17,6 +17,7 @@ from actors import (
     AttemptTimeout,
     BulkheadFull,
     CircuitOpen,
+    ColdStart,
     ConfigError,
     DatabaseClassifier,
     DeadlineExceeded,
@@ -972,3 +973,20 @@ async def test_usage_reconciles_a_single_limit() -> None:
 
         assert await call(1) == 1
         assert limiter.metrics().available == pytest.approx(97, abs=0.01)
+
+
+@pytest.mark.virtual_time
+async def test_a_single_cold_limit_opens_after_successes_without_usage() -> None:
+    """Successes settle their reservations even without usage=, so a single limit's
+    cold start learns and opens instead of holding everyone after its first call."""
+    limiter = create_limiter(
+        TokenBucket.per_second(100), name="cold", cold_start=ColdStart(outstanding=1)
+    )
+
+    @resilient(limiter=limiter)
+    async def call(x: int) -> int:
+        return x
+
+    with anyio.fail_after(1):
+        assert [await call(i) for i in range(5)] == list(range(5))
+    assert not limiter.learning
