@@ -70,6 +70,7 @@ from actors._pool import (
 from actors._public import publish as _publish
 from actors._ref import ActorRef, ActorState
 from actors._serve import serve_asgi
+from actors._tracing import instrument
 from actors.resilience import (
     GCRA,
     AdaptiveConcurrency,
@@ -207,6 +208,7 @@ __all__ = [
     "create_retrier",
     "current_correlation_id",
     "current_deadline",
+    "instrument",
     "load_resilience_config",
     "load_resilience_toml",
     "load_services_config",

@@ -24,6 +24,7 @@ from actors._errors import ActorDown, ActorRestarting, ActorStopped
 from actors._events import emit, emit_failure
 from actors._kernel import CancelScope
 from actors._ref import CURRENT_CELL, ActorRef, ActorState, Cell
+from actors._tracing import attach, detach
 from actors._validate import check_instance, check_positive_int
 
 __all__ = ["Actor", "Incarnation"]
@@ -264,6 +265,7 @@ class Incarnation:
         CURRENT_CELL.set(cell)
         actor._actor_cell = cell
         cell.incarnation = self
+        cell.incarnations += 1
         cell.sequential = not self.concurrent
         try:
             with anyio.CancelScope() as scope:
@@ -406,6 +408,8 @@ class Incarnation:
                     env.scope = scope
                     CID_VAR.set(env.cid)
                     DEADLINE_VAR.set(env.deadline)
+                    trace = env.trace  # the sender's trace context, while tracing is on
+                    token = None if trace is None else attach(trace)
                     try:
                         result = await handle(env.msg)
                     except Exception as exc:
@@ -419,6 +423,9 @@ class Incarnation:
                         reply = env.reply
                         if reply is not None and not reply.done():  # else: it gave up
                             reply.set_result(result)
+                    finally:
+                        if token is not None:
+                            detach(token)
                     if scope.cancel_called:
                         break  # its caller gave up: a fresh scope for the next message
                     burst += 1

@@ -4,7 +4,8 @@ An envelope holds the message, its absolute deadline (the caller's one budget fo
 enqueue, queueing, handling and reply), a correlation id, and the reply slot (`None` for
 a cast). While an actor handles it, the deadline and the correlation id are bound in
 context variables: nested calls inherit the remaining budget, and every structlog event
-carries `correlation_id` (bound through structlog's own contextvars key).
+carries `correlation_id` (bound through structlog's own contextvars key). The sender's
+trace context travels the same way, so the handler's spans are children of the caller's.
 """
 
 from __future__ import annotations
@@ -98,15 +99,18 @@ class Envelope:
     """One message in a mailbox. Internal: users never see envelopes.
 
     `scope` is set when a worker takes the envelope: the cancel scope that worker holds
-    (see `actors._actor.Incarnation`), which the caller cancels if it gives up.
+    (see `actors._actor.Incarnation`), which the caller cancels if it gives up. `trace`
+    is the sender's OpenTelemetry context (None while tracing is off), attached while
+    the handler runs (see `actors._tracing`).
     """
 
-    __slots__ = ("cid", "deadline", "msg", "reply", "scope", "state")
+    __slots__ = ("cid", "deadline", "msg", "reply", "scope", "state", "trace")
 
-    def __init__(self, msg: Any, deadline: float, cid: str, reply: Any) -> None:
+    def __init__(self, msg: Any, deadline: float, cid: str, reply: Any, trace: Any = None) -> None:
         self.msg = msg
         self.deadline = deadline
         self.cid = cid
         self.reply = reply
+        self.trace = trace
         self.state = QUEUED
         self.scope: Any = None

@@ -38,6 +38,8 @@ from actors._events import emit
 from actors._kernel import TIMED_OUT, Kernel
 from actors._mailbox import Mailbox
 from actors._options import ActorConfig, FullPolicy
+from actors._otel_metrics import track_cell
+from actors._tracing import capture, end_span, start_call, tracer
 
 if TYPE_CHECKING:
     from actors._actor import Incarnation
@@ -83,11 +85,13 @@ class Cell:
     """The stable address of one actor slot. Internal; users hold `ActorRef`s."""
 
     __slots__ = (
+        "__weakref__",
         "call_full",
         "call_timeout",
         "cast_full",
         "config",
         "incarnation",
+        "incarnations",
         "kernel",
         "mailbox",
         "name",
@@ -106,6 +110,7 @@ class Cell:
         self.state = _STARTING
         self.reason: BaseException | None = None
         self.incarnation: Incarnation | None = None
+        self.incarnations = 0  # started so far (restarts: all but the first)
         self.sequential = True
         self.restart_wait = True
         # The latest incarnation's `Actor.screen`, when its class overrides it.
@@ -114,6 +119,7 @@ class Cell:
         self.call_timeout = config.call_timeout
         self.call_full = config.call_full
         self.cast_full = config.cast_full
+        track_cell(self)  # its mailbox depth and restarts, while metrics are collected
 
     def refusal(self) -> CallError | None:
         """The error a new message gets in the current state, or None if accepted."""
@@ -211,6 +217,9 @@ class ActorRef(Generic[Req, Resp]):
         The actor's `screen` (if it has one) checks `msg` first, in this task: a request
         it refuses never takes a mailbox place.
 
+        With tracing on, the call is a ``call {actor}`` span whose context travels with
+        the message: the handler's spans are its children (see `actors.instrument`).
+
         A checkpoint. When the caller gives up (its deadline passes or it is cancelled)
         the message is withdrawn if still queued (its place is freed), or its handler is
         cancelled (unless the actor sets `cancel_abandoned = False`: then the handler
@@ -249,32 +258,44 @@ class ActorRef(Generic[Req, Resp]):
         if not own_deadline:
             deadline = inherited
             timeout = max(0.0, deadline - now)
-        if cell.state is not _RUNNING:
-            error = cell.refusal()
-            if error is not None:
-                raise error
-        if cell.sequential and CURRENT_CELL.get() is cell:
-            raise CallCycle(cell.name)
-        screen = cell.screen
-        if screen is not None:
-            screen(msg)
-        slot = kernel.new_slot()
-        env = Envelope(msg, deadline, _correlation_id(), slot)
-        mailbox = cell.mailbox
-        if not mailbox.has_room():
-            await self._wait_for_room(cell, cell.call_full, deadline)
-        mailbox.push(env)
+        cid = _correlation_id()
+        span = trace = None
+        found = tracer()
+        if found is not None:  # tracing on: the caller's span, its context in the envelope
+            span, trace = start_call(found, cell.name, msg, cid)
         try:
-            if own_deadline and kernel.arm(slot, deadline, timeout):
-                result = await kernel.park(slot)
-            else:
-                result = await kernel.wait(slot, deadline)
-        except BaseException:
-            _withdraw(mailbox, env)
+            if cell.state is not _RUNNING:
+                error = cell.refusal()
+                if error is not None:
+                    raise error
+            if cell.sequential and CURRENT_CELL.get() is cell:
+                raise CallCycle(cell.name)
+            screen = cell.screen
+            if screen is not None:
+                screen(msg)
+            slot = kernel.new_slot()
+            env = Envelope(msg, deadline, cid, slot, trace)
+            mailbox = cell.mailbox
+            if not mailbox.has_room():
+                await self._wait_for_room(cell, cell.call_full, deadline)
+            mailbox.push(env)
+            try:
+                if own_deadline and kernel.arm(slot, deadline, timeout):
+                    result = await kernel.park(slot)
+                else:
+                    result = await kernel.wait(slot, deadline)
+            except BaseException:
+                _withdraw(mailbox, env)
+                raise
+            if result is TIMED_OUT:
+                _withdraw(mailbox, env)
+                raise CallTimeout(cell.name, timeout)
+        except BaseException as exc:
+            if span is not None:
+                end_span(span, exc)
             raise
-        if result is TIMED_OUT:
-            _withdraw(mailbox, env)
-            raise CallTimeout(cell.name, timeout)
+        if span is not None:
+            span.end()
         return result  # type: ignore[no-any-return]
 
     async def cast(self, msg: Req, *, timeout: float | None = None) -> None:
@@ -310,7 +331,7 @@ class ActorRef(Generic[Req, Resp]):
         if screen is not None:
             screen(msg)
         cid = _correlation_id()
-        env = Envelope(msg, math.inf, cid, None)
+        env = Envelope(msg, math.inf, cid, None, capture())
         mailbox = cell.mailbox
         if not mailbox.has_room():
             if cell.cast_full is FullPolicy.DROP:

@@ -40,6 +40,7 @@ from actors._clock import now as _now
 from actors._clock import now_or_none as _now_or_none
 from actors._errors import CircuitOpen, ConfigError
 from actors._events import emit
+from actors._tracing import add_event
 from actors._validate import finite_positive, fraction, optional, positive, positive_int
 from actors.resilience._breaker_window import FAILED, SLOW, CountWindow, TimeWindow, Window
 
@@ -434,6 +435,12 @@ class CircuitBreaker:
         """The stored state (OPEN turns HALF_OPEN only at the next `acquire`)."""
         return self._current().state
 
+    @property
+    def seen_state(self) -> BreakerState:
+        """The state this process last saw, without asking the store: safe to read from
+        any thread (a metric reader's)."""
+        return self._record.state
+
     def _current(self) -> BreakerRecord:
         record = self._store.get(self.name)
         return record if record is self._record else self._sync(record)
@@ -481,25 +488,34 @@ class CircuitBreaker:
     def _acquire_slow(self, record: BreakerRecord, now: float) -> int:
         state = record.state
         if state is _FORCED_OPEN:
-            self.not_permitted += 1
-            raise CircuitOpen(self.name, math.inf)
+            raise self._refuse(math.inf)
         if state is _OPEN:
             open_until = record.open_until
             if now < open_until:
-                self.not_permitted += 1
-                raise CircuitOpen(self.name, open_until - now)
+                raise self._refuse(open_until - now)
             record = self._transition(_HALF_OPEN, now, "open_duration_elapsed", 0.0, 0.0)
         config = self.config
         if self._trial_out + self._trial_done >= config.half_open_permits:
             waited = now - self._trial_last_issue
             if waited < config.half_open_max_wait:
-                self.not_permitted += 1
-                retry_after = min(config.open_duration, config.half_open_max_wait - waited)
-                raise CircuitOpen(self.name, retry_after)
+                raise self._refuse(min(config.open_duration, config.half_open_max_wait - waited))
             record = self._transition(_HALF_OPEN, now, "half_open_expired", 0.0, 0.0)
         self._trial_out += 1
         self._trial_last_issue = now
         return record.generation
+
+    def _refuse(self, retry_after: float) -> CircuitOpen:
+        """Counts a call not permitted; the error to raise (an event on the current span)."""
+        self.not_permitted += 1
+        add_event(
+            "actorvisor.breaker.rejected",
+            {
+                "actorvisor.breaker": self.name,
+                "actorvisor.breaker.state": self._record.state.value,
+                "actorvisor.breaker.retry_after": retry_after,
+            },
+        )
+        return CircuitOpen(self.name, retry_after)
 
     def on_success(self, permit: int, duration: float = 0.0, *, now: float | None = None) -> None:
         """Records a successful call that took `duration` seconds; not a checkpoint."""
@@ -704,6 +720,15 @@ class CircuitBreaker:
             failure_rate=failure_rate,
             slow_call_rate=slow_call_rate,
             open_duration=duration,
+        )
+        add_event(
+            "actorvisor.breaker.transition",
+            {
+                "actorvisor.breaker": self.name,
+                "actorvisor.breaker.from": old.state.value,
+                "actorvisor.breaker.to": to.value,
+                "actorvisor.breaker.reason": reason,
+            },
         )
         for listener in tuple(self._listeners):
             try:

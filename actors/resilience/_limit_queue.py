@@ -26,6 +26,7 @@ import attrs
 from actors._clock import now as _now
 from actors._errors import RateLimited
 from actors._events import emit
+from actors._tracing import add_event
 from actors._validate import positive_int
 from actors.resilience._limit_algorithms import LimitConfig
 from actors.resilience._limiter_store import LimiterStore, LimitRequest, SyncLimiterStore
@@ -191,7 +192,22 @@ class Gate:
             cost=costs[0] if len(costs) == 1 else dict(zip(self.labels, costs, strict=True)),
             retry_after=retry_after,
         )
+        add_event(
+            "actorvisor.limiter.rejected",
+            {"actorvisor.limiter": self.name, "actorvisor.limiter.retry_after": retry_after},
+        )
         return RateLimited(self.name, retry_after)
+
+    def room(self, now: float) -> dict[str, float]:
+        """Units each limit admits at `now` (empty with a remote store). Reads immutable
+        state only: a metric reader's thread may ask, given the loop's time."""
+        sync = self.sync
+        if sync is None:
+            return {}
+        return {
+            label: sync.available_nowait(key, config, now)
+            for label, (key, config) in zip(self.labels, self.limits, strict=True)
+        }
 
     def wake_head(self) -> None:
         """Lets a sleeping head waiter retry now (after a refund, resync or settle)."""
@@ -356,6 +372,13 @@ class Gate:
                     if admitted:
                         self.waited += 1
                         self.total_wait_time += now - start
+                        add_event(
+                            "actorvisor.limiter.waited",
+                            {
+                                "actorvisor.limiter": self.name,
+                                "actorvisor.limiter.wait": now - start,
+                            },
+                        )
                         return self.record(costs, reserving)
                     if wait is not None and now + wait > deadline + _DEADLINE_SLACK:
                         raise self.reject(costs, wait)

@@ -61,6 +61,11 @@ is unknown, and an answer's rate-limit headers resync the limits downwards if th
 provider did count it. An attempt cut by `RetryPolicy.timeout` keeps its reservation
 (our time ran out while the service worked on it).
 
+Observed: while a tracer or meter provider is set, each attempt is a span and a
+duration on the semantic conventions, described by the `Describer` the pipeline was
+given (a service's client), and the call's retries, refusals and waits are events on
+the current span (`actors._tracing`); otherwise the check costs one global read.
+
 The success path is one coroutine frame around the operation: no task, lock, event,
 clock read beyond the breaker's timing, or cancel scope (except one per attempt when a
 timeout is configured).
@@ -88,6 +93,8 @@ from actors._errors import (
     PoolTimeout,
 )
 from actors._latency import LatencyRecorder
+from actors._otel_metrics import track_pipeline
+from actors._tracing import Attempts, Describer, observe, observing
 from actors.resilience._adaptive import AdaptiveLimit
 from actors.resilience._breaker import CircuitBreaker
 from actors.resilience._bulkhead import Bulkhead
@@ -177,6 +184,7 @@ class Pipeline:
     """
 
     __slots__ = (
+        "__weakref__",
         "_attempt_timeout",
         "_breaker",
         "_bulkhead",
@@ -195,6 +203,7 @@ class Pipeline:
         "_timed",
         "_usage",
         "classifier",
+        "describer",
         "metrics",
         "name",
     )
@@ -213,6 +222,7 @@ class Pipeline:
         usage: Callable[[Any], Mapping[str, float] | float] | None = None,
         rate_headers: Callable[[object], Mapping[str, str] | None] | None = None,
         latency: LatencyRecorder | None = None,
+        describe: Describer | None = None,
     ) -> None:
         """Composes the layers.
 
@@ -237,6 +247,9 @@ class Pipeline:
             rate_headers: Maps a result or failure to rate-limit headers to resync the
                 limits from; defaults to the outcome's own ``headers``.
             latency: Records every attempt's duration (that reached the operation).
+            describe: Describes each attempt for traces and metrics (a service's
+                client, through its `Service`); by default an attempt is a span named
+                after the pipeline (see `actors._tracing`).
         """
         self.name = name
         self.classifier = classifier
@@ -273,11 +286,11 @@ class Pipeline:
         # headers to resync several limits from (a single limit has neither).
         # (A cold start counts outstanding reservations: every success must settle its own.)
         self._settles = limits is not None and (
-            usage is not None
-            or isinstance(limits, MultiLimit)
-            or limits.cold_start is not None
+            usage is not None or isinstance(limits, MultiLimit) or limits.cold_start is not None
         )
         self.metrics = PipelineMetrics()
+        self.describer = describe
+        track_pipeline(self)  # its in-flight calls, breaker and limits, for metrics
 
     @property
     def retrier(self) -> Retrier | None:
@@ -341,6 +354,10 @@ class Pipeline:
         deadline: float | None,
     ) -> T:
         """`run` with keyword arguments for the operation (the decorators' entry point)."""
+        if observing() and type(fn) is not Attempts:  # traces or metrics: each attempt seen
+            observed = observe(self, fn, args, kwargs, deadline)
+            if observed is not None:
+                return await observed  # type: ignore[no-any-return]
         metrics = self.metrics
         metrics.calls += 1
         metrics.in_flight += 1

@@ -43,6 +43,7 @@ from actors._clock import now as _now
 from actors._envelope import current_correlation_id
 from actors._errors import ConfigError
 from actors._events import emit
+from actors._tracing import add_event, error_type
 from actors._validate import (
     at_least,
     finite_positive,
@@ -277,6 +278,15 @@ class Retrier:
             error=type(exc).__name__,
             correlation_id=current_correlation_id(),
         )
+        add_event(
+            "actorvisor.retry.gave_up",
+            {
+                "actorvisor.service": self.service,
+                "actorvisor.retry.reason": reason,
+                "actorvisor.attempt": attempts,
+                "error.type": error_type(exc),
+            },
+        )
 
     async def call(
         self,
@@ -410,6 +420,15 @@ class RetryRun:
             error=type(exc).__name__,
             correlation_id=current_correlation_id(),
             **fields,
+        )
+        add_event(
+            "actorvisor.retry",
+            {
+                "actorvisor.service": retrier.service,
+                "actorvisor.attempt": state.attempt_number,
+                "actorvisor.retry.delay": state.upcoming_sleep,
+                "error.type": "" if exc is None else error_type(exc),
+            },
         )
 
 

@@ -7,6 +7,7 @@ here.
 """
 
 from actors._public import publish as _publish
+from actors._tracing import Operation
 from actors.services._actor import Service, ServiceActor, ServiceConfig, ServiceStats
 from actors.services._base import Secret, ServiceClient
 from actors.services._chat import ChatRequest, ChatResponse, ToolCall, Usage
@@ -26,6 +27,7 @@ __all__ = [
     "ChatRequest",
     "ChatResponse",
     "MCPToolbox",
+    "Operation",
     "Secret",
     "Service",
     "ServiceActor",

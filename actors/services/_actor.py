@@ -37,6 +37,7 @@ from actors._kinds import ServiceKind, kind_named
 from actors._latency import LatencyRecorder
 from actors._options import ActorConfig
 from actors._pool import Pool, PoolConfig, open_pool
+from actors._tracing import AttributeValue, Operation
 from actors._validate import check_name, instance_of, optional, positive_int
 from actors.resilience._adaptive import AdaptiveConcurrency, AdaptiveLimit, create_adaptive_limit
 from actors.resilience._breaker import BreakerConfig, BreakerStateStore, CircuitBreaker
@@ -93,6 +94,9 @@ class ServiceConfig:
             pipeline's bulkhead position (None: none; `max_concurrency` bounds it
             anyway). Its current value is `Service.concurrency.metrics().limit`.
         actor: The address's settings (mailbox size, call timeout, ...).
+        capture_content: Record content on the attempts' spans: the prompt and the
+            completion (LLM), query text (SQL), tool arguments and results (MCP). Off
+            by default: they may hold personal data. Secrets are never recorded.
     """
 
     retry: RetryPolicy | None = attrs.field(
@@ -111,6 +115,7 @@ class ServiceConfig:
         default=None, validator=optional(instance_of(AdaptiveConcurrency))
     )
     actor: ActorConfig = attrs.field(factory=ActorConfig, validator=instance_of(ActorConfig))
+    capture_content: bool = attrs.field(default=False, validator=instance_of(bool))
 
     @classmethod
     def of_kind(
@@ -320,6 +325,7 @@ class Service(Generic[Req, Resp]):
             usage=self._usage,
             rate_headers=self._rate_headers,
             latency=self.latency,
+            describe=_Described(self),
         )
 
     @property
@@ -401,6 +407,26 @@ class Service(Generic[Req, Resp]):
 
     def __repr__(self) -> str:
         return f"<Service {self.name!r} {self.kind.name}>"
+
+
+class _Described:
+    """The pipeline's `Describer`: the service's current client, with its content setting."""
+
+    __slots__ = ("_service",)
+
+    def __init__(self, service: Service[Any, Any]) -> None:
+        self._service = service
+
+    def operation(self, request: Any) -> Operation:
+        service = self._service
+        return service._client.describe(request, content=service.config.capture_content)
+
+    def outcome(self, result: Any) -> Mapping[str, AttributeValue]:
+        service = self._service
+        return service._client.describe_result(result, content=service.config.capture_content)
+
+    def failure(self, exc: Exception) -> Mapping[str, AttributeValue]:
+        return self._service._client.describe_error(exc)
 
 
 class _Connections:

@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from actors._classify import Classifier
 from actors._errors import ConfigError, ServiceTimeout, ServiceUnavailable
 from actors._kinds import CUSTOM, ServiceKind, kind_named
+from actors._tracing import AttributeValue, Operation, error_type
 
 __all__ = ["Secret", "ServiceClient"]
 
@@ -182,6 +183,31 @@ class ServiceClient(abc.ABC, Generic[Conn, Req, Resp]):
     def rate_headers(self, response_or_error: object) -> Mapping[str, str] | None:
         """Rate-limit headers (`x-ratelimit-*`) to resync the limits from, if any."""
         return None
+
+    # -- telemetry (called only while traces or metrics are recorded) ------------------
+
+    def describe(self, request: Req, *, content: bool) -> Operation:
+        """One attempt of `request` as a span and a metric, on the OpenTelemetry semantic
+        conventions for the service (GenAI, database, MCP...).
+
+        Args:
+            request: The request about to be sent.
+            content: Whether the service captures content (`ServiceConfig.capture_content`):
+                only then may attributes hold the prompt, query text or tool arguments.
+                Secrets never.
+
+        The default: a client span named after the service, with no metric.
+        """
+        return Operation(name=self.name)
+
+    def describe_result(self, response: Resp, *, content: bool) -> Mapping[str, AttributeValue]:
+        """Attributes a response adds to its attempt's span and metric (model, usage...)."""
+        return {}
+
+    def describe_error(self, exc: Exception) -> Mapping[str, AttributeValue]:
+        """Attributes of a failed attempt: ``error.type`` (the status of an error answer,
+        else the exception's class), low-cardinality and free of provider text."""
+        return {"error.type": error_type(exc)}
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"

@@ -66,6 +66,7 @@ from actors._errors import CallCycle, CallError, CallTimeout, ConfigError, Resil
 from actors._events import emit
 from actors._kinds import kind_named
 from actors._ref import ActorRef
+from actors._tracing import add_event
 from actors._validate import check_finite_positive, check_number
 from actors.resilience._breaker import BreakerState, CircuitBreaker
 from supervisor._registry import UnknownService
@@ -415,6 +416,10 @@ class FallbackRouter(Generic[Req, Resp]):
                 return self._served(Routed(value, CACHE, stale=True), attempts)  # type: ignore[arg-type]
             attempts.append((CACHE, "no stale entry"))
         emit("fallback.exhausted", level="warning", router=self.name, attempts=attempts)
+        add_event(
+            "actorvisor.fallback.exhausted",
+            {"actorvisor.router": self.name, "actorvisor.fallback.tried": len(attempts)},
+        )
         raise FallbackExhausted(self.name, attempts) from last
 
     def _more_after(self, index: int) -> bool:
@@ -455,12 +460,22 @@ class FallbackRouter(Generic[Req, Resp]):
     def _served(self, routed: Routed[Resp], attempts: list[tuple[str, str]]) -> Routed[Resp]:
         record_routed(self.name, routed.source)
         if routed.source != PRIMARY:
+            reason = attempts[0][1] if attempts else ""
             emit(
                 "fallback.used",
                 router=self.name,
                 source=routed.source,
                 stale=routed.stale,
-                reason=attempts[0][1] if attempts else "",
+                reason=reason,
+            )
+            add_event(
+                "actorvisor.fallback.used",
+                {
+                    "actorvisor.router": self.name,
+                    "actorvisor.fallback.source": routed.source,
+                    "actorvisor.fallback.stale": routed.stale,
+                    "actorvisor.fallback.reason": reason,
+                },
             )
         return routed
 

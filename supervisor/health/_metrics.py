@@ -17,6 +17,11 @@ name                               kind       attributes
 ``fallback.routed``                counter    router, source
 ``fallback.cache``                 counter    cache, result (hit / miss / stale / evicted)
 =================================  =========  =====================================
+
+The semantic conventions' histograms (``gen_ai.client.*``, ``db.client.*``,
+``mcp.client.*``) and the runtime's gauges (mailbox depth, in-flight calls, breaker
+state, limiter room, restarts) are recorded by `actors._otel_metrics` (meter
+``actorvisor``).
 """
 
 from __future__ import annotations
