@@ -37,6 +37,7 @@ from actors._redact import (
     redact_headers,
     scrubbing_http_logs,
 )
+from actors._tracing import AttributeValue, Operation, inject
 from actors._validate import check_finite_positive, check_instance, check_positive_int
 from actors.services._base import Secret, ServiceClient
 from actors.services._chat import (
@@ -45,6 +46,7 @@ from actors.services._chat import (
     ChatResponse,
     check_chat_request,
 )
+from actors.services._chat_telemetry import chat_operation, chat_outcome, server_of
 from actors.services._wire import NO_BOUND, SSEDecoder, SSEEvent, Wire, WireLimits, malformed
 
 __all__ = ["HTTPChatClient", "Probe", "WireFormat"]
@@ -163,6 +165,7 @@ class HTTPChatClient(ServiceClient[httpx2.AsyncClient, ChatRequest, ChatResponse
         )
         self._redactor = Redactor([api_key] if api_key is not None else [])
         self._http: httpx2.AsyncClient | None = None
+        self._server = server_of(self.base_url)
 
     # -- what a wire format says ---------------------------------------------------
 
@@ -249,6 +252,22 @@ class HTTPChatClient(ServiceClient[httpx2.AsyncClient, ChatRequest, ChatResponse
         headers = getattr(response_or_error, "headers", None)
         return headers if isinstance(headers, Mapping) and headers else None
 
+    def describe(self, request: ChatRequest, *, content: bool) -> Operation:
+        """A GenAI client span ``chat {model}`` (see `actors.services._chat_telemetry`)."""
+        return chat_operation(
+            request,
+            model=request.model or self.model,
+            provider=self.wire_format.name,
+            server=self._server,
+            content=content,
+        )
+
+    def describe_result(
+        self, response: ChatResponse, *, content: bool
+    ) -> Mapping[str, AttributeValue]:
+        """Response model and id, finish reasons, token usage (and the answer, if asked)."""
+        return chat_outcome(response, content=content)
+
     # -- requests ----------------------------------------------------------------------
 
     def _wire(self, request: ChatRequest | None) -> Wire:
@@ -297,6 +316,7 @@ class HTTPChatClient(ServiceClient[httpx2.AsyncClient, ChatRequest, ChatResponse
         headers = {"content-type": "application/json"}
         if wire.correlation_id:
             headers["x-request-id"] = wire.correlation_id
+        inject(headers)  # W3C traceparent of the attempt's span, while tracing is on
         try:
             async with conn.stream("POST", self.path, content=payload, headers=headers) as response:
                 kept = self._kept(response.headers)

@@ -47,8 +47,10 @@ from actors._errors import (
     ServiceUnavailable,
     ToolError,
 )
+from actors._otel_metrics import MCP_DURATION
 from actors._public import publish as _publish
 from actors._redact import one_line, redact
+from actors._tracing import AttributeValue, Operation, error_type, inject
 from actors._validate import check_finite_positive
 from actors.services._base import ServiceClient
 from actors.services._mcp_requests import (
@@ -176,6 +178,9 @@ class MCPClient(ServiceClient[_Session, Request, Response]):
         self.env = dict(env or {})
         self.start_timeout = check_finite_positive("start_timeout", start_timeout)
         self._tg: anyio.abc.TaskGroup | None = None
+        self._transport: dict[str, AttributeValue] = (
+            {"network.transport": "pipe"} if url is None else _http_server(url)
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:
@@ -261,6 +266,42 @@ class MCPClient(ServiceClient[_Session, Request, Response]):
         """Listing the tools must succeed (MCP's ping is deprecated in current protocols)."""
         await self._list_tools(conn)
 
+    def describe(self, request: Request, *, content: bool) -> Operation:
+        """An MCP client span: ``tools/call {tool}`` (a GenAI ``execute_tool``) or
+        ``tools/list``; the tool's arguments only with `content`."""
+        attributes: dict[str, AttributeValue] = dict(self._transport)
+        if not isinstance(request, CallTool):
+            attributes["mcp.method.name"] = "tools/list"
+            return Operation(name="tools/list", attributes=attributes, metric=MCP_DURATION)
+        tool = str(request.name)[:_MESSAGE_LIMIT]
+        attributes.update(
+            {
+                "mcp.method.name": "tools/call",
+                "gen_ai.operation.name": "execute_tool",
+                "gen_ai.tool.name": tool,
+            }
+        )
+        if content:
+            attributes["gen_ai.tool.call.arguments"] = _json_text(request.arguments)
+        return Operation(name=f"tools/call {tool}", attributes=attributes, metric=MCP_DURATION)
+
+    def describe_result(self, response: Response, *, content: bool) -> Mapping[str, AttributeValue]:
+        """A tool's reported error (returned, with `return_errors`) is ``tool_error``."""
+        if not isinstance(response, ToolResult):
+            return {}
+        out: dict[str, AttributeValue] = {"error.type": "tool_error"} if response.is_error else {}
+        if content:
+            out["gen_ai.tool.call.result"] = response.text
+        return out
+
+    def describe_error(self, exc: Exception) -> Mapping[str, AttributeValue]:
+        """``tool_error``, the JSON-RPC code of the server's error, or the failure's type."""
+        if isinstance(exc, ToolError):
+            return {"error.type": "tool_error"}
+        if isinstance(exc, ProtocolError):
+            return {"error.type": str(exc.code), "rpc.response.status_code": str(exc.code)}
+        return {"error.type": error_type(exc)}
+
     async def request(self, conn: _Session, request: Request) -> Response:
         self.check_request(request)  # the dispatch; also refuses what skipped the screen
         if isinstance(request, ListTools):
@@ -271,8 +312,12 @@ class MCPClient(ServiceClient[_Session, Request, Response]):
         tools: list[ToolSpec] = []
         cursor: str | None = None
         for _ in range(_MAX_PAGES):
+            meta = _meta()
             page = await self._do(
-                conn, lambda client, cursor=cursor: client.list_tools(cursor=cursor)
+                conn,
+                lambda client, cursor=cursor, meta=meta: client.list_tools(
+                    cursor=cursor, meta=meta
+                ),
             )
             tools.extend(
                 ToolSpec(
@@ -293,8 +338,9 @@ class MCPClient(ServiceClient[_Session, Request, Response]):
         )
 
     async def _call_tool(self, conn: _Session, request: CallTool) -> ToolResult:
+        meta = _meta()
         result = await self._do(
-            conn, lambda client: client.call_tool(request.name, dict(request.arguments))
+            conn, lambda client: client.call_tool(request.name, dict(request.arguments), meta=meta)
         )
         text = "".join(part.text for part in result.content or () if part.type == "text")
         reply = ToolResult(
@@ -354,6 +400,29 @@ class MCPClient(ServiceClient[_Session, Request, Response]):
                 f"the answer is not the documented shape: {exc.error_count()} errors",
                 correlation_id=cid,
             ) from exc
+
+
+def _meta() -> Any:
+    """The request's ``_meta``: the trace context (``traceparent``), while tracing is on."""
+    carrier: dict[str, str] = {}
+    inject(carrier)
+    return carrier or None
+
+
+def _json_text(value: object) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _http_server(url: str) -> dict[str, AttributeValue]:
+    parts = urllib.parse.urlsplit(url)
+    out: dict[str, AttributeValue] = {"network.transport": "tcp"}
+    if parts.hostname:
+        out["server.address"] = parts.hostname
+        with contextlib.suppress(ValueError):  # a port out of range: the connection says so
+            out["server.port"] = parts.port or (443 if parts.scheme == "https" else 80)
+    return out
 
 
 def server_command(*args: str) -> list[str]:

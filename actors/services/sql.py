@@ -40,6 +40,7 @@ from actors._envelope import current_correlation_id
 from actors._errors import ConfigError, InvalidRequest, QueryError, ServiceUnavailable
 from actors._public import publish as _publish
 from actors._redact import one_line
+from actors._tracing import AttributeValue, Operation
 from actors._validate import check_finite_non_negative, check_finite_positive, check_instance
 from actors.services._base import Secret, ServiceClient
 from actors.services._sql_requests import (
@@ -52,6 +53,7 @@ from actors.services._sql_requests import (
     queries_of,
     sql_problem,
 )
+from actors.services._sql_telemetry import sql_failure, sql_operation, sql_outcome
 
 __all__ = ["PostgresClient", "Query", "QueryResult", "SQLiteClient", "Transaction"]
 
@@ -232,6 +234,16 @@ class SQLiteClient(ServiceClient[sqlite3.Connection, Request, Response]):
     async def probe(self, conn: sqlite3.Connection) -> None:
         await self.request(conn, Query("SELECT 1"))
 
+    def describe(self, request: Request, *, content: bool) -> Operation:
+        """A database client span on ``sqlite`` (query text only with `content`)."""
+        return sql_operation(request, system="sqlite", known={}, content=content)
+
+    def describe_result(self, response: Response, *, content: bool) -> Mapping[str, AttributeValue]:
+        return sql_outcome(response)
+
+    def describe_error(self, exc: Exception) -> Mapping[str, AttributeValue]:
+        return sql_failure(exc)
+
     async def request(self, conn: sqlite3.Connection, request: Request) -> Response:
         async def interrupt() -> None:
             conn.interrupt()
@@ -299,6 +311,22 @@ def _dsn_keys(psycopg: Any, dsn: str) -> set[str] | None:
         return None  # its message quotes the DSN
 
 
+def _dsn_attributes(psycopg: Any, dsn: str) -> dict[str, AttributeValue]:
+    """``db.namespace``, ``server.address`` and ``server.port`` a DSN names (never a
+    password: the DSN has none)."""
+    params = psycopg.conninfo.conninfo_to_dict(dsn)
+    out: dict[str, AttributeValue] = {}
+    if isinstance(params.get("dbname"), str) and params["dbname"]:
+        out["db.namespace"] = params["dbname"]
+    host = params.get("host")
+    if isinstance(host, str) and host and "," not in host and not host.startswith("/"):
+        out["server.address"] = host
+        port = str(params.get("port") or "5432")
+        if port.isdigit():
+            out["server.port"] = int(port)
+    return out
+
+
 class PostgresClient(ServiceClient[Any, Request, Response]):
     """A PostgreSQL server through psycopg 3 (sync connections in worker threads)."""
 
@@ -348,6 +376,7 @@ class PostgresClient(ServiceClient[Any, Request, Response]):
             raise ConfigError("password", None, f"must be a Secret, not {type(password).__name__}")
         self._password = password
         self.connect_timeout = check_finite_positive("connect_timeout", connect_timeout)
+        self._known = _dsn_attributes(psycopg, dsn)
 
     def check_request(self, request: object) -> None:
         """Refuses a request that is not a `Query` or `Transaction` (or one built around
@@ -395,6 +424,17 @@ class PostgresClient(ServiceClient[Any, Request, Response]):
 
     async def probe(self, conn: Any) -> None:
         await self.request(conn, Query("SELECT 1"))
+
+    def describe(self, request: Request, *, content: bool) -> Operation:
+        """A database client span on ``postgresql``, with the DSN's database and server
+        (query text only with `content`)."""
+        return sql_operation(request, system="postgresql", known=self._known, content=content)
+
+    def describe_result(self, response: Response, *, content: bool) -> Mapping[str, AttributeValue]:
+        return sql_outcome(response)
+
+    def describe_error(self, exc: Exception) -> Mapping[str, AttributeValue]:
+        return sql_failure(exc)
 
     def connection_broken(self, exc: Exception) -> bool:
         return isinstance(exc, ServiceUnavailable | ConnectionError | OSError)
