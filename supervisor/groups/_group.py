@@ -64,6 +64,7 @@ from actors._clock import now as _now
 from actors._clock import now_or_none
 from actors._envelope import current_deadline
 from actors._events import emit
+from actors._tracing import add_event
 from actors._validate import check_name
 from actors.resilience._budget import RetryBudget
 from actors.resilience._pipeline import Pipeline
@@ -714,6 +715,14 @@ class ServiceGroup:
                 race.started += 1
                 self._counters.hedges += 1
                 emit("group.hedged", level="debug", group=self.name, member=other.id)
+                add_event(
+                    "actorvisor.group.hedged",
+                    {
+                        "actorvisor.group": self.name,
+                        "actorvisor.member": other.id,
+                        "actorvisor.hedge": hedges,
+                    },
+                )
                 more = self._more(call, now)
                 tg.start_soon(
                     self._contend, race, other, request, call, self._timeout(call, now, more)
