@@ -277,10 +277,14 @@ def _parent(ctx: Any) -> int:
     if parent.is_valid and parent.trace_flags.sampled:
         return _SAMPLED
     kind = _UNSAMPLED if parent.is_valid else _ROOT
+    _remember(ctx, kind)
+    return kind
+
+
+def _remember(ctx: Any, kind: int) -> None:
     if len(_decided) >= _MAX_DECIDED:
         _decided.clear()
     _decided[id(ctx)] = (ctx, kind)
-    return kind
 
 
 def start_call(found: Tracer, actor: str, msg: object, cid: object) -> tuple[Span | None, Any]:
@@ -289,7 +293,7 @@ def start_call(found: Tracer, actor: str, msg: object, cid: object) -> tuple[Spa
     Returns:
         The span (None under an unsampled parent) and the context the envelope carries.
     """
-    ctx = _context.get_current()
+    ctx = _current()
     if _parent(ctx) == _UNSAMPLED:
         return None, ctx
     span = found.start_span(
@@ -302,12 +306,15 @@ def start_call(found: Tracer, actor: str, msg: object, cid: object) -> tuple[Spa
             "actorvisor.correlation_id": str(cid),
         },
     )
-    return span, _trace.set_span_in_context(span, ctx)
+    carried = _trace.set_span_in_context(span, ctx)
+    if not span.get_span_context().trace_flags.sampled:
+        _remember(carried, _UNSAMPLED)  # its handler's attempts ask about this context
+    return span, carried
 
 
 def capture() -> Any:
     """The current context, for a cast's envelope (None while tracing is off)."""
-    return None if tracer() is None else _context.get_current()
+    return None if tracer() is None else _current()
 
 
 def end_span(span: Span, exc: BaseException | None = None) -> None:
@@ -323,14 +330,19 @@ def _failed(span: Span, attributes: Mapping[str, AttributeValue]) -> None:
     span.set_status(_trace.StatusCode.ERROR)
 
 
-def _no_context(value: Any) -> Any:  # pragma: no cover - no envelope carries a context then
+def _no_context(value: Any = None) -> Any:  # pragma: no cover - no context travels then
     raise RuntimeError("opentelemetry-api is not installed")
 
 
-attach: Callable[[Any], Any] = _no_context if _context is None else _context.attach
+# The configured runtime context's own methods, one frame less than the API's functions
+# (they run on every traced message); the API's functions where it has none.
+_runtime: Any = getattr(_context, "_RUNTIME_CONTEXT", _context)
+_current: Callable[[], Any] = _no_context if _context is None else _runtime.get_current
+attach: Callable[[Any], Any] = _no_context if _context is None else _runtime.attach
 """Makes a context current (an envelope's, while its handler runs); returns the token."""
 detach: Callable[[Any], None] = _no_context if _context is None else _context.detach
-"""Restores the context current before `attach` returned the token."""
+"""Restores the context current before `attach` returned the token (the API's: a
+failure is logged by it, never raised into the actor loop)."""
 
 
 def add_event(name: str, attributes: Mapping[str, AttributeValue]) -> None:
@@ -474,7 +486,7 @@ def observe(
     found = tracer()
     root = False
     if found is not None:
-        parent = _parent(_context.get_current())
+        parent = _parent(_current())
         if parent == _ROOT:
             root = True
         elif parent == _UNSAMPLED:
