@@ -7,14 +7,22 @@ waiting and every worker is busy) and then kept, so a steady stream of messages 
 no task creation. Exit is either *normal* (a stop was requested) or a *crash* (an
 exception escaped a handler of a crash-on-error actor, or `on_start` failed): the
 reason is what the owner (open_actor or a supervisor) acts on.
+
+An idle incarnation *hibernates* (`ActorConfig.hibernate_after`): its tasks end and it
+waits as the mailbox's `sleeper`; the next push wakes it, starting a task in the
+owner's task group, in the context the owner launched it in, that runs the same loop.
+Nothing else changes while it sleeps: the address accepts and screens messages, probes
+run (in the prober's task), and a stop ends it without waking it unless it has an
+`on_stop` to run.
 """
 
 from __future__ import annotations
 
 import abc
 import contextlib
+import contextvars
 from collections.abc import Awaitable, Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeVar
 
 import anyio
 import anyio.abc
@@ -27,12 +35,40 @@ from actors._ref import CURRENT_CELL, ActorRef, ActorState, Cell
 from actors._tracing import attach, detach
 from actors._validate import check_instance, check_positive_int
 
-__all__ = ["Actor", "Incarnation"]
+__all__ = ["Actor", "Incarnation", "Owner"]
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
 _BURST = 64  # messages a busy worker handles before yielding to other tasks
+
+
+class _Sleep:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "SLEEP"
+
+
+_SLEEP: Final = _Sleep()
+"""What a parked worker (or dispatcher) is woken with when its incarnation hibernates."""
+
+Spawn = Callable[..., object]
+"""The owner's `TaskGroup.start_soon`: how an incarnation starts its tasks."""
+
+
+class Owner(Protocol):
+    """What runs an incarnation (open_actor, a supervisor's child slot) hears from it."""
+
+    def exited(self, reason: BaseException | None) -> None:
+        """Called once when handling has ended (reason None for normal), after running
+        messages are settled and before `on_stop`: the owner sets the cell's state and
+        disposes of queued messages here."""
+
+    def crashed(self, reason: BaseException) -> None:
+        """Called once, synchronously, the moment a started incarnation crashes (before
+        its handlers unwind): the owner marks the address restarting here, so no call
+        sent in between reaches the dying incarnation."""
 
 
 class Actor(abc.ABC, Generic[Req, Resp]):
@@ -178,21 +214,33 @@ class Incarnation:
     scope sits inside the incarnation's own, so a stop or a crash still cancels every
     handler, and anyio's (or trio's) rules for shields and nested scopes hold inside
     handlers as usual.
+
+    The owner starts it with `launch`. The incarnation's task is then either the one
+    that ran `on_start` (`run`) or one started by a wake-up (`_resume`); both serve the
+    same loop, and whichever is running when the incarnation ends runs its exit
+    (`_finish`). Hibernation is decided by an idle check on the kernel's timer queue
+    (one per awake period, re-armed every `hibernate_after`): it puts the incarnation
+    to sleep when every worker has stayed parked on the same slot since the previous
+    check, so a busy actor pays nothing per message for it.
     """
 
     __slots__ = (
+        "_cancels",
+        "_check",
+        "_context",
         "_done",
         "_finished",
-        "_new_scope",
-        "_on_crash",
-        "_on_exit",
+        "_owner",
         "_scope",
+        "_spawn",
         "_tg",
         "_unstarted",
         "_workers",
         "actor",
+        "asleep",
         "cell",
         "concurrent",
+        "hibernates",
         "max_concurrency",
         "reason",
         "restarting",
@@ -200,14 +248,8 @@ class Incarnation:
         "stopping",
     )
 
-    def __init__(
-        self,
-        cell: Cell,
-        actor: Actor[Any, Any],
-        on_exit: Callable[[BaseException | None], None],
-        on_crash: Callable[[BaseException], None] | None = None,
-    ) -> None:
-        """Prepares an incarnation (call from async code; nothing runs until `run`).
+    def __init__(self, cell: Cell, actor: Actor[Any, Any], owner: Owner) -> None:
+        """Prepares an incarnation (call from async code; nothing runs until `launch`).
 
         Also gives the cell this actor's `screen` (if overridden), so that callers are
         screened by the latest incarnation's actor from now on, even before it starts.
@@ -215,69 +257,103 @@ class Incarnation:
         Args:
             cell: The address whose mailbox it serves.
             actor: A fresh actor instance.
-            on_exit: Called once when handling has ended (reason None for normal), after
-                running messages are settled and before `on_stop`: the owner sets the
-                cell's state and disposes of queued messages there.
-            on_crash: Called once, synchronously, the moment the incarnation crashes
-                (before its handlers unwind): the owner marks the address restarting
-                there, so no call sent in between reaches the dying incarnation.
+            owner: Told when the incarnation crashes and when it has ended.
 
         Raises:
             ConfigError: `actor.max_concurrency` is not a positive integer, or
                 `actor.cancel_abandoned` is not a bool.
         """
-        kind = type(actor).__name__
-        self.max_concurrency = check_positive_int(f"{kind}.max_concurrency", actor.max_concurrency)
-        cancel = check_instance(f"{kind}.cancel_abandoned", actor.cancel_abandoned, bool)
+        kind = type(actor)
+        name = kind.__name__
+        self.max_concurrency = check_positive_int(f"{name}.max_concurrency", actor.max_concurrency)
+        cancel = check_instance(f"{name}.cancel_abandoned", actor.cancel_abandoned, bool)
         self.cell = cell
         self.actor = actor
         self.concurrent = self.max_concurrency > 1
+        self.hibernates = cell.config.hibernate_after is not None and (
+            kind.lifespan is Actor.lifespan
+        )
         self.reason: BaseException | None = None
         self.stopping = False
         self.started = False
         self.restarting = False
-        self._on_exit = on_exit
-        self._on_crash = on_crash
-        self._new_scope: Callable[[], CancelScope] = (
-            cell.kernel.new_cancel_scope if cancel else _RunToCompletion
-        )
-        self._scope: anyio.CancelScope | None = None
+        self.asleep = False
+        self._owner = owner
+        self._cancels = cancel
+        self._scope: CancelScope | None = None
         self._tg: anyio.abc.TaskGroup | None = None
+        self._spawn: Spawn | None = None
+        self._context: contextvars.Context | None = None
+        self._check: _IdleCheck | None = None
         self._workers = 0
         self._unstarted = 0
         self._finished = False
         self._done: anyio.Event | None = None  # made only if someone waits for the end
-        cell.screen = None if type(actor).screen is Actor.screen else actor.screen
+        cell.screen = None if kind.screen is Actor.screen else actor.screen
+
+    def launch(
+        self,
+        spawn: Spawn,
+        context: contextvars.Context,
+        task_status: anyio.abc.TaskStatus[BaseException | None],
+    ) -> bool:
+        """Starts the incarnation in its owner's task group, if it needs no task to.
+
+        An actor that hibernates and does not override `on_start` starts here, at once
+        and asleep (woken straight away if messages are waiting): `task_status` has been
+        told, and True is returned. Otherwise False: the owner runs `run` in a task of
+        `spawn`'s group, in `context`. Not a checkpoint.
+
+        Args:
+            spawn: The owner's `TaskGroup.start_soon`: wake-ups start their tasks there.
+            context: The context every task of the incarnation starts in (a copy).
+            task_status: Told as by `run`.
+        """
+        self._spawn = spawn
+        self._context = context
+        if not self.hibernates or type(self.actor).on_start is not Actor.on_start:
+            return False
+        self._enter()
+        self._mark_started(task_status)
+        self._sleep()
+        return True
+
+    def _enter(self) -> None:
+        cell = self.cell
+        self.actor._actor_cell = cell
+        cell.incarnation = self
+        cell.incarnations += 1
+        cell.sequential = not self.concurrent
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[BaseException | None] = anyio.TASK_STATUS_IGNORED
     ) -> BaseException | None:
-        """Runs the incarnation to its end.
+        """Runs the incarnation's first task: `on_start`, then messages until it stops or
+        hibernates (then wake-ups start tasks of their own).
 
         Reports readiness through `task_status`: `started(None)` once `on_start` has
         succeeded, or `started(exc)` after a failed start (the call then returns).
 
         Returns:
-            None after a normal stop, else the crash reason.
+            The crash reason (None after a normal stop, or while it hibernates).
         """
         cell = self.cell
         actor = self.actor
         CURRENT_CELL.set(cell)
-        actor._actor_cell = cell
-        cell.incarnation = self
-        cell.incarnations += 1
-        cell.sequential = not self.concurrent
+        self._enter()
+        slept = False
         try:
             with anyio.CancelScope() as scope:
                 self._scope = scope
                 try:
-                    with anyio.fail_after(cell.config.start_timeout):
-                        await actor.on_start()
+                    if type(actor).on_start is not Actor.on_start:
+                        with anyio.fail_after(cell.config.start_timeout):
+                            await actor.on_start()
                 except Exception as exc:
                     self._start_failed(exc)
                 else:
                     if type(actor).lifespan is Actor.lifespan:
-                        await self._serve(task_status)
+                        slept = await self._serve(task_status)
                     else:
                         entered = False
                         try:
@@ -289,19 +365,48 @@ class Incarnation:
                                 raise
                             self._start_failed(exc)
         finally:
-            if self.reason is not None and self.started:
-                emit_failure("actor.crashed", self.reason, actor=cell.name)
-            self._on_exit(self.reason)
-            if self.started:
-                await self._call_on_stop()
-                if self.reason is None:
-                    emit("actor.stopped", actor=cell.name)
-            self._finished = True
-            if self._done is not None:
-                self._done.set()
+            if not slept:
+                await self._finish()
         if not self.started:
             task_status.started(self.reason)
         return self.reason
+
+    async def _resume(self) -> None:
+        """A task started by a wake-up: serves until the incarnation ends or sleeps again
+        (or, woken by a stop, only runs its exit)."""
+        CURRENT_CELL.set(self.cell)
+        slept = False
+        try:
+            with self.cell.kernel.new_cancel_scope() as scope:
+                self._scope = scope
+                if not self.stopping:
+                    self._arm_check()
+                    slept = await (self._serve_concurrent() if self.concurrent else self._work())
+        finally:
+            if not slept:
+                await self._finish()
+
+    async def _finish(self) -> None:
+        """The exit: tells the owner, then runs `on_stop` (shielded, bounded)."""
+        self._exited()
+        if self.started and type(self.actor).on_stop is not Actor.on_stop:
+            await self._call_on_stop()
+        self._ended()
+
+    def _exited(self) -> None:
+        cell = self.cell
+        self._check = None
+        if self.reason is not None and self.started:
+            emit_failure("actor.crashed", self.reason, actor=cell.name)
+        self._owner.exited(self.reason)
+
+    def _ended(self) -> None:
+        if self.started and self.reason is None:
+            emit("actor.stopped", actor=self.cell.name)
+        self._finished = True
+        self._scope = None
+        if self._done is not None:
+            self._done.set()
 
     def _start_failed(self, exc: Exception) -> None:
         self.reason = exc
@@ -315,32 +420,117 @@ class Incarnation:
         emit("actor.started", actor=cell.name, max_concurrency=self.max_concurrency)
         task_status.started(None)
 
-    def _serve(self, task_status: anyio.abc.TaskStatus[BaseException | None]) -> Awaitable[None]:
+    def _serve(self, task_status: anyio.abc.TaskStatus[BaseException | None]) -> Awaitable[bool]:
         """Marks the incarnation started; await the result to handle messages until it
-        stops. (Returned, not awaited here: one coroutine frame less per idle actor.)"""
+        stops (False) or hibernates (True). (Returned, not awaited here: one coroutine
+        frame less per busy actor.)"""
         self._mark_started(task_status)
+        self._arm_check()
         return self._serve_concurrent() if self.concurrent else self._work()
 
-    async def _serve_concurrent(self) -> None:
+    async def _serve_concurrent(self) -> bool:
         async with anyio.create_task_group() as tg:
             self._tg = tg
-            await self._dispatch()
+            slept = await self._dispatch()
+        return slept  # noqa: RET504 (the task group's exit comes between)
+
+    # -- hibernation ---------------------------------------------------------------
+
+    def _arm_check(self) -> None:
+        """Schedules the first idle check of an awake period."""
+        if self.hibernates:
+            self._schedule_check(None)
+
+    def _schedule_check(self, seen: object) -> None:
+        after = self.cell.config.hibernate_after
+        assert after is not None
+        kernel = self.cell.kernel
+        check = self._check = _IdleCheck(self, seen)
+        kernel.schedule(check, kernel.now() + after, after)
+
+    def idle_check(self, check: _IdleCheck) -> None:
+        """An idle check is due: sleep if every worker stayed parked since the last one."""
+        if check is not self._check or self.asleep or self.stopping:
+            return
+        mailbox = self.cell.mailbox
+        idle = mailbox.idle or []
+        if self.concurrent:  # every worker parked, and the dispatcher
+            parked = len(idle) == self._workers and mailbox.dispatcher is not None
+        else:
+            parked = len(idle) == 1
+        parked = parked and not mailbox.live and not self._unstarted
+        seen = tuple(idle) if parked else None
+        if parked and seen == check.seen:
+            self._hibernate()
+        else:
+            self._schedule_check(seen)
+
+    def _hibernate(self) -> None:
+        """Ends the incarnation's tasks (they are parked); the next push wakes it."""
+        mailbox = self.cell.mailbox
+        parked = mailbox.idle or []
+        mailbox.idle = None
+        dispatcher, mailbox.dispatcher = mailbox.dispatcher, None
+        self._workers = 0
+        self._tg = None
+        self._sleep()
+        if dispatcher is not None:
+            parked.append(dispatcher)
+        for slot in parked:
+            if not slot.done():
+                slot.set_result(_SLEEP)
+
+    def _sleep(self) -> None:
+        self._check = None
+        self._scope = None
+        if self.cell.mailbox.live:  # (messages queued before a start without a task)
+            self._start_task()
+        else:
+            self.asleep = True
+            self.cell.mailbox.sleeper = self
+
+    def wake(self) -> None:
+        """A message arrived for the hibernated incarnation (`Mailbox.push`): starts a
+        task to handle it. Not a checkpoint."""
+        self.asleep = False
+        self.cell.mailbox.sleeper = None
+        self._start_task()
+
+    def _start_task(self) -> None:
+        spawn, context = self._spawn, self._context
+        assert spawn is not None
+        assert context is not None
+        context.run(spawn, self._resume)
+
+    # -- stopping ------------------------------------------------------------------
 
     def request_stop(self) -> None:
-        """Asks for an orderly stop: workers finish their current message and exit."""
+        """Asks for an orderly stop: workers finish their current message and exit.
+
+        A hibernated incarnation ends at once (its exit runs here) unless it has an
+        `on_stop` to run: then it is woken to run it."""
         if not self.stopping:
             self.stopping = True
             cell = self.cell
             if cell.state is ActorState.RUNNING or cell.state is ActorState.STARTING:
                 cell.state = ActorState.STOPPING
             cell.mailbox.wake_all_idle()
+            if self.asleep:
+                self.asleep = False
+                cell.mailbox.sleeper = None
+                if type(self.actor).on_stop is Actor.on_stop:
+                    self._exited()
+                    self._ended()
+                else:
+                    self._start_task()
 
     async def stop(self, timeout: float | None = None, *, restarting: bool = False) -> None:
         """Stops the incarnation and waits until it has ended.
 
         Workers get `timeout` (default: the config's `shutdown_timeout`) to finish their
-        current messages; then they are cancelled hard. A checkpoint; call it shielded
-        when cleaning up.
+        current messages; then they are cancelled hard. A checkpoint unless the
+        incarnation hibernates and has no `on_stop` (then it ends here, at once); call
+        it shielded when cleaning up.
 
         Args:
             timeout: Grace period in seconds (`0` cancels at once, `inf` waits).
@@ -367,13 +557,13 @@ class Incarnation:
         """Ends the incarnation abnormally with `exc` as the reason (first reason wins)."""
         if self.reason is None:
             self.reason = exc
-            if self._on_crash is not None and self.started:
-                self._on_crash(exc)
+            if self.started:
+                self._owner.crashed(exc)
         self.stopping = True
         if self._scope is not None:
             self._scope.cancel()
 
-    async def _work(self) -> None:
+    async def _work(self) -> bool:
         """The actor loop: takes messages one at a time and handles each under the scope
         its caller cancels on giving up (see the class docstring).
 
@@ -381,16 +571,22 @@ class Incarnation:
         each worker of a concurrent actor runs it in the worker's task. An envelope
         whose deadline has passed is skipped (a dead letter: its caller has its
         `CallTimeout`). An idle worker parks on a slot in `mailbox.idle`, which a push
-        sets. (The hot path of every call: the helpers are bound to locals.)
+        sets (or an idle check, with `_SLEEP`: then it returns True). (The hot path of
+        every call: the helpers are bound to locals.)
         """
         if self.concurrent:
             self._unstarted -= 1
         cell = self.cell
         kernel = cell.kernel
         now, new_slot, park = kernel.now, kernel.new_slot, kernel.park
-        pop, idle = cell.mailbox.pop, cell.mailbox.idle
+        mailbox = cell.mailbox
+        pop, idle = mailbox.pop, mailbox.idle
+        if idle is None:
+            idle = mailbox.idle = []
         handle = self.actor.handle
-        new_scope = self._new_scope
+        new_scope: Callable[[], CancelScope] = (
+            kernel.new_cancel_scope if self._cancels else _RunToCompletion
+        )
         burst = 0
         while not self.stopping:
             with new_scope() as scope:
@@ -400,7 +596,8 @@ class Incarnation:
                         burst = 0
                         slot = new_slot()
                         idle.append(slot)
-                        await park(slot)
+                        if await park(slot) is _SLEEP:
+                            return True
                         continue
                     if env.deadline <= now():
                         self._expired(env)
@@ -414,7 +611,7 @@ class Incarnation:
                         result = await handle(env.msg)
                     except Exception as exc:
                         if self._failed(env, exc, abandoned=scope.cancel_called):
-                            return
+                            return False
                     except BaseException:
                         self._cut(env)  # a stop, a crash elsewhere, or its caller gave up
                         raise
@@ -432,6 +629,7 @@ class Incarnation:
                     if burst >= _BURST:
                         burst = 0
                         await kernel.checkpoint()
+        return False
 
     def _expired(self, env: Envelope) -> None:
         env.state = DONE
@@ -486,11 +684,12 @@ class Incarnation:
             else:
                 reply.set_exception(ActorStopped(self.cell.name))
 
-    async def _dispatch(self) -> None:
+    async def _dispatch(self) -> bool:
         """Starts workers of a concurrent actor while messages wait and all are busy.
 
         Workers are kept once started (parked when idle), so a steady stream of
-        messages creates no tasks; a push wakes an idle worker directly.
+        messages creates no tasks; a push wakes an idle worker directly. Returns True
+        when the incarnation hibernates (its workers have been told too).
         """
         mailbox = self.cell.mailbox
         kernel = self.cell.kernel
@@ -499,7 +698,7 @@ class Incarnation:
         while not self.stopping:
             wanted = min(
                 self.max_concurrency - self._workers,
-                mailbox.live - self._unstarted - len(mailbox.idle),
+                mailbox.live - self._unstarted - len(mailbox.idle or ()),
             )
             for _ in range(max(0, wanted)):
                 self._workers += 1
@@ -507,7 +706,9 @@ class Incarnation:
                 tg.start_soon(self._work)
             slot = kernel.new_slot()
             mailbox.dispatcher = slot
-            await kernel.park(slot)  # woken by a push that found no idle worker
+            if await kernel.park(slot) is _SLEEP:  # else: a push that found no idle worker
+                return True
+        return False
 
     async def _call_on_stop(self) -> None:
         cell = self.cell
@@ -519,3 +720,20 @@ class Incarnation:
                 emit_failure("actor.on_stop_failed", exc, actor=cell.name)
         if scope.cancelled_caught:
             emit("actor.on_stop_timeout", level="warning", actor=cell.name)
+
+
+class _IdleCheck:
+    """An entry of the kernel's timer queue: one idle check of an incarnation, with the
+    slots its workers were parked on at the previous check (None: not all parked)."""
+
+    __slots__ = ("incarnation", "seen")
+
+    def __init__(self, incarnation: Incarnation, seen: object) -> None:
+        self.incarnation = incarnation
+        self.seen = seen
+
+    def done(self) -> bool:
+        return self.incarnation._check is not self
+
+    def set_result(self, _value: object) -> None:
+        self.incarnation.idle_check(self)

@@ -18,6 +18,13 @@ and, for the actor loop, `new_cancel_scope()`: a cancel scope native to the back
 across many messages and replaces it only after a caller gave up, so no message pays for
 entering a scope (see `actors._actor`).
 
+There is one kernel per event loop (per trio run), shared by every address in it: the
+deadline queues are shared too (deadlines with one timeout value arrive in order whatever
+the address), so an address costs no timer of its own, and a queue's timer (an asyncio
+`call_at` handle, a trio system task) exists only while the queue holds waiters.
+`schedule` puts other timed entries (the actor loop's hibernation checks) on the same
+queues.
+
 Both kernels are semantically identical, and the whole test suite runs on both.
 """
 
@@ -27,6 +34,7 @@ import asyncio
 import functools
 import math
 import sys
+import threading
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -61,7 +69,7 @@ class Slot(Protocol):
 
 
 class Kernel(Protocol):
-    """Backend primitives for one address (each cell has its own kernel)."""
+    """Backend primitives of one event loop (shared by every address in it)."""
 
     name: str
 
@@ -69,10 +77,11 @@ class Kernel(Protocol):
     def new_slot(self) -> Slot: ...
     async def wait(self, slot: Any, deadline: float) -> Any: ...
     def arm(self, slot: Any, deadline: float, timeout: float) -> bool: ...
+    def schedule(self, entry: Any, deadline: float, delay: float) -> None: ...
     def park(self, slot: Any) -> Awaitable[Any]: ...
     def new_cancel_scope(self) -> CancelScope: ...
     async def checkpoint(self) -> None: ...
-    def close(self) -> None: ...
+    def tidy(self) -> None: ...
 
 
 class CancelScope(Protocol):
@@ -85,7 +94,7 @@ class CancelScope(Protocol):
     def __exit__(self, *exc_info: Any) -> bool | None: ...
 
 
-_MAX_QUEUES = 4  # distinct timeout values served by FIFO deadline queues, per kernel
+_MAX_QUEUES = 16  # distinct call timeouts served by FIFO deadline queues, per event loop
 _COMPACT_AT = 256
 
 
@@ -124,11 +133,31 @@ class _DeadlineQueue:
                 return deadline
         return None
 
+    def add(self, deadline: float, slot: Any) -> None:
+        """Queues a waiter (its deadline no earlier than any queued one's)."""
+        entries = self.entries
+        while entries and entries[0][1].done():
+            entries.popleft()
+        if self.timer_idle:
+            self.start_timer(deadline)
+        entries.append((deadline, slot))
+        if len(entries) > self.compact_at:
+            self.compact()
+
+    def tidy(self) -> None:
+        """Drops finished waiters from the head; stops the timer if none is left."""
+        entries = self.entries
+        while entries and entries[0][1].done():
+            entries.popleft()
+        if not entries and not self.timer_idle:
+            self.stop_timer()
+
     def start_timer(self, deadline: float) -> None:
         """Starts the timer for a first waiter (`timer_idle` is True); clears the flag."""
         raise NotImplementedError
 
-    def close(self) -> None:
+    def stop_timer(self) -> None:
+        """Stops the timer (no waiter is left); sets `timer_idle`."""
         raise NotImplementedError
 
 
@@ -153,22 +182,23 @@ class _QueuedDeadlines:
             if len(self._queues) >= _MAX_QUEUES:
                 return False
             queue = self._queues[timeout] = self._new_queue()
-        # The queue's add, inline (it runs on every call).
-        entries = queue.entries
-        while entries and entries[0][1].done():
-            entries.popleft()
-        if queue.timer_idle:
-            queue.start_timer(deadline)
-        entries.append((deadline, slot))
-        if len(entries) > queue.compact_at:
-            queue.compact()
+        queue.add(deadline, slot)
         return True
 
-    def close(self) -> None:
-        """Ends the deadline timers (every waiter has been resolved by then)."""
+    def schedule(self, entry: Any, deadline: float, delay: float) -> None:
+        """Calls `entry.set_result(TIMED_OUT)` at `deadline` (exactly `now() + delay`)
+        unless `entry.done()` is true by then. For a few fixed delays (configuration
+        values, such as `ActorConfig.hibernate_after`): each has a queue of its own."""
+        queue = self._queues.get(delay)
+        if queue is None:
+            queue = self._queues[delay] = self._new_queue()
+        queue.add(deadline, entry)
+
+    def tidy(self) -> None:
+        """Drops finished waiters and stops the timers left without any (an address
+        closing calls it: its waiters have all been resolved by then)."""
         for queue in self._queues.values():
-            queue.close()
-        self._queues.clear()
+            queue.tidy()
 
 
 def _expire(fut: asyncio.Future[Any]) -> None:
@@ -196,7 +226,7 @@ class _AsyncioDeadlineQueue(_DeadlineQueue):
         else:
             self._handle = self._loop.call_at(following, self._fire)
 
-    def close(self) -> None:
+    def stop_timer(self) -> None:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
@@ -310,6 +340,7 @@ class _TrioNames:
     sleep_until: Any
     spawn_system_task: Any
     succeeded: Any
+    kernel: Any  # the run's kernel (a RunVar)
 
 
 _trio = _TrioNames()
@@ -333,56 +364,44 @@ def _bind_trio() -> None:
     _trio.sleep_until = trio.sleep_until
     _trio.spawn_system_task = trio.lowlevel.spawn_system_task
     _trio.succeeded = trio.lowlevel.Abort.SUCCEEDED
+    _trio.kernel = trio.lowlevel.RunVar("actors_kernel")
 
 
 class _TrioDeadlineQueue(_DeadlineQueue):
-    """Served by one system task that sleeps until the head's deadline."""
+    """Served by a system task that sleeps until the head's deadline, started by the
+    first waiter and ending when no waiter is left."""
 
-    __slots__ = ("_closed", "_parked", "_scope", "_started")
+    __slots__ = ("_scope",)
 
     def __init__(self) -> None:
         super().__init__()
-        self._started = False
-        self._closed = False
-        self._parked: Any = None
         self._scope: Any = None
 
     def start_timer(self, deadline: float) -> None:
         self.timer_idle = False
-        if not self._started:
-            self._started = True
-            _trio.spawn_system_task(self._serve, name="actors-deadlines")
-        elif self._parked is not None:
-            task, self._parked = self._parked, None
-            _trio.reschedule(task, _trio.Value(None))
+        _trio.spawn_system_task(self._serve, name="actors-deadlines")
 
-    def close(self) -> None:
-        """Ends the serving task now: by then every waiter has been resolved."""
-        self._closed = True
+    def stop_timer(self) -> None:
         if self._scope is not None:
             self._scope.cancel()
-        elif self._parked is not None:
-            task, self._parked = self._parked, None
-            _trio.reschedule(task, _trio.Value(None))
-
-    def _unpark(self, _raise_cancel: Any) -> Any:
-        self._parked = None
-        return _trio.succeeded
+            self._scope = None
+        self.timer_idle = True  # (a task not yet running finds no waiter and ends)
 
     async def _serve(self) -> None:
         with _trio.CancelScope() as scope:
             self._scope = scope
-            if self._closed:
-                return
+            entries = self.entries
             while True:
-                entries = self.entries
-                if entries:
-                    await _trio.sleep_until(entries[0][0])
-                    self.expire(_trio.current_time())
-                else:
-                    self._parked = _trio.current_task()
-                    self.timer_idle = True
-                    await _trio.wait_task_rescheduled(self._unpark)
+                while entries and entries[0][1].done():
+                    entries.popleft()
+                if not entries:
+                    break
+                await _trio.sleep_until(entries[0][0])
+                self.expire(_trio.current_time())
+                entries = self.entries  # (compaction replaces the deque)
+        if self._scope is scope:  # ended by itself, not stopped
+            self._scope = None
+            self.timer_idle = True
 
 
 class _TrioKernel(_QueuedDeadlines):
@@ -435,13 +454,34 @@ async def _settled(slot: _TrioSlot) -> Any:
     return slot.settled()
 
 
+class _LastKernel(threading.local):
+    """The kernel of the asyncio loop that ran last in this thread (loops are per
+    thread; holding the last one keeps its identity from being reused)."""
+
+    loop: Any = None
+    kernel: Any = None
+
+
+_last = _LastKernel()
+
+
 def current_kernel() -> Kernel:
-    """Returns a new kernel for the running event loop (one per address).
+    """Returns the kernel of the running event loop (one per loop or trio run).
 
     Raises:
         RuntimeError: If no asyncio or trio event loop runs in this thread.
     """
     trio = sys.modules.get("trio")
     if trio is not None and trio.lowlevel.in_trio_task():
-        return _TrioKernel()
-    return _AsyncioKernel(asyncio.get_running_loop())
+        _bind_trio()
+        try:
+            return _trio.kernel.get()  # type: ignore[no-any-return]
+        except LookupError:
+            kernel: Kernel = _TrioKernel()
+            _trio.kernel.set(kernel)
+            return kernel
+    loop = asyncio.get_running_loop()
+    if _last.loop is not loop:
+        _last.kernel = _AsyncioKernel(loop)
+        _last.loop = loop
+    return _last.kernel  # type: ignore[no-any-return]

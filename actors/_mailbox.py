@@ -5,7 +5,9 @@ incarnation, so messages can outlive a restart. It counts *live* envelopes: a ca
 that gives up while its message is queued frees its place at once (the dead envelope is
 skipped, and compacted away when dead ones pile up), so a cancelled caller never leaks
 capacity. Callers waiting for room are served first-in first-out: while any is waiting,
-a newcomer queues behind it even if a place is free.
+a newcomer queues behind it even if a place is free. A push wakes a parked worker, or
+the dispatcher of a concurrent actor whose workers are all busy, or the hibernated
+incarnation itself (`sleeper`), which starts a task to handle it.
 """
 
 from __future__ import annotations
@@ -41,13 +43,15 @@ class Mailbox:
         "dispatcher",
         "idle",
         "live",
+        "sleeper",
     )
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.live = 0
-        self.idle: list[Any] = []  # slots of parked workers
+        self.idle: list[Any] | None = None  # slots of parked workers (made by the first)
         self.dispatcher: Any = None  # slot of a parked dispatcher (concurrent actors)
+        self.sleeper: Any = None  # the hibernated incarnation (see `actors._actor`)
         self._queue: deque[Envelope] | None = None  # made by the first push (idle actors are many)
         self._dead = 0
         self._reserved = 0
@@ -63,8 +67,8 @@ class Mailbox:
         return not waiters
 
     def push(self, env: Envelope) -> None:
-        """Appends `env` (room must have been checked) and wakes one parked worker,
-        or else the dispatcher that starts workers."""
+        """Appends `env` (room must have been checked) and wakes one parked worker, or
+        else the dispatcher that starts workers, or else the hibernated incarnation."""
         queue = self._queue
         if queue is None:
             queue = self._queue = deque()
@@ -81,6 +85,8 @@ class Mailbox:
             self.dispatcher = None
             if not slot.done():
                 slot.set_result(None)
+        elif self.sleeper is not None:
+            self.sleeper.wake()
 
     def pop(self) -> Envelope | None:
         """Takes the oldest live envelope (now RUNNING), or None when there is none."""

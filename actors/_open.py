@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -77,16 +78,15 @@ async def open_actor(
     actor_name = check_name(name if name is not None else type(actor).__name__)
     cell = Cell(actor_name, cfg, current_kernel())
     body = anyio.CancelScope()
-
-    def on_exit(reason: BaseException | None) -> None:
-        cell.close(reason)
-        if reason is not None:
-            body.cancel()
-
-    incarnation = Incarnation(cell, actor, on_exit)
+    incarnation = Incarnation(cell, actor, _Owner(cell, body))
     body_error: Exception | None = None
     async with anyio.create_task_group() as tg:
-        start_failure = await tg.start(incarnation.run)
+        start_failure: BaseException | None = None
+        launched = incarnation.launch(
+            tg.start_soon, contextvars.copy_context(), anyio.TASK_STATUS_IGNORED
+        )
+        if not launched:
+            start_failure = await tg.start(incarnation.run)
         if start_failure is None:
             try:
                 with body:
@@ -100,3 +100,22 @@ async def open_actor(
         raise body_error
     if incarnation.reason is not None:
         raise ActorDown(cell.name, incarnation.reason) from incarnation.reason
+
+
+class _Owner:
+    """open_actor's side of an incarnation: a crash closes the address and cancels the
+    block; a normal end closes the address."""
+
+    __slots__ = ("_body", "_cell")
+
+    def __init__(self, cell: Cell, body: anyio.CancelScope) -> None:
+        self._cell = cell
+        self._body = body
+
+    def exited(self, reason: BaseException | None) -> None:
+        self._cell.close(reason)
+        if reason is not None:
+            self._body.cancel()
+
+    def crashed(self, reason: BaseException) -> None:
+        """Nothing to do before the exit: no restart will follow."""

@@ -8,7 +8,7 @@ from typing import Any
 import attrs
 
 from actors._errors import ConfigError
-from actors._validate import positive, positive_int
+from actors._validate import finite_positive, optional, positive, positive_int
 
 __all__ = ["ActorConfig", "FullPolicy"]
 
@@ -62,6 +62,15 @@ class ActorConfig:
         start_timeout: Seconds `on_start` may take before the start counts as failed.
         shutdown_timeout: Seconds a stopping actor gets to finish its current messages
             (and, separately, to run `on_stop`) before it is cancelled hard.
+        hibernate_after: Seconds without a message after which the actor *hibernates*:
+            its task ends, and the next message starts a new one in the same task group
+            (OTP's `hibernate_after`). A hibernated actor costs its address and its
+            state, no task. It hibernates between this and twice this after its last
+            message. None: never (for an actor whose first call after a quiet spell
+            must not pay the wake-up, a few microseconds). An actor that overrides
+            `lifespan` never hibernates (its task holds the resources); one that only
+            overrides `on_start` runs it in a task and hibernates afterwards; one that
+            overrides neither starts hibernated.
     """
 
     mailbox_size: int = attrs.field(default=1000, validator=positive_int)
@@ -72,3 +81,4 @@ class ActorConfig:
     cast_full: FullPolicy = attrs.field(default=FullPolicy.WAIT, converter=_cast_full)
     start_timeout: float = attrs.field(default=5.0, validator=positive)
     shutdown_timeout: float = attrs.field(default=5.0, validator=positive)
+    hibernate_after: float | None = attrs.field(default=1.0, validator=optional(finite_positive))

@@ -168,7 +168,7 @@ class Cell:
         else:
             self.state = ActorState.DOWN
             self.fail_queued(lambda: ActorDown(self.name, reason), "down")
-        self.kernel.close()
+        self.kernel.tidy()
 
     def __repr__(self) -> str:
         return f"<Cell {self.name!r} {self.state.value}>"
@@ -200,6 +200,13 @@ class ActorRef(Generic[Req, Resp]):
     def alive(self) -> bool:
         """True while the address accepts messages (starting, running or restarting)."""
         return self._cell.state in (_STARTING, _RUNNING, _RESTARTING)
+
+    @property
+    def hibernating(self) -> bool:
+        """True while the actor hibernates: it holds no task, and the next message
+        starts one (see `ActorConfig.hibernate_after`)."""
+        incarnation = self._cell.incarnation
+        return incarnation is not None and incarnation.asleep
 
     @property
     def queued(self) -> int:

@@ -41,7 +41,8 @@ class ChildState(enum.Enum):
 
 
 class Slot:
-    """One child of a supervisor: its spec, its address, and where it is."""
+    """One child of a supervisor: its spec, its address, and where it is. A worker's
+    incarnations report to it (`actors._actor.Owner`), and it to its supervisor."""
 
     __slots__ = (
         "attempt",
@@ -63,12 +64,16 @@ class Slot:
         "spec",
         "state",
         "sub",
+        "supervisor",
         "token",
     )
 
-    def __init__(self, spec: ChildSpec | SupervisorSpec, dynamic: bool) -> None:
+    def __init__(
+        self, spec: ChildSpec | SupervisorSpec, dynamic: bool, supervisor: Supervisor
+    ) -> None:
         self.spec = spec
         self.dynamic = dynamic
+        self.supervisor = supervisor
         self.cell: Cell | None = None
         self.sub: Supervisor | None = None
         self.incarnation: Incarnation | None = None
@@ -93,6 +98,12 @@ class Slot:
     @property
     def id(self) -> str:
         return self.spec.id
+
+    def exited(self, reason: BaseException | None) -> None:
+        self.supervisor._child_exited(self, reason)
+
+    def crashed(self, reason: BaseException) -> None:
+        self.supervisor._child_crashed(self, reason)
 
 
 class Group:

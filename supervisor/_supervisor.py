@@ -18,7 +18,7 @@ children is O(N), adding one is O(1), and one restart costs the same among 10 or
 
 from __future__ import annotations
 
-import functools
+import contextvars
 import random
 from collections import deque
 from collections.abc import Callable
@@ -56,6 +56,8 @@ from supervisor._spec import (
 from supervisor._tree import TreeNode, render_mermaid, render_text, snapshot
 
 __all__ = ["ChildCounts", "ChildInfo", "ChildState", "Supervisor"]
+
+_BURST = 256  # children started in a row before the supervisor lets other tasks run
 
 
 @attrs.frozen
@@ -152,6 +154,8 @@ class Supervisor:
         self._lock: anyio.Lock | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._kernel: Kernel | None = None
+        self._spawn: Callable[..., object] | None = None
+        self._context: contextvars.Context | None = None  # the children's tasks start in it
         self._stop_requested = False
         self._stop_final = True
         self._stopping = False
@@ -402,18 +406,24 @@ class Supervisor:
             children.join(group, slot)
         children.schedule(group, anyio.current_time())
         error: Exception | None = None
+        self._context = contextvars.copy_context()
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
+                self._spawn = tg.start_soon
                 try:
                     await self._loop(ready)
                 except Exception as exc:  # re-raised below, outside the task group
                     error = exc
                 finally:
-                    await self._terminate_all(final=error is None and self._stop_final)
+                    try:
+                        await self._terminate_all(final=error is None and self._stop_final)
+                    finally:
+                        self._end_hibernated()
         finally:
             self.running = False
             self._tg = None
+            self._spawn = None
             # Reset here, not at the start: a stop asked for before the run began holds.
             self._stop_requested = False
             self._stop_final = True
@@ -447,7 +457,10 @@ class Supervisor:
         children = self._children
         exits = self._exits
         announced = False
+        started = 0
+        kernel = self._kernel
         assert self._lock is not None
+        assert kernel is not None
         while True:
             async with self._lock:
                 while True:
@@ -465,6 +478,9 @@ class Supervisor:
                     failure = await self._start(due)
                     if failure is not None:
                         await self._handle_exit(due, failure)
+                    started += 1
+                    if started % _BURST == 0:  # children started asleep never yield
+                        await kernel.checkpoint()
             if not announced and not children.pending:
                 announced = True
                 self.running = True
@@ -607,12 +623,7 @@ class Supervisor:
                 f"{cell.name}.factory", type(actor).__name__, "must return an actors.Actor"
             )
         try:
-            return Incarnation(
-                cell,
-                actor,
-                functools.partial(self._child_exited, slot),
-                functools.partial(self._child_crashed, slot),
-            )
+            return Incarnation(cell, actor, slot)
         except ConfigError as exc:
             raise _in_child(cell.name, exc) from exc
 
@@ -637,7 +648,11 @@ class Supervisor:
             incarnation = self._next_incarnation(slot)
             if isinstance(incarnation, Incarnation):
                 slot.incarnation = incarnation
-                tg.start_soon(self._run_worker, incarnation, ready)
+                spawn, context = self._spawn, self._context
+                assert spawn is not None
+                assert context is not None
+                if not incarnation.launch(spawn, context, ready):  # (else: started asleep)
+                    context.run(spawn, self._run_worker, incarnation, ready)
                 failure = await kernel.park(reply)
             else:
                 failure = incarnation
@@ -808,6 +823,15 @@ class Supervisor:
                 slot.state = ChildState.STOPPED
         emit("supervisor.shutdown", supervisor=self.path, final=final)
 
+    def _end_hibernated(self) -> None:
+        """Ends the hibernated children a hard stop cut the ordered one short of (the
+        running ones are being cancelled with the task group): each ends as if
+        cancelled (its `on_stop`, if any, runs in a task of the cancelled group)."""
+        for slot in self._children:
+            incarnation = slot.incarnation
+            if incarnation is not None and incarnation.asleep:
+                incarnation.request_stop()
+
     def _close(self, slot: Slot, reason: BaseException | None) -> None:
         """Closes a child's addresses that are not already closed (for good)."""
         if slot.sub is not None:
@@ -821,7 +845,7 @@ class Supervisor:
     # -- helpers ---------------------------------------------------------------------
 
     def _make_slot(self, spec: ChildSpec | SupervisorSpec, dynamic: bool) -> Slot:
-        slot = Slot(spec, dynamic)
+        slot = Slot(spec, dynamic, self)
         if isinstance(spec, SupervisorSpec):
             slot.sub = Supervisor(spec, path=f"{self.path}/{spec.id}", rng=self._rng)
         return slot

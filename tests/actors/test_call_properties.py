@@ -1,5 +1,6 @@
-"""Property: under any interleaving of call / cast / cancel / crash, every call resolves
-with its reply or a documented error, no later than its deadline (both backends)."""
+"""Property: under any interleaving of call / cast / cancel / crash (and hibernation
+between them), every call resolves with its reply or a documented error, no later than
+its deadline (both backends)."""
 
 from __future__ import annotations
 
@@ -130,6 +131,7 @@ async def _scenario(
     mailbox_size=st.integers(1, 4),
     call_full=st.sampled_from(["wait", "fail"]),
     cast_full=st.sampled_from(["wait", "fail", "drop"]),
+    hibernate_after=st.sampled_from([None, 0.25, 1.0]),
 )
 def test_every_call_resolves_before_its_deadline(
     backend: str,
@@ -139,9 +141,15 @@ def test_every_call_resolves_before_its_deadline(
     mailbox_size: int,
     call_full: str,
     cast_full: str,
+    hibernate_after: float | None,
 ) -> None:
     """Every call ends with its own reply or a documented error, never past its deadline."""
-    config = ActorConfig(mailbox_size=mailbox_size, call_full=call_full, cast_full=cast_full)
+    config = ActorConfig(
+        mailbox_size=mailbox_size,
+        call_full=call_full,
+        cast_full=cast_full,
+        hibernate_after=hibernate_after,
+    )
     name, options = virtual_time_backend(backend)
 
     async def main() -> list[Outcome]:
