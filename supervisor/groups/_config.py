@@ -171,7 +171,10 @@ class HedgePolicy:
         delay: Seconds before hedging (also the delay while fewer than `min_samples`
             latencies are known, when `quantile` is set).
         quantile: Hedge at this quantile of the group's recent member latencies (e.g.
-            0.95) instead of the fixed delay; None: the fixed delay.
+            0.95) instead of the fixed delay; None: the fixed delay. It is the
+            quantile of each hedged request's first member latency; one that lost
+            its race counts as slower than every answer (it was, at least, slower
+            than the delay), so hedging never drags its own delay down.
         min_samples: Latencies needed before the quantile is used.
         budget: Extra requests at most this fraction of the requests (over
             `budget_ttl`), in [0, 1].

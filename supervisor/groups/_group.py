@@ -198,11 +198,12 @@ class _Call:
 class _Race:
     """The contenders of one hedged attempt."""
 
-    __slots__ = ("failures", "settled", "started", "value", "winner")
+    __slots__ = ("failed", "failures", "settled", "started", "value", "winner")
 
     def __init__(self) -> None:
         self.started = 1
         self.failures: list[Exception] = []
+        self.failed: list[MemberState] = []
         self.winner: MemberState | None = None
         self.value: Any = None
         self.settled = anyio.Event()
@@ -320,6 +321,13 @@ class ServiceGroup:
             )
         )
         self._hedge_delay = (0.0, -1.0)  # (delay, computed at)
+        # The first member's latency of each hedged request (the hedge delay is its
+        # quantile): one that lost its race is recorded as slower than any answer, so
+        # the quantile is never pulled down by the requests hedging itself cut short.
+        # 32 buckets per octave (quantiles within 1.1 %) over the last 30 s.
+        self._primaries = LatencyRecorder(
+            slice_seconds=3.0, slices=10, lowest=1e-4, buckets_per_octave=32
+        )
         self._front: _Front | None = None
         self._strategy.members_changed(self._members)
 
@@ -609,8 +617,8 @@ class ServiceGroup:
 
     def _retries(self, exc: Exception, verdict: ErrorClass, request: Any, call: _Call) -> bool:
         """The pipeline's `retry_on`: fail over while it makes sense (module docstring)."""
-        if not fails_over(exc, verdict):
-            return False
+        if isinstance(exc, GroupUnavailable) or not fails_over(exc, verdict):
+            return False  # (no member could be picked: another attempt picks none either)
         if call.broke:
             assert call.relay is not None
             recovery = self.config.stream_recovery
@@ -675,30 +683,33 @@ class ServiceGroup:
     # -- hedging ---------------------------------------------------------------------------
 
     def _delay(self, hedge: HedgePolicy, now: float) -> float:
-        """The hedge delay: fixed, or the latency quantile (refreshed every 50 ms)."""
+        """The hedge delay: fixed, or the quantile of the first members' latencies
+        (refreshed every 50 ms)."""
         if hedge.quantile is None:
             return hedge.delay
         delay, at = self._hedge_delay
         if now - at < _QUANTILE_REFRESH and at >= 0:
             return delay
         delay = hedge.delay
-        if self.latency.count(now) >= hedge.min_samples:
-            delay = self.latency.quantile(hedge.quantile, now) or hedge.delay
+        primaries = self._primaries
+        if primaries.count(now) >= hedge.min_samples:
+            delay = primaries.quantile(hedge.quantile, now) or hedge.delay
         self._hedge_delay = (delay, now)
         return delay
 
     async def _race(self, hedge: HedgePolicy, first: MemberState, request: Any, call: _Call) -> Any:
         """Sends to `first`, then to another member after each hedge delay without an
         answer (within the budget); the first success wins, the others are cancelled."""
+        start = now = _now()
+        delay = self._delay(hedge, now)
         race = _Race()
         budget = self._hedge_budget
         assert budget is not None
         async with anyio.create_task_group() as tg:
-            now = _now()
             tg.start_soon(self._contend, race, first, request, call, self._timeout(call, now, True))
             hedges = 0
             while hedges < hedge.max_hedges:
-                with anyio.move_on_after(self._delay(hedge, now)):
+                with anyio.move_on_after(delay):
                     await race.settled.wait()
                 now = _now()
                 if race.settled.is_set() or not self._more(call, now):
@@ -729,10 +740,15 @@ class ServiceGroup:
                 )
             await race.settled.wait()
             tg.cancel_scope.cancel()  # the losers: their members return what they reserved
+        end = _now()
+        if race.winner is first:
+            self._primaries.record(end - start, end)
+        elif race.winner is not None:
+            self._counters.hedge_wins += 1
+            if first not in race.failed:  # slower than the delay: ranked above every answer
+                self._primaries.record(self._primaries.highest, end)
         if race.winner is None:
             raise race.failures[-1]
-        if race.winner is not first:
-            self._counters.hedge_wins += 1
         return race.value
 
     async def _contend(
@@ -743,6 +759,7 @@ class ServiceGroup:
             value = await self._send(state, request, call, timeout)
         except Exception as exc:
             race.failures.append(exc)
+            race.failed.append(state)
             if len(race.failures) == race.started:
                 race.settled.set()
             return
@@ -750,7 +767,6 @@ class ServiceGroup:
             if race.winner is not None:  # lost the race: it took at least this long
                 end = _now()
                 state.observe(end - start, end)
-                self.latency.record(end - start, end)
             raise
         if race.winner is None:
             race.winner = state
