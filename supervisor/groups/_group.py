@@ -293,7 +293,7 @@ class ServiceGroup:
         specs = list(members)
         for spec in specs:
             self._check_member(spec)
-            self._admit(spec)
+            self._join(self._state(spec))
         first = specs[0].service if specs else None
         classifier = MemberVerdicts(
             first.pipeline.classifier if first is not None else ErrorClassifier()
@@ -329,7 +329,6 @@ class ServiceGroup:
             slice_seconds=3.0, slices=10, lowest=1e-4, buckets_per_octave=32
         )
         self._front: _Front | None = None
-        self._strategy.members_changed(self._members)
 
     @classmethod
     def from_spec(
@@ -408,12 +407,14 @@ class ServiceGroup:
                 f"a group's members are of one kind ({self._members[0].service.kind.name})",
             )
 
-    def _admit(self, spec: GroupMember) -> MemberState:
+    def _state(self, spec: GroupMember) -> MemberState:
         self._joined += 1
-        state = MemberState(spec, self._joined, decay=self.config.routing.decay)
+        return MemberState(spec, self._joined, decay=self.config.routing.decay)
+
+    def _join(self, state: MemberState) -> None:
         self._members.append(state)
         self._by_id[state.id] = state
-        return state
+        self._strategy.members_changed(self._members)
 
     def _members_supervisor(self, sup: Supervisor) -> Supervisor:
         front = self.ref.name  # ".../<group>/group"
@@ -440,13 +441,10 @@ class ServiceGroup:
         """
         self._check_member(spec)
         members = self._members_supervisor(sup)
-        self._joined += 1
-        state = MemberState(spec, self._joined, decay=self.config.routing.decay)
+        state = self._state(spec)
         ref = await members.start_child(self._child(state))
         assert ref is not None
-        self._members.append(state)
-        self._by_id[state.id] = state
-        self._strategy.members_changed(self._members)
+        self._join(state)
         emit("group.member_joined", group=self.name, member=state.id)
         return ref
 
@@ -572,10 +570,9 @@ class ServiceGroup:
             why = self._why_not(state, now)
             if why is None:
                 serving.append(state)
-            elif why == "breaker open":
-                reasons[state.id] = why
-            else:
-                reasons[state.id] = why
+                continue
+            reasons[state.id] = why
+            if why != "breaker open":
                 held_back.append(state)
         for candidates in (serving, held_back):
             if candidates:
@@ -588,12 +585,10 @@ class ServiceGroup:
         emit("group.unavailable", level="warning", group=self.name, reasons=reasons)
         raise GroupUnavailable(self.name, reasons)
 
-    def _more(self, call: _Call, now: float, besides: MemberState | None = None) -> bool:
+    def _more(self, call: _Call, now: float) -> bool:
         """Whether another member could still be tried for this request."""
         return any(
-            state.id not in call.tried
-            and state is not besides
-            and not breaker_cooling(state.service.breaker, now)
+            state.id not in call.tried and not breaker_cooling(state.service.breaker, now)
             for state in self._members
         )
 
