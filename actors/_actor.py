@@ -30,6 +30,7 @@ import anyio.abc
 from actors._envelope import CID_VAR, DEADLINE_VAR, DONE, Envelope
 from actors._errors import ActorDown, ActorRestarting, ActorStopped
 from actors._events import emit, emit_failure
+from actors._host import TaskHost
 from actors._kernel import CancelScope
 from actors._ref import CURRENT_CELL, ActorRef, ActorState, Cell
 from actors._tracing import attach, detach
@@ -52,9 +53,6 @@ class _Sleep:
 
 _SLEEP: Final = _Sleep()
 """What a parked worker (or dispatcher) is woken with when its incarnation hibernates."""
-
-Spawn = Callable[..., object]
-"""The owner's `TaskGroup.start_soon`: how an incarnation starts its tasks."""
 
 
 class Owner(Protocol):
@@ -230,9 +228,9 @@ class Incarnation:
         "_context",
         "_done",
         "_finished",
+        "_host",
         "_owner",
         "_scope",
-        "_spawn",
         "_tg",
         "_unstarted",
         "_workers",
@@ -282,7 +280,7 @@ class Incarnation:
         self._cancels = cancel
         self._scope: CancelScope | None = None
         self._tg: anyio.abc.TaskGroup | None = None
-        self._spawn: Spawn | None = None
+        self._host: TaskHost | None = None
         self._context: contextvars.Context | None = None
         self._check: _IdleCheck | None = None
         self._workers = 0
@@ -293,7 +291,7 @@ class Incarnation:
 
     def launch(
         self,
-        spawn: Spawn,
+        host: TaskHost,
         context: contextvars.Context,
         task_status: anyio.abc.TaskStatus[BaseException | None],
     ) -> bool:
@@ -302,14 +300,14 @@ class Incarnation:
         An actor that hibernates and does not override `on_start` starts here, at once
         and asleep (woken straight away if messages are waiting): `task_status` has been
         told, and True is returned. Otherwise False: the owner runs `run` in a task of
-        `spawn`'s group, in `context`. Not a checkpoint.
+        its group, in `context`. Not a checkpoint.
 
         Args:
-            spawn: The owner's `TaskGroup.start_soon`: wake-ups start their tasks there.
+            host: The owner's task host: wake-ups start their tasks there.
             context: The context every task of the incarnation starts in (a copy).
             task_status: Told as by `run`.
         """
-        self._spawn = spawn
+        self._host = host
         self._context = context
         if not self.hibernates or type(self.actor).on_start is not Actor.on_start:
             return False
@@ -377,11 +375,16 @@ class Incarnation:
         CURRENT_CELL.set(self.cell)
         slept = False
         try:
-            with self.cell.kernel.new_cancel_scope() as scope:
-                self._scope = scope
-                if not self.stopping:
-                    self._arm_check()
+            if self.stopping:
+                pass
+            elif self.concurrent or not self._cancels:
+                self._arm_check()
+                with self.cell.kernel.new_cancel_scope() as scope:
+                    self._scope = scope
                     slept = await (self._serve_concurrent() if self.concurrent else self._work())
+            else:
+                self._arm_check()
+                slept = await self._work(root=True)  # its worker's scope is the task's
         finally:
             if not slept:
                 await self._finish()
@@ -497,10 +500,17 @@ class Incarnation:
         self._start_task()
 
     def _start_task(self) -> None:
-        spawn, context = self._spawn, self._context
-        assert spawn is not None
+        host, context = self._host, self._context
+        assert host is not None
         assert context is not None
-        context.run(spawn, self._resume)
+        host.spawn(self, context, self._resume)
+
+    def cancel(self) -> None:
+        """Its host is cancelled with the owner's task group (asyncio; trio's nursery
+        cancels natively): a hard stop, as a cancellation of its task would be."""
+        self.stopping = True
+        if self._scope is not None:
+            self._scope.cancel()
 
     # -- stopping ------------------------------------------------------------------
 
@@ -563,7 +573,7 @@ class Incarnation:
         if self._scope is not None:
             self._scope.cancel()
 
-    async def _work(self) -> bool:
+    async def _work(self, *, root: bool = False) -> bool:
         """The actor loop: takes messages one at a time and handles each under the scope
         its caller cancels on giving up (see the class docstring).
 
@@ -571,7 +581,10 @@ class Incarnation:
         each worker of a concurrent actor runs it in the worker's task. An envelope
         whose deadline has passed is skipped (a dead letter: its caller has its
         `CallTimeout`). An idle worker parks on a slot in `mailbox.idle`, which a push
-        sets (or an idle check, with `_SLEEP`: then it returns True). (The hot path of
+        sets (or an idle check, with `_SLEEP`: then it returns True). With `root` (a
+        woken sequential actor's task, which has no scope of its own) each worker scope
+        is also the incarnation's, which a crash or a hard stop cancels: a cancelled
+        worker scope ends in the loop, which then sees `stopping`. (The hot path of
         every call: the helpers are bound to locals.)
         """
         if self.concurrent:
@@ -590,6 +603,8 @@ class Incarnation:
         burst = 0
         while not self.stopping:
             with new_scope() as scope:
+                if root:
+                    self._scope = scope
                 while not self.stopping:
                     env = pop()
                     if env is None:

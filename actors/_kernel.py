@@ -236,7 +236,7 @@ class _AsyncioDeadlineQueue(_DeadlineQueue):
 class _AsyncioKernel(_QueuedDeadlines):
     """asyncio: a slot is a Future; deadlines are `call_at` timers."""
 
-    __slots__ = ("_loop", "_queues", "name", "new_slot", "now")
+    __slots__ = ("_loop", "_queues", "name", "new_cancel_scope", "new_slot", "now")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.name = "asyncio"
@@ -249,6 +249,8 @@ class _AsyncioKernel(_QueuedDeadlines):
             else loop.create_future
         )
         self.now = loop_clock(loop)  # the loop's clock, without a frame on stock loops
+        # anyio's asyncio scope class itself: `anyio.CancelScope()` looks the backend up.
+        self.new_cancel_scope: Callable[[], CancelScope] = type(anyio.CancelScope())
 
     def _new_queue(self) -> _DeadlineQueue:
         return _AsyncioDeadlineQueue(self._loop)
@@ -256,9 +258,6 @@ class _AsyncioKernel(_QueuedDeadlines):
     def park(self, slot: Any) -> Awaitable[Any]:
         """Waits for an armed slot: its value, or `TIMED_OUT`. Cancellation propagates."""
         return slot  # type: ignore[no-any-return]
-
-    def new_cancel_scope(self) -> CancelScope:
-        return anyio.CancelScope()
 
     async def wait(self, slot: Any, deadline: float) -> Any:
         """Waits for `slot` until `deadline`.
@@ -408,7 +407,7 @@ class _TrioKernel(_QueuedDeadlines):
     """trio: a slot parks the task with `wait_task_rescheduled`; deadlines use cancel
     scopes, or a deadline queue's system task."""
 
-    __slots__ = ("_queues", "name", "now")
+    __slots__ = ("_queues", "name", "new_cancel_scope", "now")
     new_slot = _TrioSlot
 
     def __init__(self) -> None:
@@ -417,9 +416,7 @@ class _TrioKernel(_QueuedDeadlines):
         # `trio.current_time()` is `current_clock().current_time()`: bind the run's clock.
         self.now = _trio.current_clock().current_time
         self._queues: dict[float, _DeadlineQueue] = {}
-
-    def new_cancel_scope(self) -> CancelScope:
-        return _trio.CancelScope()
+        self.new_cancel_scope: Callable[[], CancelScope] = _trio.CancelScope
 
     async def wait(self, slot: Any, deadline: float) -> Any:
         """Waits for `slot` until `deadline`.

@@ -13,6 +13,7 @@ import attrs
 
 from actors._actor import Actor, Incarnation
 from actors._errors import ActorDown, ConfigError
+from actors._host import new_host
 from actors._kernel import current_kernel
 from actors._options import ActorConfig
 from actors._ref import ActorRef, Cell
@@ -81,21 +82,24 @@ async def open_actor(
     incarnation = Incarnation(cell, actor, _Owner(cell, body))
     body_error: Exception | None = None
     async with anyio.create_task_group() as tg:
-        start_failure: BaseException | None = None
-        launched = incarnation.launch(
-            tg.start_soon, contextvars.copy_context(), anyio.TASK_STATUS_IGNORED
-        )
-        if not launched:
-            start_failure = await tg.start(incarnation.run)
-        if start_failure is None:
-            try:
-                with body:
-                    yield ActorRef(cell)
-            except Exception as exc:  # re-raised below, outside the task group
-                body_error = exc
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await incarnation.stop()
+        host = new_host()
+        await tg.start(host.run)
+        try:
+            start_failure: BaseException | None = None
+            context = contextvars.copy_context()
+            if not incarnation.launch(host, context, anyio.TASK_STATUS_IGNORED):
+                start_failure = await tg.start(incarnation.run)
+            if start_failure is None:
+                try:
+                    with body:
+                        yield ActorRef(cell)
+                except Exception as exc:  # re-raised below, outside the task group
+                    body_error = exc
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await incarnation.stop()
+        finally:
+            host.close()
     if body_error is not None:
         raise body_error
     if incarnation.reason is not None:

@@ -38,6 +38,7 @@ from actors import (
 )
 from actors._actor import Incarnation
 from actors._events import emit, emit_failure
+from actors._host import TaskHost, new_host
 from actors._kernel import Kernel, current_kernel
 from actors._ref import Cell
 from supervisor._errors import IntensityExceeded, UnknownChild
@@ -154,7 +155,7 @@ class Supervisor:
         self._lock: anyio.Lock | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._kernel: Kernel | None = None
-        self._spawn: Callable[..., object] | None = None
+        self._host: TaskHost | None = None  # where hibernated children wake up
         self._context: contextvars.Context | None = None  # the children's tasks start in it
         self._stop_requested = False
         self._stop_final = True
@@ -409,8 +410,9 @@ class Supervisor:
         self._context = contextvars.copy_context()
         try:
             async with anyio.create_task_group() as tg:
+                host = self._host = new_host()
+                await tg.start(host.run)
                 self._tg = tg
-                self._spawn = tg.start_soon
                 try:
                     await self._loop(ready)
                 except Exception as exc:  # re-raised below, outside the task group
@@ -420,10 +422,11 @@ class Supervisor:
                         await self._terminate_all(final=error is None and self._stop_final)
                     finally:
                         self._end_hibernated()
+                        host.close()
         finally:
             self.running = False
             self._tg = None
-            self._spawn = None
+            self._host = None
             # Reset here, not at the start: a stop asked for before the run began holds.
             self._stop_requested = False
             self._stop_final = True
@@ -648,11 +651,11 @@ class Supervisor:
             incarnation = self._next_incarnation(slot)
             if isinstance(incarnation, Incarnation):
                 slot.incarnation = incarnation
-                spawn, context = self._spawn, self._context
-                assert spawn is not None
+                host, context = self._host, self._context
+                assert host is not None
                 assert context is not None
-                if not incarnation.launch(spawn, context, ready):  # (else: started asleep)
-                    context.run(spawn, self._run_worker, incarnation, ready)
+                if not incarnation.launch(host, context, ready):  # (else: started asleep)
+                    context.run(tg.start_soon, self._run_worker, incarnation, ready)
                 failure = await kernel.park(reply)
             else:
                 failure = incarnation
