@@ -1,9 +1,9 @@
 """Adaptive concurrency: a concurrency limit learned from latency and from drops.
 
-An `AdaptiveLimit` has the shape of a `Bulkhead` (`_enter` / `acquire` / `release`,
-a bounded FIFO wait queue, `BulkheadFull` when refused) and sits in the pipeline's
-bulkhead position; the pipeline also hands it every attempt's latency and verdict
-(`observe`), from which it moves its limit between `min_limit` and `max_limit`:
+An `AdaptiveLimit` is a `Bulkhead` (its FIFO wait queue, deadlines and `BulkheadFull`)
+whose number of slots moves, in the pipeline's bulkhead position; the pipeline also
+hands it every attempt's latency and verdict (`observe`), from which it moves its
+limit between `min_limit` and `max_limit`:
 
 - **Latency (Vegas).** The no-load latency is the least latency seen in the last one
   or two `rtt_window`s. Samples are folded into one decision per *round* (about one
@@ -38,17 +38,15 @@ when it grows, waiters are admitted at once.
 from __future__ import annotations
 
 import math
-from collections import deque
 from typing import Final
 
-import anyio
-import anyio.lowlevel
 import attrs
 
 from actors._classify import ErrorClass, status_of
-from actors._errors import AttemptTimeout, BulkheadFull, ConfigError
+from actors._errors import AttemptTimeout, ConfigError
 from actors._events import emit
 from actors._validate import check_name, finite_positive, non_negative_int, positive_int
+from actors.resilience._bulkhead import Bulkhead, BulkheadConfig, BulkheadMetrics
 
 __all__ = ["AdaptiveConcurrency", "AdaptiveLimit", "AdaptiveMetrics", "create_adaptive_limit"]
 
@@ -119,150 +117,69 @@ class AdaptiveConcurrency:
 
 
 @attrs.frozen(kw_only=True)
-class AdaptiveMetrics:
-    """A snapshot of an adaptive limit.
+class AdaptiveMetrics(BulkheadMetrics):
+    """A snapshot of an adaptive limit: a bulkhead's counters, and what it learned.
 
     Attributes:
-        name: The limit's name (the service's).
         limit: The current limit (a whole number of slots is ``floor(limit)``).
-        active: Slots held now.
-        queued: Callers waiting now.
-        admitted: Slots granted so far.
-        rejected: Callers refused with `BulkheadFull`.
         drops: Attempts observed as drops (429/503/529, attempt timeouts).
         decreases: Times the limit was multiplied by `backoff`.
         no_load_latency: The no-load latency in use (None before any sample).
     """
 
-    name: str
     limit: float
-    active: int
-    queued: int
-    admitted: int
-    rejected: int
     drops: int
     decreases: int
     no_load_latency: float | None
 
 
 @attrs.define(eq=False)
-class _Waiter:
-    granted: bool = False
-    event: anyio.Event = attrs.field(factory=anyio.Event)
-
-
-class AdaptiveLimit:
-    """A concurrency limit that adapts to the service; create it with
+class AdaptiveLimit(Bulkhead):
+    """A `Bulkhead` whose number of slots adapts to the service; create it with
     `create_adaptive_limit` (or `ServiceConfig(adaptive=...)`).
 
+    Waiting, deadlines, cancellation and refusals are the bulkhead's (FIFO, a slot
+    handed over at cancellation is passed on, `BulkheadFull`); only the number of
+    slots moves, and a released slot goes to a waiter only while the limit allows.
+
     Attributes:
-        name: The limit's name (usually the service's), in errors and events.
-        config: How it learns.
+        adaptive: How it learns (`config` holds its queue size; its slots are
+            `limit`'s floor).
     """
 
-    __slots__ = (
-        "_active",
-        "_admitted",
-        "_decreased_at",
-        "_decreases",
-        "_drops",
-        "_limit",
-        "_previous_min",
-        "_rejected",
-        "_round_count",
-        "_round_dropped",
-        "_round_end",
-        "_round_sum",
-        "_slots",
-        "_slow_start",
-        "_waiters",
-        "_window_min",
-        "_window_start",
-        "config",
-        "name",
-    )
+    adaptive: AdaptiveConcurrency = attrs.field(kw_only=True)
+    _limit: float = attrs.field(init=False)
+    _slots: int = attrs.field(init=False)
+    _drops: int = attrs.field(default=0, init=False)
+    _decreases: int = attrs.field(default=0, init=False)
+    _decreased_at: float = attrs.field(default=-math.inf, init=False)
+    _slow_start: bool = attrs.field(default=True, init=False)
+    _window_start: float | None = attrs.field(default=None, init=False)
+    _window_min: float = attrs.field(default=math.inf, init=False)
+    _previous_min: float = attrs.field(default=math.inf, init=False)
+    _round_end: float = attrs.field(default=-math.inf, init=False)
+    _round_sum: float = attrs.field(default=0.0, init=False)
+    _round_count: int = attrs.field(default=0, init=False)
+    _round_dropped: bool = attrs.field(default=False, init=False)
 
-    def __init__(self, name: str, config: AdaptiveConcurrency) -> None:
-        self.name = name
-        self.config = config
-        self._limit = float(config.initial)
-        self._slots = config.initial
-        self._active = 0
-        self._waiters: deque[_Waiter] = deque()
-        self._admitted = 0
-        self._rejected = 0
-        self._drops = 0
-        self._decreases = 0
-        self._decreased_at = -math.inf
-        self._window_start: float | None = None
-        self._window_min = math.inf
-        self._previous_min = math.inf
-        self._round_end = -math.inf
-        self._round_sum = 0.0
-        self._round_count = 0
-        self._round_dropped = False
-        self._slow_start = True
+    def __attrs_post_init__(self) -> None:
+        self._limit = float(self.adaptive.initial)
+        self._slots = self.adaptive.initial
 
     @property
     def limit(self) -> float:
         """The current limit."""
         return self._limit
 
-    # ------------------------------------------------------------------ slots
-
     def _enter(self) -> bool:
         """Takes a free slot if nobody waits; the success path (an integer compare)."""
-        if self._active < self._slots and not self._waiters:
-            self._active += 1
+        active = self._active
+        if active < self._slots and not self._waiters:
+            self._active = active = active + 1
             self._admitted += 1
+            self._max_active = max(self._max_active, active)
             return True
         return False
-
-    def try_acquire(self) -> bool:
-        """Takes a slot if one is free and nobody waits; never a checkpoint."""
-        if self._enter():
-            return True
-        self._rejected += 1
-        return False
-
-    async def acquire(self, *, deadline: float | None = None) -> None:
-        """Takes a slot, waiting in FIFO order while every slot is taken.
-
-        Not a checkpoint when a slot is free; otherwise a checkpoint. Cancellation while
-        waiting leaves no slot taken and no place in the queue (a slot handed over at
-        that moment is passed on).
-
-        Args:
-            deadline: Absolute `anyio.current_time()` by which a slot must be granted;
-                `None` waits as long as the enclosing cancel scopes allow.
-
-        Raises:
-            BulkheadFull: No slot, and the queue is full or the deadline passed.
-        """
-        if self._enter():
-            return
-        await anyio.lowlevel.checkpoint_if_cancelled()
-        if len(self._waiters) >= self.config.max_queued:
-            raise self._refuse("queue_full")
-        if deadline is not None and deadline <= anyio.current_time():
-            raise self._refuse("deadline")
-        waiter = _Waiter()
-        self._waiters.append(waiter)
-        try:
-            if deadline is None:
-                await waiter.event.wait()
-            else:
-                with anyio.move_on_at(deadline):
-                    await waiter.event.wait()
-        except BaseException:
-            if waiter.granted:
-                self.release()
-            else:
-                self._waiters.remove(waiter)
-            raise
-        if not waiter.granted:
-            self._waiters.remove(waiter)
-            raise self._refuse("deadline")
 
     def release(self) -> None:
         """Returns a slot; admits waiters while the limit allows. Never a checkpoint.
@@ -283,12 +200,8 @@ class AdaptiveLimit:
             waiter.granted = True
             self._active += 1
             self._admitted += 1
+            self._max_active = max(self._max_active, self._active)
             waiter.event.set()
-
-    def _refuse(self, reason: str) -> BulkheadFull:
-        self._rejected += 1
-        emit("adaptive.rejected", level="debug", limiter=self.name, reason=reason)
-        return BulkheadFull(self.name)
 
     # ------------------------------------------------------------------ learning
 
@@ -310,7 +223,8 @@ class AdaptiveLimit:
             self._round_dropped = True
             self._slow_start = False
             if now - latency >= self._decreased_at:  # sent under the current limit
-                self._set(max(self.config.min_limit, self._limit * self.config.backoff), now)
+                adaptive = self.adaptive
+                self._set(max(adaptive.min_limit, self._limit * adaptive.backoff), now)
                 self._decreases += 1
                 self._decreased_at = now
             return
@@ -323,12 +237,12 @@ class AdaptiveLimit:
             return True
         if verdict is None:
             return False
-        return status_of(outcome) in self.config.drop_statuses
+        return status_of(outcome) in self.adaptive.drop_statuses
 
     def _sample(self, latency: float, now: float) -> None:
         if not latency > 0 or math.isinf(latency):
             return
-        window = self.config.rtt_window
+        window = self.adaptive.rtt_window
         start = self._window_start
         if start is None or now >= start + 2 * window:
             self._window_start = now
@@ -354,7 +268,7 @@ class AdaptiveLimit:
         limit = self._limit
         if self._active * 2 < limit:
             return  # application-limited: the service was not asked for the limit
-        config = self.config
+        config = self.adaptive
         lg = max(1.0, math.log10(limit))
         queue = limit * (1.0 - no_load / mean)
         if queue < config.alpha * lg:
@@ -383,15 +297,12 @@ class AdaptiveLimit:
             self._admit_waiters()
 
     def metrics(self) -> AdaptiveMetrics:
-        """A snapshot of the limit and its counters (never a checkpoint)."""
+        """A snapshot of the slots, the limit and its counters (never a checkpoint)."""
+        base = super().metrics()
         no_load = min(self._window_min, self._previous_min)
         return AdaptiveMetrics(
-            name=self.name,
+            **attrs.asdict(base),
             limit=self._limit,
-            active=self._active,
-            queued=len(self._waiters),
-            admitted=self._admitted,
-            rejected=self._rejected,
             drops=self._drops,
             decreases=self._decreases,
             no_load_latency=None if math.isinf(no_load) else no_load,
@@ -415,4 +326,5 @@ def create_adaptive_limit(config: AdaptiveConcurrency | None = None, *, name: st
     config = AdaptiveConcurrency() if config is None else config
     if not isinstance(config, AdaptiveConcurrency):
         raise ConfigError("config", config, "must be an AdaptiveConcurrency")
-    return AdaptiveLimit(name, config)
+    queue = BulkheadConfig(max_concurrent=config.max_limit, max_queued=config.max_queued)
+    return AdaptiveLimit(name=name, config=queue, adaptive=config)

@@ -213,7 +213,7 @@ class Pipeline:
         name: str,
         classifier: Classifier,
         *,
-        bulkhead: Bulkhead | AdaptiveLimit | None = None,
+        bulkhead: Bulkhead | None = None,
         retrier: Retrier | None = None,
         retry_on: RetryOn | None = None,
         breaker: CircuitBreaker | None = None,
@@ -230,7 +230,8 @@ class Pipeline:
             name: The service's name (errors, events).
             classifier: Judges every attempt's outcome once.
             bulkhead: Bounds the calls in progress: a `Bulkhead`, or an `AdaptiveLimit`
-                (which also observes every attempt that reached the operation).
+                (a bulkhead that also observes every attempt that reached the
+                operation).
             retrier: Retries per its policy (also the source of the attempt and overall
                 timeouts).
             retry_on: Decides which failed attempts the retrier retries, given the
@@ -308,7 +309,7 @@ class Pipeline:
         return self._limits
 
     @property
-    def bulkhead(self) -> Bulkhead | AdaptiveLimit | None:
+    def bulkhead(self) -> Bulkhead | None:
         """The concurrency limit (fixed or adaptive), or None."""
         return self._bulkhead
 
