@@ -308,3 +308,28 @@ async def test_quota_headroom_sends_each_request_where_the_quota_has_room() -> N
     statuses = [s.status for mock in servers.values() for s in mock.served]
     assert statuses.count(429) == 0
     assert servers["big"].chat_requests > 2 * servers["small"].chat_requests
+
+
+async def test_when_every_quota_would_wait_past_the_deadline_the_group_refuses_at_once() -> None:
+    """Quota headroom never sends a request a member's limits would hold past its
+    deadline: with every quota spent, GroupUnavailable comes at once."""
+    servers = {"a": MockLLM(), "b": MockLLM()}
+    members = [
+        mock_member(name, mock, limits={"tokens": SlidingWindow.per_minute(1000)}, cold_start=None)
+        for name, mock in servers.items()
+    ]
+    group = sv.ServiceGroup("llm", members, sv.GroupConfig(routing="quota_headroom"))
+    async with running(group):
+        for state in group._members:
+            assert state.service.limits is not None
+            assert state.service.limits.try_acquire(tokens=990)
+        start = anyio.current_time()
+        with pytest.raises(sv.GroupUnavailable) as info:
+            await group.call(ChatRequest.user("x" * 400, max_tokens=50), timeout=5)
+    assert anyio.current_time() == start
+    assert info.value.reasons == {
+        "a": "would wait past the deadline",
+        "b": "would wait past the deadline",
+    }
+    assert served(servers) == {"a": 0, "b": 0}
+    assert group.stats.unavailable == 1
