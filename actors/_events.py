@@ -35,6 +35,8 @@ from typing import Any, Final
 
 import structlog
 
+from actors._otel_metrics import meter
+
 __all__ = ["Sink", "emit", "emit_failure", "logger", "stdlib_logger", "subscribe"]
 
 logger: Final = structlog.get_logger("actors")
@@ -54,23 +56,24 @@ _LEVELS: Final = {
     "error": logging.ERROR,
     "critical": logging.CRITICAL,
 }
-_UNSET: Final = object()
-_counter: Any = _UNSET
+_counter: Any = None
+_counter_meter: Any = None
 _sinks: tuple[Sink, ...] = ()
 
 
 def _events_counter() -> Any:
-    """The OpenTelemetry counter, made on first use (None without opentelemetry-api)."""
-    global _counter  # noqa: PLW0603 - one lazily made counter for the process
-    if _counter is _UNSET:
-        try:
-            from opentelemetry import metrics
-        except ImportError:
-            _counter = None
-        else:
-            _counter = metrics.get_meter("actorvisor").create_counter(
-                "actorvisor.events", description="Lifecycle events by stable name"
-            )
+    """The `actorvisor.events` counter of the library's meter (the one
+    `actors.instrument` gave it, else the application's global one), or None while
+    metrics are off: then counting costs one check."""
+    global _counter, _counter_meter  # noqa: PLW0603 - one counter per meter, for the process
+    found = meter()
+    if found is None:
+        return None
+    if found is not _counter_meter:
+        _counter = found.create_counter(
+            "actorvisor.events", description="Lifecycle events by stable name"
+        )
+        _counter_meter = found
     return _counter
 
 

@@ -31,6 +31,7 @@ from actors._classify import Classifier, HTTPClassifier
 from actors._errors import ConfigError, InvalidRequest, MalformedResponse
 from actors._kinds import LLM
 from actors._redact import CREDENTIAL_HEADERS, redact
+from actors._tracing import AttributeValue, Operation, inject
 from actors.integrations._reply import ActorResponse, read_reply, relay
 from actors.services._base import ServiceClient
 from actors.services._chat import ChatRequest
