@@ -68,10 +68,12 @@ def _chat_request(data: Mapping[str, Any]) -> ChatRequest:
     budget = data.get("max_tokens", data.get("max_output_tokens"))
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
         budget = None
+    model = data.get("model")
     return ChatRequest(
         messages=tuple(m for m in messages if isinstance(m, Mapping))
         if isinstance(messages, list)
         else (),
+        model=model if isinstance(model, str) and model else None,
         max_tokens=budget,
         extra={key: value for key, value in data.items() if key not in _CORE},
     )
@@ -167,6 +169,25 @@ class SDKClient(ServiceClient[httpx2.AsyncClient, httpx2.Request, httpx2.Respons
         """What the answer used (for a stream, known once it is read to its end)."""
         return response.used if isinstance(response, ActorResponse) else {}
 
+    def describe(self, request: httpx2.Request, *, content: bool) -> Operation:
+        """A chat request is the chat client's GenAI span (``chat {model}``); any other
+        request a client span named after the service."""
+        chat = self._plan(request).chat
+        if chat is None:
+            return super().describe(request, content=content)
+        return self.chat.describe(chat, content=content)
+
+    def describe_result(
+        self, response: httpx2.Response, *, content: bool
+    ) -> Mapping[str, AttributeValue]:
+        """The token usage an answer read in the attempt reported."""
+        used = self.usage(response)
+        return {
+            f"gen_ai.usage.{name}": int(used[name])
+            for name in ("input_tokens", "output_tokens")
+            if name in used
+        }
+
     def _plan(self, request: httpx2.Request) -> _Plan:
         plan = request.extensions.get(_PLAN)
         if isinstance(plan, _Plan):
@@ -240,6 +261,9 @@ class SDKClient(ServiceClient[httpx2.AsyncClient, httpx2.Request, httpx2.Respons
                 self._urls.clear()
             url = self._urls[path] = conn.base_url.join(path)
         headers["host"] = url.netloc.decode("ascii")  # a request given a stream gets none
+        trace: dict[str, str] = {}
+        inject(trace)  # the attempt's W3C traceparent, while tracing is on
+        headers.update(trace)
         return httpx2.Request(
             request.method,
             url,
