@@ -62,13 +62,14 @@ import attrs
 from actors._classify import Classifier, verdict_of
 from actors._clock import now as _current_time
 from actors._envelope import current_deadline
-from actors._errors import CallCycle, CallError, CallTimeout, ConfigError, ResilienceError
+from actors._errors import CallTimeout, ConfigError, ResilienceError
 from actors._events import emit
 from actors._kinds import kind_named
 from actors._ref import ActorRef
 from actors._tracing import add_event
 from actors._validate import check_finite_positive, check_number
 from actors.resilience._breaker import BreakerState, CircuitBreaker
+from supervisor._passing import breaker_cooling, passes_on
 from supervisor._registry import UnknownService
 from supervisor.fallback._cache import ResponseCache
 from supervisor.health._metrics import record_routed
@@ -312,21 +313,19 @@ class FallbackRouter(Generic[Req, Resp]):
         breaker = tgt.breaker
         if breaker is not None:
             state = breaker.state
-            if state is _OPEN:
+            if state is _OPEN or state is _FORCED_OPEN:
                 now = _current_time()
                 until = self._skip_until.get(tgt.name)
-                if until is None or now >= until:
-                    retry_after = breaker.metrics(now).retry_after
-                    if retry_after <= 0:
-                        # Due to half-open: a trial call must reach the service even
-                        # though the breaker keeps its health low, or it never closes.
-                        return None
-                    self._skip_until[tgt.name] = now + retry_after
-                return "breaker open"
+                if until is not None and now < until:
+                    return "breaker open"
+                if breaker_cooling(breaker, now):
+                    self._skip_until[tgt.name] = now + breaker.metrics(now).retry_after
+                    return "breaker open"
+                # Due to half-open: a trial call must reach the service even though the
+                # breaker keeps its health low, or it never closes.
+                return None
             if state is _HALF_OPEN:
                 return None  # trial calls (the breaker bounds them; extra ones fail fast)
-            if state is _FORCED_OPEN:
-                return "breaker open"
         health = self.health
         if health is not None and tgt.service is not None:
             try:
@@ -339,11 +338,7 @@ class FallbackRouter(Generic[Req, Resp]):
 
     def routable(self, exc: Exception) -> bool:
         """Whether `exc` passes the request on to the next route (see the module doc)."""
-        if isinstance(exc, ResilienceError):
-            return True
-        if isinstance(exc, CallError):
-            return not isinstance(exc, CallCycle)
-        return verdict_of(exc, self.classifier).routable
+        return passes_on(exc, verdict_of(exc, self.classifier))
 
     async def call(self, request: Req, *, timeout: float | None = None) -> Routed[Resp]:
         """Sends `request` along the routes (see the module docstring).

@@ -7,7 +7,7 @@ member that has not failed this request, while the policy's attempts, its budget
 the request's deadline allow. The members make one attempt each, so one layer
 retries.
 
-What fails over (`fails_over`) is what a fallback router passes on, read from the
+What fails over is what a fallback router passes on (`supervisor._passing.passes_on`), read from the
 verdict the member's own pipeline gave the failure (never judged again): a RETRYABLE,
 THROTTLED or PERMANENT answer (another deployment may have quota or a valid key), the
 member's refusals (`CircuitOpen`, `RateLimited`, `BulkheadFull`, its own
@@ -23,7 +23,7 @@ import sys
 
 import attrs
 
-from actors import CallCycle, CallError, ResilienceError, RetryPolicy
+from actors import RetryPolicy
 from actors._classify import Classifier, ErrorClass, verdict_of
 from actors._clock import now as _now
 from actors._envelope import current_correlation_id
@@ -32,16 +32,7 @@ from actors.resilience._budget import RetryBudget
 from actors.resilience._retry import Retrier, RetryMetrics, RetryRun
 from supervisor.groups._config import FailoverPolicy
 
-__all__ = ["Failover", "MemberVerdicts", "failover_retrier", "fails_over"]
-
-
-def fails_over(exc: Exception, verdict: ErrorClass) -> bool:
-    """Whether a member's failure passes the request on to another member."""
-    if isinstance(exc, ResilienceError):
-        return True
-    if isinstance(exc, CallError):
-        return not isinstance(exc, CallCycle)
-    return verdict.routable
+__all__ = ["Failover", "MemberVerdicts", "failover_retrier"]
 
 
 @attrs.frozen

@@ -70,13 +70,14 @@ from actors.resilience._budget import RetryBudget
 from actors.resilience._pipeline import Pipeline
 from actors.resilience._retry_after import server_delay
 from actors.services import ChatRequest, Service
+from supervisor._passing import breaker_cooling, passes_on
 from supervisor._registry import UnknownService
 from supervisor._spec import ChildSpec, SupervisorSpec, WhileRestarting
 from supervisor._supervisor import Supervisor
 from supervisor.groups._config import GroupConfig, GroupSpec, HedgePolicy
-from supervisor.groups._failover import MemberVerdicts, failover_retrier, fails_over
+from supervisor.groups._failover import MemberVerdicts, failover_retrier
 from supervisor.groups._idempotent import hedgeable
-from supervisor.groups._member import GroupMember, MemberState, breaker_cooling
+from supervisor.groups._member import GroupMember, MemberState
 from supervisor.groups._strategies import RoutingStrategy, strategy_for
 from supervisor.groups._stream import Relay
 from supervisor.health._monitor import HealthMonitor
@@ -612,7 +613,7 @@ class ServiceGroup:
 
     def _retries(self, exc: Exception, verdict: ErrorClass, request: Any, call: _Call) -> bool:
         """The pipeline's `retry_on`: fail over while it makes sense (module docstring)."""
-        if isinstance(exc, GroupUnavailable) or not fails_over(exc, verdict):
+        if isinstance(exc, GroupUnavailable) or not passes_on(exc, verdict):
             return False  # (no member could be picked: another attempt picks none either)
         if call.broke:
             assert call.relay is not None

@@ -11,11 +11,11 @@ import attrs
 
 from actors import ActorRef, ActorStopped, ConfigError
 from actors._validate import check_name
-from actors.resilience._breaker import BreakerState, BreakerStateStore, CircuitBreaker
+from actors.resilience._breaker import BreakerState, BreakerStateStore
 from actors.resilience._limiter_store import LimiterStore
 from actors.services import Service, ServiceActor, ServiceClient, ServiceConfig
 
-__all__ = ["GroupMember", "MemberState", "breaker_cooling", "member"]
+__all__ = ["GroupMember", "MemberState", "member"]
 
 _OPEN: Final = BreakerState.OPEN
 _FORCED_OPEN: Final = BreakerState.FORCED_OPEN
@@ -103,17 +103,6 @@ def member(
         breaker_store=breaker_store,
     )
     return GroupMember(id=id, service=service, weight=weight)
-
-
-def breaker_cooling(breaker: CircuitBreaker | None, now: float) -> bool:
-    """Whether a breaker keeps its member out: OPEN and not yet due for trial calls, or
-    FORCED_OPEN. (A breaker due for half-open is tried: only trial calls close it.)"""
-    if breaker is None:
-        return False
-    state = breaker.state
-    if state is _FORCED_OPEN:
-        return True
-    return state is _OPEN and breaker.metrics(now).retry_after > 0
 
 
 class MemberState:
