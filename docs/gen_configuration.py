@@ -33,10 +33,15 @@ CLASSES: list[tuple[str, list[type]]] = [
             actors.SlidingWindow,
             actors.GCRA,
             actors.BulkheadConfig,
+            actors.AdaptiveConcurrency,
             actors.ResilienceConfig,
         ],
     ),
     ("Health and fallback", [HealthConfig, CacheConfig]),
+    (
+        "Service groups",
+        [sv.GroupConfig, sv.Routing, sv.FailoverPolicy, sv.HedgePolicy, sv.StreamRecovery],
+    ),
     ("Testing kit", [ChaosConfig, LoadConfig]),
 ]
 
