@@ -315,3 +315,25 @@ async def test_a_woken_handler_runs_in_the_owner_context() -> None:
         REQUEST.set("caller")
         assert ref.hibernating
         assert await ref.call("context") == "owner"
+
+
+class Fatal(BaseException):
+    """Not an Exception: escapes the actor loop like a KeyboardInterrupt would."""
+
+
+class Escaping(Counter):
+    async def handle(self, msg: Any) -> Any:
+        if msg == "fatal":
+            raise Fatal
+        return await super().handle(msg)
+
+
+@pytest.mark.parametrize("after", [AFTER, None])
+async def test_a_base_exception_escaping_a_handler_fails_the_block(after: float | None) -> None:
+    """A BaseException from a woken handler propagates as from an awake one."""
+    with pytest.raises(BaseExceptionGroup) as info:
+        async with open_actor(Escaping(), config=ActorConfig(hibernate_after=after)) as ref:
+            with contextlib.suppress(Exception):
+                await ref.call("fatal", timeout=60)
+            await anyio.sleep_forever()
+    assert info.group_contains(Fatal)

@@ -208,3 +208,31 @@ async def test_a_probe_of_a_hibernated_child_leaves_it_hibernated() -> None:
         ref = sup.ref("c0")
         await ref.probe()
         assert ref.hibernating
+
+
+async def test_a_hard_stop_cancels_a_woken_child_mid_call() -> None:
+    """When the root's shutdown runs out, a woken child's running handler is cancelled."""
+    spec = sv.SupervisorSpec(
+        id="root",
+        shutdown=1.0,
+        children=[sv.ChildSpec(id="c", factory=Echo, config=CONFIG, shutdown=50)],
+    )
+    outcome: list[BaseException] = []
+
+    async def caller(ref: Any) -> None:
+        try:
+            await ref.call(("crash", 30), timeout=60)
+        except Exception as exc:
+            outcome.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        async with sv.start(spec) as sup:
+            ref = sup.ref("c")
+            assert ref.hibernating
+            tg.start_soon(caller, ref)
+            await settle()
+            assert not ref.hibernating
+            start = anyio.current_time()
+    assert anyio.current_time() - start == 1.0
+    assert [type(exc).__name__ for exc in outcome] == ["ActorStopped"]
+    assert ref.state is ActorState.STOPPED
