@@ -7,6 +7,13 @@ lifespan; the pool only holds handles. Several requests share a session (JSON-RP
 multiplexes them), so the default pool holds one session and the actor handles several
 requests at once.
 
+Starting a session (spawning the server, initialising) takes as long as it takes,
+whoever waits for it: a caller that gives up during the start (a health probe with a
+short timeout, a request past its deadline) leaves the start running, and the next
+`connect` takes that session over, started or still starting. So a dead server is
+replaced even when every single wait is shorter than its start (probes of a service
+the routers avoid are then the only callers).
+
 Errors are translated at this boundary:
 
 - a broken transport (the subprocess exited or was killed, the stream closed, JSON-RPC
@@ -80,10 +87,11 @@ _TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
 class _Session:
     """A handle on one MCP session running in its own task."""
 
-    __slots__ = ("client", "closed", "done", "failure")
+    __slots__ = ("client", "closed", "done", "failure", "ready")
 
     def __init__(self) -> None:
         self.client: Any = None
+        self.ready = anyio.Event()  # set when the session has started, or failed to
         self.closed = anyio.Event()  # set to ask the session task to end
         self.done = anyio.Event()  # set when the session task has ended
         self.failure: BaseException | None = None
@@ -178,6 +186,7 @@ class MCPClient(ServiceClient[_Session, Request, Response]):
         self.env = dict(env or {})
         self.start_timeout = check_finite_positive("start_timeout", start_timeout)
         self._tg: anyio.abc.TaskGroup | None = None
+        self._unclaimed: list[_Session] = []  # starts whose caller gave up waiting
         self._transport: dict[str, AttributeValue] = (
             {"network.transport": "pipe"} if url is None else _http_server(url)
         )
@@ -190,6 +199,7 @@ class MCPClient(ServiceClient[_Session, Request, Response]):
                 yield
             finally:
                 self._tg = None
+                self._unclaimed.clear()
                 tg.cancel_scope.cancel()
 
     def _server(self) -> Any:
@@ -200,39 +210,51 @@ class MCPClient(ServiceClient[_Session, Request, Response]):
         assert self.command is not None
         return StdioServerParameters(command=self.command[0], args=self.command[1:], env=self.env)
 
-    async def _run_session(
-        self, session: _Session, *, task_status: anyio.abc.TaskStatus[BaseException | None]
-    ) -> None:
+    async def _run_session(self, session: _Session) -> None:
         from mcp import Client
 
-        started = False
         try:
             with anyio.CancelScope(deadline=anyio.current_time() + self.start_timeout) as scope:
                 async with Client(self._server()) as client:
                     scope.deadline = math.inf  # started: the session lives until closed
                     session.client = client
-                    started = True
-                    task_status.started(None)
+                    session.ready.set()
                     await session.closed.wait()
-            if scope.cancelled_caught and not started:
+            if scope.cancelled_caught and not session.ready.is_set():
                 raise TimeoutError(f"no session within {self.start_timeout:g}s")
         except Exception as exc:
             session.failure = exc
-            if not started:
-                task_status.started(exc)
         finally:
+            session.ready.set()
             session.done.set()
+            if session in self._unclaimed:
+                self._unclaimed.remove(session)
 
     async def connect(self) -> _Session:
-        """Starts a session (for stdio: spawns the server) and initialises it."""
+        """Starts a session (for stdio: spawns the server) and initialises it, or takes
+        over one whose start an earlier caller gave up waiting for.
+
+        Cancellation while waiting leaves the start running for the next `connect`.
+        """
         if self._tg is None:
             raise ServiceUnavailable(self.name, "client is not open")
-        session = _Session()
-        failure = await self._tg.start(self._run_session, session)
-        if failure is not None:
+        if self._unclaimed:
+            session = self._unclaimed.pop(0)
+        else:
+            session = _Session()
+            self._tg.start_soon(self._run_session, session, name=f"mcp session {self.name}")
+        try:
+            await session.ready.wait()
+        except BaseException:  # cancelled: the start goes on for the next caller
+            if not session.done.is_set():
+                self._unclaimed.append(session)
+            raise
+        if session.client is None or session.done.is_set():
+            failure = session.failure
+            why = "it ended at once" if failure is None else type(failure).__name__
             raise ServiceUnavailable(
                 self.name,
-                f"cannot start an MCP session: {type(failure).__name__}",
+                f"cannot start an MCP session: {why}",
                 correlation_id=current_correlation_id(),
             ) from failure
         return session

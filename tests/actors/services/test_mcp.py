@@ -3,6 +3,8 @@ streamable HTTP (both backends, real time)."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -18,6 +20,7 @@ from actors import (
     CallTimeout,
     ConfigError,
     InvalidRequest,
+    PoolTimeout,
     RetryPolicy,
     ServiceUnavailable,
     ToolError,
@@ -110,6 +113,52 @@ async def _crash_and_recover(ref: object) -> None:
         await ref.call(CallTool("crash", {}), timeout=30)  # type: ignore[attr-defined]
     reply = await ref.call(CallTool("echo", {"text": "after"}), timeout=20)  # type: ignore[attr-defined]
     assert reply.text == "after"
+
+
+SLOW_START = 1.5  # seconds the server sleeps before serving (plus the interpreter's start)
+
+
+async def test_a_start_its_caller_gave_up_on_serves_the_next_caller() -> None:
+    """A caller giving up while the server starts leaves the start running; the next
+    request is served by that session, sooner than a fresh start could be."""
+    svc = mcp_service(retry=None, command=server_command("--start-delay", str(SLOW_START)))
+    async with open_actor(svc.actor()) as ref:
+        with pytest.raises((CallTimeout, PoolTimeout)):  # whichever deadline fires first
+            await ref.call(ListTools(), timeout=0.3)
+        await anyio.sleep(SLOW_START + 3)  # the abandoned start completes meanwhile
+        tools = await ref.call(ListTools(), timeout=SLOW_START - 0.5)
+        assert "echo" in {tool.name for tool in tools}  # type: ignore[attr-defined]
+
+
+async def test_probes_shorter_than_the_start_bring_a_killed_server_back() -> None:
+    """A killed server is replaced by health probes alone (no request reaches it) even
+    when each probe's timeout is shorter than the server's start."""
+    from supervisor.health import (
+        HealthConfig,
+        HealthStatus,
+        HealthTransition,
+        open_health_monitor,
+    )
+
+    svc = mcp_service(retry=None, command=server_command("--start-delay", "0.8"))
+    config = HealthConfig(interval=0.3, jitter=0.0, timeout=0.3, failures_to_degrade=1)
+    async with open_actor(svc.actor()) as ref, open_health_monitor() as monitor:
+        pid = int((await ref.call(CallTool("pid", {}), timeout=30)).text)  # type: ignore[attr-defined]
+        seen: list[HealthStatus] = []
+        healthy_again = anyio.Event()
+
+        def on_change(transition: HealthTransition) -> None:
+            seen.append(transition.to_status)
+            if transition.to_status is HealthStatus.HEALTHY:
+                healthy_again.set()
+
+        monitor.add("tools", ref.probe, config)
+        monitor.add_listener(on_change)
+        os.kill(pid, signal.SIGKILL)
+        with anyio.fail_after(30):
+            await healthy_again.wait()
+        assert seen[0] is not HealthStatus.HEALTHY
+        assert int((await ref.call(CallTool("pid", {}), timeout=0.3)).text) != pid  # type: ignore[attr-defined]
 
 
 async def test_slow_tool_times_out_and_the_session_survives(
