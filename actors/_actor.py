@@ -27,7 +27,7 @@ from typing import Any, Final, Generic, Protocol, TypeVar
 import anyio
 import anyio.abc
 
-from actors._envelope import CID_VAR, DEADLINE_VAR, DONE, Envelope
+from actors._envelope import CID_VAR, CUT, DEADLINE_VAR, DONE, RUNNING, Envelope
 from actors._errors import ActorDown, ActorRestarting, ActorStopped
 from actors._events import emit, emit_failure
 from actors._host import TaskHost
@@ -625,21 +625,23 @@ class Incarnation:
                     try:
                         result = await handle(env.msg)
                     except Exception as exc:
-                        if self._failed(env, exc, abandoned=scope.cancel_called):
+                        cut = env.state == CUT
+                        if self._failed(env, exc, abandoned=cut and self._cancels):
                             return False
                     except BaseException:
                         self._cut(env)  # a stop, a crash elsewhere, or its caller gave up
                         raise
                     else:
+                        cut = env.state != RUNNING  # CUT: its caller gave up
                         env.state = DONE
                         reply = env.reply
-                        if reply is not None and not reply.done():  # else: it gave up
+                        if not cut and reply is not None and not reply.done():  # (timed out)
                             reply.set_result(result)
                     finally:
                         if token is not None:
                             detach(token)
-                    if scope.cancel_called:
-                        break  # its caller gave up: a fresh scope for the next message
+                    if cut:
+                        break  # its caller cancelled the scope: a fresh one for the next
                     burst += 1
                     if burst >= _BURST:
                         burst = 0

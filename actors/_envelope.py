@@ -33,7 +33,8 @@ __all__ = [
 QUEUED: Final = 0
 RUNNING: Final = 1
 DONE: Final = 2
-ABANDONED: Final = 3
+ABANDONED: Final = 3  # its caller gave up while it was queued
+CUT: Final = 4  # its caller gave up while it was handled: the handler is being cancelled
 
 
 def _structlog_var(key: str) -> contextvars.ContextVar[Any]:

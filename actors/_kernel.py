@@ -182,7 +182,15 @@ class _QueuedDeadlines:
             if len(self._queues) >= _MAX_QUEUES:
                 return False
             queue = self._queues[timeout] = self._new_queue()
-        queue.add(deadline, slot)
+        # `queue.add`, inline (it runs on every call).
+        entries = queue.entries
+        while entries and entries[0][1].done():
+            entries.popleft()
+        if queue.timer_idle:
+            queue.start_timer(deadline)
+        entries.append((deadline, slot))
+        if len(entries) > queue.compact_at:
+            queue.compact()
         return True
 
     def schedule(self, entry: Any, deadline: float, delay: float) -> None:

@@ -18,6 +18,7 @@ import anyio
 
 from actors._envelope import (
     CID_VAR,
+    CUT,
     DEADLINE_VAR,
     QUEUED,
     RUNNING,
@@ -265,7 +266,9 @@ class ActorRef(Generic[Req, Resp]):
         if not own_deadline:
             deadline = inherited
             timeout = max(0.0, deadline - now)
-        cid = _correlation_id()
+        cid = CID_VAR.get()  # the caller's, or a new one (`_correlation_id`, inline)
+        if cid is Ellipsis or cid is None:
+            cid = new_correlation_id()
         span = trace = None
         found = tracer()
         if found is not None:  # tracing on: the caller's span, its context in the envelope
@@ -413,4 +416,5 @@ def _withdraw(mailbox: Mailbox, env: Envelope) -> None:
     if state == QUEUED:
         mailbox.abandon(env)
     elif state == RUNNING:
+        env.state = CUT  # (the worker then enters a fresh scope)
         env.scope.cancel()
