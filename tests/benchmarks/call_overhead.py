@@ -230,7 +230,7 @@ def _fmt(spread: dict[str, float]) -> str:
 
 def main() -> int:
     args = parse_args(__doc__, quick_help="a few thousand calls, seconds")
-    n, rounds = (2_000, 2) if args.quick else (20_000, 7)
+    n, rounds = (2_000, 5) if args.quick else (20_000, 7)
     report: dict[str, Any] = {"calls_per_run": n, "rounds": rounds, "backends": {}}
     print(f"per-round ratios, min/median/max over {rounds} rounds of {n} calls")
     print(
