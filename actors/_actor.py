@@ -32,7 +32,7 @@ from actors._errors import ActorDown, ActorRestarting, ActorStopped
 from actors._events import emit, emit_failure
 from actors._host import TaskHost
 from actors._kernel import CancelScope
-from actors._ref import CURRENT_CELL, ActorRef, ActorState, Cell
+from actors._ref import CURRENT_CELL, ActorRef, Cell
 from actors._tracing import attach, detach
 from actors._validate import check_instance, check_positive_int
 
@@ -319,9 +319,7 @@ class Incarnation:
     def _enter(self) -> None:
         cell = self.cell
         self.actor._actor_cell = cell
-        cell.incarnation = self
-        cell.incarnations += 1
-        cell.sequential = not self.concurrent
+        cell.attach(self, sequential=not self.concurrent)
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[BaseException | None] = anyio.TASK_STATUS_IGNORED
@@ -418,8 +416,7 @@ class Incarnation:
     def _mark_started(self, task_status: anyio.abc.TaskStatus[BaseException | None]) -> None:
         cell = self.cell
         self.started = True
-        if cell.state in (ActorState.STARTING, ActorState.RESTARTING):
-            cell.state = ActorState.RUNNING
+        cell.mark_running()
         emit("actor.started", actor=cell.name, max_concurrency=self.max_concurrency)
         task_status.started(None)
 
@@ -522,8 +519,7 @@ class Incarnation:
         if not self.stopping:
             self.stopping = True
             cell = self.cell
-            if cell.state is ActorState.RUNNING or cell.state is ActorState.STARTING:
-                cell.state = ActorState.STOPPING
+            cell.mark_stopping()
             cell.mailbox.wake_all_idle()
             if self.asleep:
                 self.asleep = False

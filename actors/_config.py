@@ -71,6 +71,8 @@ __all__ = [
     "load_resilience_toml",
     "load_services_config",
     "load_services_toml",
+    "parse_toml",
+    "structure_config",
 ]
 
 LIMIT_KINDS: Final[dict[str, type[TokenBucket | SlidingWindow | GCRA]]] = {
@@ -324,7 +326,11 @@ def _translate(exc: BaseException, path: str, data: object) -> ConfigError | Non
     return None
 
 
-def _structure(cls: type[Any], data: object, path: str, base: Any = None) -> Any:
+def structure_config(cls: type[Any], data: object, path: str, base: Any = None) -> Any:
+    """Loads the attrs config `cls` from the table `data`, strictly: no silent
+    conversions (``"3"`` is not 3), unknown keys refused, every error a `ConfigError`
+    naming the dotted field under `path`. With `base`, `data` overrides its fields.
+    """
     if not isinstance(data, Mapping):
         raise ConfigError(path, data, "must be a table")
     merged: dict[str, Any] = {}
@@ -350,7 +356,7 @@ def _limit_config(data: object, path: str) -> LimitConfig:
     if cls is None:
         raise ConfigError(f"{path}.kind", kind, f"must be one of {', '.join(LIMIT_KINDS)}")
     fields = {key: value for key, value in data.items() if key != "kind"}
-    result: LimitConfig = _structure(cls, fields, path)
+    result: LimitConfig = structure_config(cls, fields, path)
     return result
 
 
@@ -400,7 +406,7 @@ def load_resilience_config(data: Mapping[str, Any], *, path: str = "") -> Resili
         value = data[key]
         if value is False:
             return None
-        return _structure(cls, value, _join(path, key), current)
+        return structure_config(cls, value, _join(path, key), current)
 
     retry = section("retry", RetryPolicy, base.retry)
     breaker = section("breaker", BreakerConfig, base.breaker)
@@ -434,7 +440,12 @@ def load_resilience_config(data: Mapping[str, Any], *, path: str = "") -> Resili
         raise ConfigError(_join(path, exc.field), exc.value, exc.reason) from None
 
 
-def _parse_toml(text: str) -> dict[str, Any]:
+def parse_toml(text: str) -> dict[str, Any]:
+    """The TOML document `text` as a dict.
+
+    Raises:
+        ConfigError: Invalid TOML (field ``toml``).
+    """
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -449,7 +460,7 @@ def load_resilience_toml(text: str) -> ResilienceConfig:
     Raises:
         ConfigError: Invalid TOML (field ``toml``) or an invalid value.
     """
-    return load_resilience_config(_parse_toml(text))
+    return load_resilience_config(parse_toml(text))
 
 
 def load_services_config(data: Mapping[str, Any]) -> dict[str, ResilienceConfig]:
@@ -477,4 +488,4 @@ def load_services_toml(text: str) -> dict[str, ResilienceConfig]:
     Raises:
         ConfigError: Invalid TOML (field ``toml``) or an invalid value.
     """
-    return load_services_config(_parse_toml(text))
+    return load_services_config(parse_toml(text))

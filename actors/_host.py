@@ -33,7 +33,7 @@ from typing import Any, Protocol
 import anyio
 import anyio.abc
 
-__all__ = ["Cancellable", "TaskHost", "new_host"]
+__all__ = ["Cancellable", "TaskHost", "create_task_host"]
 
 TaskFunction = Callable[[], Coroutine[Any, Any, object]]
 
@@ -158,7 +158,7 @@ class _AsyncioHost:
         self._wake()
 
 
-def new_host() -> TaskHost:
+def create_task_host() -> TaskHost:
     """A host for the running event loop's backend."""
     trio = sys.modules.get("trio")
     if trio is not None and trio.lowlevel.in_trio_task():

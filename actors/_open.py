@@ -13,7 +13,7 @@ import attrs
 
 from actors._actor import Actor, Incarnation
 from actors._errors import ActorDown, ConfigError
-from actors._host import new_host
+from actors._host import create_task_host
 from actors._kernel import current_kernel
 from actors._options import ActorConfig
 from actors._ref import ActorRef, Cell
@@ -82,7 +82,7 @@ async def open_actor(
     incarnation = Incarnation(cell, actor, _Owner(cell, body))
     body_error: Exception | None = None
     async with anyio.create_task_group() as tg:
-        host = new_host()
+        host = create_task_host()
         await tg.start(host.run)
         try:
             start_failure: BaseException | None = None

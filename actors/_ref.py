@@ -76,6 +76,7 @@ _RUNNING: Final = ActorState.RUNNING
 _RESTARTING: Final = ActorState.RESTARTING
 _STOPPING: Final = ActorState.STOPPING
 _STOPPED: Final = ActorState.STOPPED
+_DOWN: Final = ActorState.DOWN
 
 CURRENT_CELL: Final[contextvars.ContextVar[Cell | None]] = contextvars.ContextVar(
     "actors_current_cell", default=None
@@ -83,10 +84,28 @@ CURRENT_CELL: Final[contextvars.ContextVar[Cell | None]] = contextvars.ContextVa
 
 
 class Cell:
-    """The stable address of one actor slot. Internal; users hold `ActorRef`s."""
+    """The stable address of one actor slot: its mailbox and where it is in its life.
+
+    The cell owns its state: it changes only through the transition methods below, each
+    of which checks where the address is and refuses (with `RuntimeError`: a bug in
+    the owner) a move its life does not allow::
+
+        STARTING ──mark_running──► RUNNING ──mark_stopping──► STOPPING
+           │  ▲                       │                          │
+           │  └──── mark_running ─────┼── mark_restarting ──► RESTARTING
+           │                          │                          │
+           └──────────── close(None) / close(exc) ◄──────────────┘
+                                      │
+                       STOPPED / DOWN ──reopen──► STARTING
+
+    Users hold `ActorRef`s; owners (open_actor, supervisors) drive cells through
+    `actors.lowlevel`.
+    """
 
     __slots__ = (
         "__weakref__",
+        "_reason",
+        "_state",
         "call_full",
         "call_timeout",
         "cast_full",
@@ -96,24 +115,33 @@ class Cell:
         "kernel",
         "mailbox",
         "name",
-        "reason",
         "restart_wait",
         "screen",
         "sequential",
-        "state",
     )
 
-    def __init__(self, name: str, config: ActorConfig, kernel: Kernel) -> None:
+    def __init__(
+        self, name: str, config: ActorConfig, kernel: Kernel, *, restart_wait: bool = True
+    ) -> None:
+        """A new address, STARTING, with an empty mailbox.
+
+        Args:
+            name: The actor's name (its path under a supervisor).
+            config: The address's settings (mailbox size, call timeout, ...).
+            kernel: The event loop's kernel (`current_kernel()`).
+            restart_wait: While RESTARTING, new calls wait for the next incarnation
+                (True) or fail at once with `ActorRestarting` (False).
+        """
         self.name = name
         self.config = config
         self.kernel = kernel
         self.mailbox = Mailbox(config.mailbox_size)
-        self.state = _STARTING
-        self.reason: BaseException | None = None
+        self._state = _STARTING
+        self._reason: BaseException | None = None
         self.incarnation: Incarnation | None = None
         self.incarnations = 0  # started so far (restarts: all but the first)
         self.sequential = True
-        self.restart_wait = True
+        self.restart_wait = restart_wait
         # The latest incarnation's `Actor.screen`, when its class overrides it.
         self.screen: Callable[[Any], None] | None = None
         # Copied out of the config: read on every call.
@@ -122,16 +150,116 @@ class Cell:
         self.cast_full = config.cast_full
         track_cell(self)  # its mailbox depth and restarts, while metrics are collected
 
+    @property
+    def state(self) -> ActorState:
+        """Where the address is (see the class docstring)."""
+        return self._state
+
+    @property
+    def reason(self) -> BaseException | None:
+        """Why a DOWN address crashed (None in every other state)."""
+        return self._reason
+
+    @property
+    def closed(self) -> bool:
+        """True once STOPPED or DOWN (until `reopen`)."""
+        state = self._state
+        return state is _STOPPED or state is _DOWN
+
+    # -- transitions ---------------------------------------------------------------
+
+    def attach(self, incarnation: Incarnation, *, sequential: bool) -> None:
+        """An incarnation takes over the mailbox (it starts). Not a state change."""
+        self.incarnation = incarnation
+        self.incarnations += 1
+        self.sequential = sequential
+
+    def mark_running(self) -> bool:
+        """An incarnation is ready: STARTING or RESTARTING becomes RUNNING.
+
+        Returns:
+            True if the address now runs; False if a stop asked for while it started
+            (STOPPING) or a close stands, which this leaves as it is.
+
+        Raises:
+            RuntimeError: The address is RUNNING already (two incarnations at once).
+        """
+        state = self._state
+        if state is _STARTING or state is _RESTARTING:
+            self._state = _RUNNING
+            return True
+        if state is _RUNNING:
+            raise self._illegal("mark running")
+        return False
+
+    def mark_stopping(self) -> None:
+        """An orderly stop began: STARTING or RUNNING becomes STOPPING, so new messages
+        are refused with `ActorStopped`. A restarting, stopping or closed address stays
+        as it is (the restart or the close decides what callers get)."""
+        state = self._state
+        if state is _RUNNING or state is _STARTING:
+            self._state = _STOPPING
+
+    def mark_restarting(self) -> None:
+        """The owner will start another incarnation behind this address: calls wait for
+        it (or fail fast, per `restart_wait`). Idempotent while RESTARTING.
+
+        Raises:
+            RuntimeError: The address is closed (`reopen` it instead).
+        """
+        if self.closed:
+            raise self._illegal("mark restarting")
+        self._state = _RESTARTING
+
+    def reopen(self) -> None:
+        """A closed address gets a new life: STOPPED or DOWN becomes STARTING (the crash
+        reason is forgotten); messages are accepted again.
+
+        Raises:
+            RuntimeError: The address is not closed.
+        """
+        if not self.closed:
+            raise self._illegal("reopen")
+        self._state = _STARTING
+        self._reason = None
+
+    def close(self, reason: BaseException | None) -> bool:
+        """Closes the address: STOPPED (reason None) or DOWN (a crash).
+
+        Queued calls get `ActorStopped` or `ActorDown(reason)`; queued casts become dead
+        letters; callers waiting for room are released with the same error. Closing a
+        closed address changes nothing (the first close stands).
+
+        Returns:
+            False if the address was closed already.
+        """
+        if self.closed:
+            return False
+        self._reason = reason
+        if reason is None:
+            self._state = _STOPPED
+            self.fail_queued(lambda: ActorStopped(self.name), "stopped")
+        else:
+            self._state = _DOWN
+            self.fail_queued(lambda: ActorDown(self.name, reason), "down")
+        self.kernel.tidy()
+        return True
+
+    def _illegal(self, what: str) -> RuntimeError:
+        return RuntimeError(f"address {self.name!r}: cannot {what} while {self._state.value}")
+
+    # -- messages ------------------------------------------------------------------
+
     def refusal(self) -> CallError | None:
         """The error a new message gets in the current state, or None if accepted."""
-        state = self.state
+        state = self._state
         if state is _RUNNING or state is _STARTING:
             return None
         if state is _RESTARTING:
             return None if self.restart_wait else ActorRestarting(self.name)
         if state is _STOPPING or state is _STOPPED:
             return ActorStopped(self.name)
-        return ActorDown(self.name, self.reason)
+        return ActorDown(self.name, self._reason)
 
     def fail_queued(self, make_error: Callable[[], CallError], why: str) -> None:
         """Resolves every queued message: calls get `make_error()`, casts are dead letters.
@@ -156,30 +284,16 @@ class Cell:
                 reply.set_exception(make_error())
         mailbox.release_waiters()
 
-    def close(self, reason: BaseException | None) -> None:
-        """Closes the address for good: STOPPED (reason None) or DOWN (a crash).
-
-        Queued calls get `ActorStopped` or `ActorDown(reason)`; queued casts become dead
-        letters; callers waiting for room are released with the same error.
-        """
-        self.reason = reason
-        if reason is None:
-            self.state = _STOPPED
-            self.fail_queued(lambda: ActorStopped(self.name), "stopped")
-        else:
-            self.state = ActorState.DOWN
-            self.fail_queued(lambda: ActorDown(self.name, reason), "down")
-        self.kernel.tidy()
-
     def __repr__(self) -> str:
-        return f"<Cell {self.name!r} {self.state.value}>"
+        return f"<Cell {self.name!r} {self._state.value}>"
 
 
 class ActorRef(Generic[Req, Resp]):
     """The address of an actor: send it messages with `call` and `cast`.
 
     A ref stays valid across restarts of the actor by its supervisor. Refs are made by
-    `open_actor` and supervisors, never by users.
+    `open_actor` and supervisors, never by users; two refs to one address are equal and
+    hash alike.
     """
 
     __slots__ = ("_cell",)
@@ -200,7 +314,7 @@ class ActorRef(Generic[Req, Resp]):
     @property
     def alive(self) -> bool:
         """True while the address accepts messages (starting, running or restarting)."""
-        return self._cell.state in (_STARTING, _RUNNING, _RESTARTING)
+        return self._cell._state in (_STARTING, _RUNNING, _RESTARTING)
 
     @property
     def hibernating(self) -> bool:
@@ -274,7 +388,7 @@ class ActorRef(Generic[Req, Resp]):
         if found is not None:  # tracing on: the caller's span, its context in the envelope
             span, trace = start_call(found, cell.name, msg, cid)
         try:
-            if cell.state is not _RUNNING:
+            if cell._state is not _RUNNING:
                 error = cell.refusal()
                 if error is not None:
                     raise error
@@ -333,7 +447,7 @@ class ActorRef(Generic[Req, Resp]):
         """
         cell = self._cell
         timeout = _budget(cell, timeout)
-        if cell.state is not _RUNNING:
+        if cell._state is not _RUNNING:
             error = cell.refusal()
             if error is not None:
                 raise error
@@ -374,7 +488,7 @@ class ActorRef(Generic[Req, Resp]):
         cell = self._cell
         timeout = _budget(cell, timeout)
         incarnation = cell.incarnation
-        if cell.state is not _RUNNING or incarnation is None:
+        if cell._state is not _RUNNING or incarnation is None:
             raise cell.refusal() or ActorRestarting(cell.name)
         with anyio.move_on_after(timeout) as scope:
             await incarnation.actor.probe()
@@ -388,8 +502,18 @@ class ActorRef(Generic[Req, Resp]):
         error = cell.refusal()
         raise error if error is not None else MailboxFull(cell.name, cell.mailbox.capacity)
 
+    def __eq__(self, other: object) -> bool:
+        """Refs are equal when they name the same address (whatever their type
+        parameters): `sup.ref("a") == sup.ref("a")`."""
+        if isinstance(other, ActorRef):
+            return other._cell is self._cell
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._cell)
+
     def __repr__(self) -> str:
-        return f"<ActorRef {self._cell.name!r} {self._cell.state.value}>"
+        return f"<ActorRef {self._cell.name!r} {self._cell._state.value}>"
 
 
 def _budget(cell: Cell, timeout: float | None) -> float:

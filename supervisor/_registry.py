@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from actors._errors import ActorError, ConfigError
-from actors._events import emit
+from actors import ActorError, ConfigError
+from actors.lowlevel import emit
 
 if TYPE_CHECKING:
     from supervisor.health._state import HealthStatus
@@ -238,7 +238,8 @@ class ServiceRegistry:
         metadata: Mapping[str, Any] | None = None,
         health_name: str | None = None,
     ) -> ServiceInstance:
-        """Registers `ref` as an instance of `name` (again: replaces its old entry).
+        """Registers `ref` as an instance of `name` (again, or another ref equal to it,
+        such as a second `sup.ref("llm")`: replaces its old entry).
 
         Args:
             ref: Usually an `ActorRef`; anything with an `alive` property is dropped
@@ -261,7 +262,7 @@ class ServiceRegistry:
             health_name=health_name or getattr(ref, "name", None) or name,
         )
         instances = self._services.setdefault(name, [])
-        instances[:] = [old for old in instances if old.ref is not ref]
+        instances[:] = [old for old in instances if old.ref != ref]
         instances.append(instance)
         emit("registry.registered", service=name, version=str(instance.version))
         return instance
@@ -278,7 +279,7 @@ class ServiceRegistry:
         instances = self._services.get(name)
         if not instances:
             raise UnknownService(name)
-        keep = [] if ref is None else [inst for inst in instances if inst.ref is not ref]
+        keep = [] if ref is None else [inst for inst in instances if inst.ref != ref]
         removed = len(instances) - len(keep)
         if removed == 0:
             raise UnknownService(name, f"{ref!r} is not registered under {name!r}")

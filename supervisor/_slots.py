@@ -21,8 +21,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import anyio
 
-    from actors._actor import Incarnation
-    from actors._ref import Cell
+    from actors.lowlevel import Cell, Incarnation
     from supervisor._spec import ChildSpec, SupervisorSpec
     from supervisor._supervisor import Supervisor
 
@@ -42,7 +41,7 @@ class ChildState(enum.Enum):
 
 class Slot:
     """One child of a supervisor: its spec, its address, and where it is. A worker's
-    incarnations report to it (`actors._actor.Owner`), and it to its supervisor."""
+    incarnations report to it (`actors.lowlevel.Owner`), and it to its supervisor."""
 
     __slots__ = (
         "attempt",

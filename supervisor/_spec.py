@@ -16,7 +16,7 @@ from typing import Any, Literal, TypeAlias, TypeVar
 import attrs
 
 from actors import Actor, ActorConfig, ConfigError
-from actors._validate import (
+from actors.lowlevel import (
     check_instance,
     check_name,
     check_non_negative_int,

@@ -36,11 +36,16 @@ from actors import (
     ActorStopped,
     ConfigError,
 )
-from actors._actor import Incarnation
-from actors._events import emit, emit_failure
-from actors._host import TaskHost, new_host
-from actors._kernel import Kernel, current_kernel
-from actors._ref import Cell
+from actors.lowlevel import (
+    Cell,
+    Incarnation,
+    Kernel,
+    TaskHost,
+    create_task_host,
+    current_kernel,
+    emit,
+    emit_failure,
+)
 from supervisor._errors import IntensityExceeded, UnknownChild
 from supervisor._slots import Children, ChildState, Slot
 from supervisor._spec import (
@@ -410,7 +415,7 @@ class Supervisor:
         self._context = contextvars.copy_context()
         try:
             async with anyio.create_task_group() as tg:
-                host = self._host = new_host()
+                host = self._host = create_task_host()
                 await tg.start(host.run)
                 self._tg = tg
                 try:
@@ -616,8 +621,12 @@ class Supervisor:
         if cell is None:
             spec = slot.spec
             assert isinstance(spec, ChildSpec)
-            cell = slot.cell = Cell(f"{self.path}/{spec.id}", spec.config, current_kernel())
-            cell.restart_wait = spec.while_restarting is WhileRestarting.WAIT
+            cell = slot.cell = Cell(
+                f"{self.path}/{spec.id}",
+                spec.config,
+                current_kernel(),
+                restart_wait=spec.while_restarting is WhileRestarting.WAIT,
+            )
         return cell
 
     def _incarnation(self, slot: Slot, cell: Cell, actor: object) -> Incarnation:
@@ -668,9 +677,8 @@ class Supervisor:
     def _next_incarnation(self, slot: Slot) -> Incarnation | Exception:
         """The incarnation to start (the prepared one first), or why there is none."""
         cell = self._cell(slot)
-        if cell.state in (ActorState.STOPPED, ActorState.DOWN):
-            cell.state = ActorState.STARTING
-            cell.reason = None
+        if cell.closed:
+            cell.reopen()
         prepared, slot.prepared = slot.prepared, None
         if prepared is not None:
             return prepared
@@ -720,7 +728,7 @@ class Supervisor:
             return
         if spec.restart is RestartType.TEMPORARY:
             return  # closed for good at its exit
-        cell.state = ActorState.RESTARTING
+        cell.mark_restarting()
         if spec.on_crash is OnCrash.FAIL:
             cell.fail_queued(lambda: ActorDown(cell.name, reason), "down")
         self._failed_early.add(slot.incarnation)
@@ -731,8 +739,8 @@ class Supervisor:
         incarnation = slot.incarnation
         assert cell is not None
         if incarnation is not None and not incarnation.started:
-            if cell.state is not ActorState.DOWN:
-                cell.state = ActorState.RESTARTING  # a start failure: the starter decides
+            if not cell.closed:
+                cell.mark_restarting()  # a start failure: the starter decides
             return
         if slot.expected or self._stopping:
             if slot.expected:
@@ -740,7 +748,7 @@ class Supervisor:
             else:
                 restarting = not self._final_now and not slot.dynamic
             if restarting:
-                cell.state = ActorState.RESTARTING
+                cell.mark_restarting()
             else:
                 cell.close(reason)
             return
@@ -750,7 +758,7 @@ class Supervisor:
         early = incarnation in self._failed_early
         self._failed_early.discard(incarnation)
         if restart is RestartType.PERMANENT or (restart is RestartType.TRANSIENT and reason):
-            cell.state = ActorState.RESTARTING
+            cell.mark_restarting()
             if reason is not None and spec.on_crash is OnCrash.FAIL and not early:
                 cell.fail_queued(lambda: ActorDown(cell.name, reason), "down")
         else:

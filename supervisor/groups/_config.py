@@ -21,9 +21,10 @@
     max_recoveries = 1
 
 Every value is checked by the record's own validators (the same validators as every
-other configuration, `actors._validate`) and loaded with the same strict loader as the
-resilience tables (`actors._config`): no silent ``"3"`` → 3, unknown keys refused, and
-every error a `ConfigError` naming the dotted field (``groups.llm.hedge.budget``).
+other configuration, from `actors.lowlevel`) and loaded with the same strict loader as
+the resilience tables (`actors.lowlevel.structure_config`): no silent ``"3"`` → 3,
+unknown keys refused, and every error a `ConfigError` naming the dotted field
+(``groups.llm.hedge.budget``).
 """
 
 from __future__ import annotations
@@ -35,8 +36,7 @@ from typing import Any, Final, Literal, get_args
 import attrs
 
 from actors import ActorConfig, ConfigError
-from actors._config import _parse_toml, _structure
-from actors._validate import (
+from actors.lowlevel import (
     check_finite_positive,
     check_name,
     finite_positive,
@@ -44,7 +44,9 @@ from actors._validate import (
     instance_of,
     non_negative,
     optional,
+    parse_toml,
     positive_int,
+    structure_config,
     unit_interval,
 )
 from supervisor.health._state import HealthStatus
@@ -377,10 +379,10 @@ def load_group_config(data: Mapping[str, Any], *, path: str = "") -> GroupSpec:
     if isinstance(routing, str):
         fields["routing"] = routing
     elif routing is not None:
-        fields["routing"] = _structure(Routing, routing, join("routing"))
+        fields["routing"] = structure_config(Routing, routing, join("routing"))
     for key, cls in _SECTIONS.items():
         if key in data:
-            fields[key] = _structure(cls, data[key], join(key))
+            fields[key] = structure_config(cls, data[key], join(key))
     for key in ("share", "min_healthy", "max_concurrency"):
         if key in data:
             value = data[key]
@@ -421,4 +423,4 @@ def load_groups_toml(text: str) -> dict[str, GroupSpec]:
     Raises:
         ConfigError: Invalid TOML (field ``toml``) or an invalid value.
     """
-    return load_groups_config(_parse_toml(text))
+    return load_groups_config(parse_toml(text))

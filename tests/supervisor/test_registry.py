@@ -224,3 +224,16 @@ async def test_a_stopped_actor_is_deregistered() -> None:
         assert await reg.lookup("echo").ref.call("hi") == "hi"
     with pytest.raises(UnknownService):
         reg.lookup("echo")
+
+
+@pytest.mark.anyio
+async def test_an_equal_ref_registered_again_replaces_its_entry() -> None:
+    """A second ref to the same address (refs compare by address) replaces the entry."""
+    reg = ServiceRegistry()
+    actor = Echo()
+    async with open_actor(actor, name="echo") as ref:
+        reg.register("echo", ref, version="1")
+        reg.register("echo", actor.ref, version="2")
+        [inst] = reg.instances("echo")
+        assert str(inst.version) == "2"
+        assert reg.deregister("echo", actor.ref) == 1
