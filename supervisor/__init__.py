@@ -6,16 +6,10 @@ through stable refs: `sup.ref("db")`, `sup.ref("backends/llm")`. A `ServiceGroup
 subtree of several deployments of one service behind one ref (docs/groups.md).
 """
 
-from actors._public import publish as _publish
-from supervisor._errors import IntensityExceeded, UnknownChild
+from actors.lowlevel import publish as _publish
+from supervisor._errors import IntensityExceeded, UnknownChild, UnknownService
 from supervisor._load import spec_from_dict, spec_from_toml
-from supervisor._registry import (
-    ServiceInstance,
-    ServiceRegistry,
-    UnknownService,
-    Version,
-    VersionSpec,
-)
+from supervisor._registry import ServiceInstance, ServiceRegistry, Version, VersionSpec
 from supervisor._run import start, start_tree
 from supervisor._spec import (
     AutoShutdown,

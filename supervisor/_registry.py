@@ -23,35 +23,21 @@ from __future__ import annotations
 import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
-from actors import ActorError, ConfigError
+from actors import ConfigError
 from actors.lowlevel import emit
-
-if TYPE_CHECKING:
-    from supervisor.health._state import HealthStatus
+from supervisor._errors import UnknownService
+from supervisor.health._state import HealthStatus
 
 __all__ = [
     "ServiceInstance",
     "ServiceRegistry",
-    "UnknownService",
     "Version",
     "VersionSpec",
 ]
-
-
-class UnknownService(ActorError, LookupError):
-    """No service (or no instance matching the request) is known under that name.
-
-    Attributes:
-        name: The name that was looked up.
-    """
-
-    def __init__(self, name: str, message: str | None = None) -> None:
-        self.name = name
-        super().__init__(message or f"no service named {name!r} is registered")
 
 
 # --------------------------------------------------------------------------- versions
@@ -211,7 +197,7 @@ class ServiceInstance:
         return bool(getattr(self.ref, "alive", True))
 
 
-HealthSource = Callable[[str], "HealthStatus"]
+HealthSource = Callable[[str], HealthStatus]
 
 
 @attrs.define(eq=False)
@@ -385,8 +371,6 @@ class ServiceRegistry:
         )
 
     def _healthy(self, instance: ServiceInstance) -> bool:
-        from supervisor.health._state import HealthStatus
-
         assert self.health is not None
         try:
             return self.health(instance.health_name) is HealthStatus.HEALTHY

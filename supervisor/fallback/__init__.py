@@ -5,7 +5,8 @@ See docs/health-and-fallback.md. `route(primary, *fallbacks, ...)` builds a
 always knows whether the primary, a fallback (and which) or the cache answered.
 """
 
-from actors._public import publish as _publish
+from actors.lowlevel import publish as _publish
+from supervisor._errors import FallbackExhausted
 from supervisor.fallback._cache import CacheConfig, CacheMetrics, ResponseCache
 from supervisor.fallback._handlers import (
     canned_answer,
@@ -15,7 +16,6 @@ from supervisor.fallback._handlers import (
     mcp_router,
 )
 from supervisor.fallback._router import (
-    FallbackExhausted,
     FallbackRouter,
     Routed,
     Target,

@@ -59,25 +59,25 @@ from typing import Any, Generic, TypeVar
 import anyio
 import attrs
 
-from actors._classify import Classifier, verdict_of
-from actors._clock import now as _current_time
-from actors._envelope import current_deadline
-from actors._errors import CallTimeout, ConfigError, ResilienceError
-from actors._events import emit
-from actors._kinds import kind_named
-from actors._ref import ActorRef
-from actors._tracing import add_event
-from actors._validate import check_finite_positive, check_number
-from actors.resilience._breaker import BreakerState, CircuitBreaker
+from actors import ActorRef, CallTimeout, Classifier, ConfigError, current_deadline
+from actors.lowlevel import (
+    add_event,
+    check_finite_positive,
+    check_number,
+    emit,
+    kind_named,
+    verdict_of,
+)
+from actors.lowlevel import now as _current_time
+from actors.resilience import BreakerState, CircuitBreaker
+from supervisor._errors import FallbackExhausted, UnknownService
 from supervisor._passing import breaker_cooling, passes_on
-from supervisor._registry import UnknownService
 from supervisor.fallback._cache import ResponseCache
 from supervisor.health._metrics import record_routed
 from supervisor.health._monitor import HealthMonitor
 from supervisor.health._state import HealthStatus
 
 __all__ = [
-    "FallbackExhausted",
     "FallbackRouter",
     "Routed",
     "Target",
@@ -116,22 +116,6 @@ class Routed(Generic[Resp]):
     def from_fallback(self) -> bool:
         """Whether anything but the primary answered."""
         return self.source != PRIMARY
-
-
-class FallbackExhausted(ResilienceError):
-    """Every route of a router failed or was skipped, and no cached reply was servable.
-
-    Attributes:
-        router: The router's name.
-        attempts: `(target, outcome)` pairs in order; outcome is "skipped: unhealthy",
-            "skipped: breaker open", "cache miss" or the failure's type name.
-    """
-
-    def __init__(self, router: str, attempts: Sequence[tuple[str, str]]) -> None:
-        self.router = router
-        self.attempts = tuple(attempts)
-        detail = "; ".join(f"{name}: {outcome}" for name, outcome in self.attempts)
-        super().__init__(f"every route of {router!r} failed ({detail})")
 
 
 @attrs.frozen(kw_only=True)

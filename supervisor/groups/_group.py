@@ -71,7 +71,7 @@ from actors.resilience._pipeline import Pipeline
 from actors.resilience._retry_after import server_delay
 from actors.services import ChatRequest, Service
 from supervisor._passing import breaker_cooling, passes_on
-from supervisor._registry import UnknownService
+from supervisor._errors import UnknownService
 from supervisor._spec import ChildSpec, SupervisorSpec, WhileRestarting
 from supervisor._supervisor import Supervisor
 from supervisor.groups._config import GroupConfig, GroupSpec, HedgePolicy

@@ -6,7 +6,7 @@ fed also by breakers and dependencies); `HealthReport` aggregates them; `health_
 serves /healthz, /readyz and /metrics to any ASGI server.
 """
 
-from actors._public import publish as _publish
+from actors.lowlevel import publish as _publish
 from supervisor.health._asgi import health_app
 from supervisor.health._monitor import (
     HealthListener,

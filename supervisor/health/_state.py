@@ -24,16 +24,15 @@ events and metrics.
 from __future__ import annotations
 
 import enum
-import math
 from collections.abc import Iterable
 from typing import Any
 
 import attrs
 
-from actors._errors import ConfigError
-from actors._validate import positive, positive_int
-from actors.resilience._breaker import BreakerState
-from supervisor._registry import UnknownService
+from actors import ConfigError
+from actors.lowlevel import check_instance, check_name, finite_positive, instance_of, positive_int
+from actors.resilience import BreakerState
+from supervisor._errors import UnknownService
 
 __all__ = [
     "HealthConfig",
@@ -76,12 +75,6 @@ def worst(statuses: Iterable[HealthStatus]) -> HealthStatus:
 # --------------------------------------------------------------------------- config
 
 
-def _finite_positive(_inst: Any, attr: attrs.Attribute[Any], value: object) -> None:
-    positive(_inst, attr, value)
-    if math.isinf(value):  # type: ignore[arg-type]
-        raise ConfigError(attr.name, value, "must be finite")
-
-
 def _jitter(_inst: Any, attr: attrs.Attribute[Any], value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
         raise ConfigError(attr.name, value, "must be a number in [0, 1)")
@@ -95,11 +88,6 @@ def _unhealthy_after(inst: Any, attr: attrs.Attribute[Any], value: object) -> No
         )
 
 
-def _bool(_inst: Any, attr: attrs.Attribute[Any], value: object) -> None:
-    if not isinstance(value, bool):
-        raise ConfigError(attr.name, value, "must be True or False")
-
-
 def _to_names(value: object) -> tuple[str, ...]:
     if isinstance(value, str):
         return (value,)
@@ -110,8 +98,7 @@ def _to_names(value: object) -> tuple[str, ...]:
 
 def _names(_inst: Any, attr: attrs.Attribute[Any], value: tuple[object, ...]) -> None:
     for name in value:
-        if not isinstance(name, str) or not name:
-            raise ConfigError(attr.name, value, "every entry must be a non-empty string")
+        check_name(attr.name, name)
     if len(set(value)) != len(value):
         raise ConfigError(attr.name, value, "must not repeat a name")
 
@@ -150,14 +137,14 @@ class HealthConfig:
             this one is at least DEGRADED.
     """
 
-    interval: float = attrs.field(default=10.0, validator=_finite_positive)
+    interval: float = attrs.field(default=10.0, validator=finite_positive)
     jitter: float = attrs.field(default=0.1, validator=_jitter)
-    timeout: float = attrs.field(default=5.0, validator=_finite_positive)
+    timeout: float = attrs.field(default=5.0, validator=finite_positive)
     failures_to_degrade: int = attrs.field(default=2, validator=positive_int)
     failures_to_unhealthy: int = attrs.field(default=5, validator=_unhealthy_after)
     successes_to_recover: int = attrs.field(default=2, validator=positive_int)
-    required: bool = attrs.field(default=True, validator=_bool)
-    ready_when_degraded: bool = attrs.field(default=True, validator=_bool)
+    required: bool = attrs.field(default=True, validator=instance_of(bool))
+    ready_when_degraded: bool = attrs.field(default=True, validator=instance_of(bool))
     breaker_open: HealthStatus = attrs.field(
         default=_UNHEALTHY, converter=_to_status, validator=_status
     )
@@ -268,12 +255,10 @@ class HealthTable:
             ConfigError: The name is taken or empty, depends on itself, or closes a
                 dependency cycle.
         """
-        if not isinstance(name, str) or not name:
-            raise ConfigError("name", name, "must be a non-empty string")
+        check_name("name", name)
         if name in self._states:
             raise ConfigError("name", name, "a service with this name is already monitored")
-        if not isinstance(config, HealthConfig):
-            raise ConfigError("config", type(config).__name__, "must be a HealthConfig")
+        check_instance("config", config, HealthConfig)
         if name in config.depends_on:
             raise ConfigError("depends_on", config.depends_on, f"{name!r} cannot depend on itself")
         cycle = self._cycle_through(name, config.depends_on)
