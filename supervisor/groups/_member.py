@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
 import attrs
 
 from actors import ActorRef, ActorStopped, ConfigError
-from actors._validate import check_name
-from actors.resilience._breaker import BreakerState, BreakerStateStore
-from actors.resilience._limiter_store import LimiterStore
+from actors.lowlevel import check_id
+from actors.resilience import BreakerState, BreakerStateStore, LimiterStore
 from actors.services import Service, ServiceActor, ServiceClient, ServiceConfig
 
 __all__ = ["GroupMember", "MemberState", "member"]
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
 
 _OPEN: Final = BreakerState.OPEN
 _FORCED_OPEN: Final = BreakerState.FORCED_OPEN
@@ -26,7 +28,7 @@ def _weight(_inst: Any, attr: attrs.Attribute[float], value: object) -> None:
         raise ConfigError(attr.name, value, "must be a finite number > 0")
 
 
-def _service(inst: GroupMember, attr: attrs.Attribute[Any], value: object) -> None:
+def _service(inst: GroupMember[Any, Any], attr: attrs.Attribute[Any], value: object) -> None:
     if not isinstance(value, Service):
         raise ConfigError(f"members.{inst.id}.service", value, "must be an actors.services.Service")
     retry = value.config.retry
@@ -40,8 +42,9 @@ def _service(inst: GroupMember, attr: attrs.Attribute[Any], value: object) -> No
 
 
 @attrs.frozen(kw_only=True)
-class GroupMember:
-    """One deployment of a service in a group.
+class GroupMember(Generic[Req, Resp]):
+    """One deployment of a service in a group (generic in its service's request and
+    reply types).
 
     Attributes:
         id: The member's child id in the group's tree (unique in the group; no '/').
@@ -52,25 +55,24 @@ class GroupMember:
     """
 
     id: str = attrs.field()
-    service: Service[Any, Any] = attrs.field(validator=_service, repr=False)
+    service: Service[Req, Resp] = attrs.field(validator=_service, repr=False)
     weight: float = attrs.field(default=1.0, validator=_weight)
 
     @id.validator
     def _check_id(self, attr: attrs.Attribute[str], value: object) -> None:
-        if "/" in check_name("members.id", value):
-            raise ConfigError("members.id", value, "must be a non-empty string without '/'")
+        check_id("members.id", value)
 
 
 def member(
     id: str,
-    client: Callable[[], ServiceClient[Any, Any, Any]],
+    client: Callable[[], ServiceClient[Any, Req, Resp]],
     config: ServiceConfig | None = None,
     *,
     weight: float = 1.0,
     name: str | None = None,
     limiter_store: LimiterStore | None = None,
     breaker_store: BreakerStateStore | None = None,
-) -> GroupMember:
+) -> GroupMember[Req, Resp]:
     """A member with its own `Service`, built so that it makes one attempt per request.
 
     The config's (or the client kind's) retry policy keeps its timeouts but makes one
@@ -95,7 +97,7 @@ def member(
     retry = config.retry
     if retry is not None and retry.attempts != 1:
         config = attrs.evolve(config, retry=attrs.evolve(retry, attempts=1))
-    service: Service[Any, Any] = Service(
+    service = Service(
         service_name,
         client,
         config,
@@ -140,7 +142,7 @@ class MemberState:
         "weight",
     )
 
-    def __init__(self, spec: GroupMember, index: int, *, decay: float = 10.0) -> None:
+    def __init__(self, spec: GroupMember[Any, Any], index: int, *, decay: float = 10.0) -> None:
         self.id = spec.id
         self.index = index
         self.weight = spec.weight

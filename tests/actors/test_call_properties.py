@@ -171,3 +171,29 @@ def test_every_call_resolves_before_its_deadline(
             assert isinstance(result, EXPECTED)
             if isinstance(result, Injected):
                 assert op.kind == "raise"
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_call_that_waited_for_room_keeps_its_deadline(backend: str) -> None:
+    """Found by the property above: a call that waited for mailbox room (so its deadline
+    is earlier than now + timeout) once joined the FIFO deadline queue behind a later
+    deadline of the same timeout (here an idle check's, hibernate_after=1 s) and timed
+    out at 2 s instead of 1.25 s."""
+    script = [
+        Op("call", 0.0, 0.0, 0.25, None),
+        Op("call", 0.0, 1.0, 1.0, None),
+        Op("call", 0.25, 0.0, 0.25, None),
+        Op("call", 0.25, 0.0, 1.0, None),
+        Op("cast", 0.0, 0.25, 0.25, None),
+    ]
+    config = ActorConfig(mailbox_size=1, call_full="wait", cast_full="wait", hibernate_after=1.0)
+    name, options = virtual_time_backend(backend)
+
+    async def main() -> list[Outcome]:
+        return await _scenario(script, 1, False, config)
+
+    outcomes = anyio.run(main, backend=name, backend_options=options)
+    assert len(outcomes) == 4
+    for outcome in outcomes:
+        assert outcome.end is not None
+        assert outcome.end <= outcome.deadline + 1e-9, outcome
