@@ -17,6 +17,7 @@ from actors._host import create_task_host
 from actors._kernel import current_kernel
 from actors._options import ActorConfig
 from actors._ref import ActorRef, Cell
+from actors._validate import check_name
 
 __all__ = ["open_actor"]
 
@@ -31,13 +32,6 @@ def make_config(config: ActorConfig | None, **overrides: Any) -> ActorConfig:
         raise ConfigError("config", type(config).__name__, "must be an ActorConfig")
     changes = {key: value for key, value in overrides.items() if value is not None}
     return attrs.evolve(base, **changes) if changes else base
-
-
-def check_name(name: object) -> str:
-    """Validates an actor name."""
-    if not isinstance(name, str) or not name:
-        raise ConfigError("name", name, "must be a non-empty string")
-    return name
 
 
 @asynccontextmanager
@@ -76,7 +70,7 @@ async def open_actor(
             "actor", type(actor).__name__, "must be an instance of an actors.Actor subclass"
         )
     cfg = make_config(config, mailbox_size=mailbox_size, call_timeout=call_timeout)
-    actor_name = check_name(name if name is not None else type(actor).__name__)
+    actor_name = check_name("name", name if name is not None else type(actor).__name__)
     cell = Cell(actor_name, cfg, current_kernel())
     body = anyio.CancelScope()
     incarnation = Incarnation(cell, actor, _Owner(cell, body))

@@ -35,10 +35,11 @@ import anyio.lowlevel
 import attrs
 
 from actors._envelope import DEADLINE_VAR
-from actors._errors import ConfigError, PoolClosed, PoolTimeout
+from actors._errors import PoolClosed, PoolTimeout
 from actors._events import emit
 from actors._kernel import current_kernel
 from actors._pool_config import PoolConfig, PoolStats
+from actors._validate import check_instance, check_name
 
 __all__ = [
     "ConnectionFactory",
@@ -627,11 +628,8 @@ async def open_pool(
     Raises:
         ConfigError: `name` is empty or `config` is not a `PoolConfig`.
     """
-    if not name:
-        raise ConfigError("name", name, "must be a non-empty string")
-    config = PoolConfig() if config is None else config
-    if not isinstance(config, PoolConfig):
-        raise ConfigError("config", config, "must be a PoolConfig")
+    check_name("name", name)
+    config = check_instance("config", PoolConfig() if config is None else config, PoolConfig)
     pool: Pool[C] = Pool(name=name, config=config, factory=factory)
     pool._now = current_kernel().now  # the backend's clock, without anyio's dispatch
     async with anyio.create_task_group() as tg:

@@ -26,6 +26,7 @@ __all__ = [
     "at_least",
     "check_finite_non_negative",
     "check_finite_positive",
+    "check_id",
     "check_instance",
     "check_name",
     "check_non_negative_int",
@@ -95,6 +96,14 @@ def check_name(field: str, value: object) -> str:
     if not isinstance(value, str) or not value or value != value.strip():
         raise ConfigError(field, value, "must be a non-empty string")
     return value
+
+
+def check_id(field: str, value: object) -> str:
+    """A name that is one segment of a path (`check_name`, and no '/'): child ids."""
+    name = check_name(field, value)
+    if "/" in name:
+        raise ConfigError(field, value, "must be a non-empty string without '/'")
+    return name
 
 
 def check_instance(field: str, value: object, kinds: type[T] | tuple[type[T], ...]) -> T:

@@ -15,9 +15,19 @@ import attrs
 
 import actors
 import supervisor as sv
-from actors.services import ServiceConfig
+from actors import ServiceConfig
+from actors.resilience import (
+    GCRA,
+    AdaptiveConcurrency,
+    BreakerConfig,
+    BulkheadConfig,
+    RetryPolicy,
+    SlidingWindow,
+    TokenBucket,
+)
 from actors.testing import ChaosConfig, LoadConfig
 from supervisor.fallback import CacheConfig
+from supervisor.groups import FailoverPolicy, GroupConfig, HedgePolicy, Routing, StreamRecovery
 from supervisor.health import HealthConfig
 
 CLASSES: list[tuple[str, list[type]]] = [
@@ -27,20 +37,20 @@ CLASSES: list[tuple[str, list[type]]] = [
     (
         "Resilience",
         [
-            actors.RetryPolicy,
-            actors.BreakerConfig,
-            actors.TokenBucket,
-            actors.SlidingWindow,
-            actors.GCRA,
-            actors.BulkheadConfig,
-            actors.AdaptiveConcurrency,
+            RetryPolicy,
+            BreakerConfig,
+            TokenBucket,
+            SlidingWindow,
+            GCRA,
+            BulkheadConfig,
+            AdaptiveConcurrency,
             actors.ResilienceConfig,
         ],
     ),
     ("Health and fallback", [HealthConfig, CacheConfig]),
     (
         "Service groups",
-        [sv.GroupConfig, sv.Routing, sv.FailoverPolicy, sv.HedgePolicy, sv.StreamRecovery],
+        [GroupConfig, Routing, FailoverPolicy, HedgePolicy, StreamRecovery],
     ),
     ("Testing kit", [ChaosConfig, LoadConfig]),
 ]

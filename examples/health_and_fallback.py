@@ -19,9 +19,10 @@ import attrs
 import httpx2
 
 import supervisor as sv
-from actors import BreakerConfig, RetryPolicy, serve_asgi
-from actors.services import Service, ServiceConfig
-from actors.services.llm import ChatRequest, LLMClient
+from actors import Service, ServiceConfig, serve_asgi
+from actors.resilience import BreakerConfig, RetryPolicy
+from actors.services import ChatRequest
+from actors.services.llm import LLMClient
 from actors.testing import serve_mock_llm
 from supervisor.fallback import llm_router
 from supervisor.health import HealthConfig, health_app, open_health_monitor, watch_children

@@ -19,8 +19,9 @@ import anyio
 import attrs
 
 import supervisor as sv
-from actors import InvalidRequest, RetryPolicy
-from actors.services import ChatRequest, ChatResponse, Secret, Service, ServiceConfig
+from actors import InvalidRequest, Secret, Service, ServiceConfig
+from actors.resilience import RetryPolicy
+from actors.services import ChatRequest, ChatResponse
 from actors.services.anthropic import AnthropicClient
 from actors.services.llm import LLMClient
 from actors.testing import Behaviour, ToolRule, serve_mock_llm

@@ -11,8 +11,8 @@ import argparse
 
 import anyio
 
-from actors import ServiceUnavailable, ToolError, open_actor
-from actors.services import MCPToolbox, Service, ServiceConfig
+from actors import Service, ServiceConfig, ServiceUnavailable, ToolError, open_actor
+from actors.services import MCPToolbox
 from actors.services.mcp import CallTool, ListTools, MCPClient, server_command
 
 

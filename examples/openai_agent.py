@@ -21,9 +21,10 @@ from typing import Any
 import anyio
 
 import supervisor as sv
-from actors import RetryPolicy
+from actors import Secret, Service, ServiceConfig
 from actors.integrations import SDKClient, openai_client
-from actors.services import MCPToolbox, Secret, Service, ServiceConfig
+from actors.resilience import RetryPolicy
+from actors.services import MCPToolbox
 from actors.services.llm import LLMClient
 from actors.services.mcp import MCPClient, server_command
 from actors.testing import Behaviour, ToolRule, serve_mock_llm

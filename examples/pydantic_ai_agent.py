@@ -28,9 +28,10 @@ from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.providers.openai import OpenAIProvider
 
 import supervisor as sv
-from actors import RetryPolicy
+from actors import Secret, Service, ServiceConfig
 from actors.integrations import SDKClient, openai_client
-from actors.services import MCPToolbox, Secret, Service, ServiceConfig, ToolCall
+from actors.resilience import RetryPolicy
+from actors.services import MCPToolbox, ToolCall
 from actors.services.llm import LLMClient
 from actors.services.mcp import MCPClient, ToolSpec, server_command
 from actors.testing import Behaviour, ToolRule, serve_mock_llm

@@ -18,15 +18,8 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from actors import (
-    BreakerTransition,
-    BulkheadConfig,
-    CircuitOpen,
-    RetryPolicy,
-    TokenBucket,
-    load_resilience_toml,
-    resilient,
-)
+from actors import CircuitOpen, load_resilience_toml
+from actors.resilience import BreakerTransition, BulkheadConfig, RetryPolicy, TokenBucket, resilient
 
 
 class APIError(Exception):

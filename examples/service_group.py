@@ -26,16 +26,26 @@ from typing import Any
 import anyio
 
 import supervisor as sv
-from actors.services import ChatRequest, Secret, ServiceConfig
+from actors import Secret, ServiceConfig
+from actors.services import ChatRequest
 from actors.services.anthropic import AnthropicClient
 from actors.services.llm import LLMClient
 from actors.testing import Behaviour, MockLLM, Quota, serve_mock_llm
 from supervisor.fallback import canned_answer, route
+from supervisor.groups import (
+    GroupConfig,
+    GroupMember,
+    HedgePolicy,
+    RecoveredResponse,
+    ServiceGroup,
+    StreamRecovery,
+    member,
+)
 
 QUOTAS = {"east": 40_000, "west": 20_000, "backup": 10_000}  # tokens per minute
 
 
-def member(name: str, base_url: str) -> sv.GroupMember:
+def llm_member(name: str, base_url: str) -> GroupMember:
     """One deployment: its own client, quota-sized limits, breaker and health."""
 
     def client() -> LLMClient | AnthropicClient:
@@ -44,7 +54,7 @@ def member(name: str, base_url: str) -> sv.GroupMember:
             return AnthropicClient(name, base_url, model="mock-claude", api_key=key)
         return LLMClient(name, base_url, model="mock-gpt", api_key=key)
 
-    return sv.member(name, client, ServiceConfig.for_llm(tokens_per_minute=QUOTAS[name]))
+    return member(name, client, ServiceConfig.for_llm(tokens_per_minute=QUOTAS[name]))
 
 
 async def main() -> None:
@@ -53,13 +63,13 @@ async def main() -> None:
         for name, quota in QUOTAS.items():
             mock = MockLLM(latency=0.05, quota=Quota(tokens_per_minute=quota))
             servers[name] = await stack.enter_async_context(serve_mock_llm(mock))
-        config = sv.GroupConfig(
+        config = GroupConfig(
             routing="quota_headroom",
-            hedge=sv.HedgePolicy(delay=0.3, budget=0.2),
-            stream_recovery=sv.StreamRecovery(),
+            hedge=HedgePolicy(delay=0.3, budget=0.2),
+            stream_recovery=StreamRecovery(),
         )
-        group = sv.ServiceGroup(
-            "llm", [member(name, server.base_url) for name, server in servers.items()], config
+        group = ServiceGroup(
+            "llm", [llm_member(name, server.base_url) for name, server in servers.items()], config
         )
         tree = sv.SupervisorSpec(id="agent", children=[group.spec()])
         sup = await stack.enter_async_context(sv.start(tree))
@@ -73,7 +83,7 @@ async def main() -> None:
         print(sup.dump())
 
 
-async def show_routing(group: sv.ServiceGroup, controls: dict[str, MockLLM]) -> None:
+async def show_routing(group: ServiceGroup, controls: dict[str, MockLLM]) -> None:
     print("1. routing by quota headroom (quotas: east 40k, west 20k, backup 10k tokens/min)")
     prompt = " ".join(["word"] * 300)
     for _ in range(12):
@@ -82,7 +92,7 @@ async def show_routing(group: sv.ServiceGroup, controls: dict[str, MockLLM]) -> 
         print(f"  {row.id:7} answered {row.served:2}  latency {row.latency or 0:.3f}s")
 
 
-async def show_failover(group: sv.ServiceGroup, controls: dict[str, MockLLM]) -> None:
+async def show_failover(group: ServiceGroup, controls: dict[str, MockLLM]) -> None:
     print("2. failover: every member's next answer would be a 503 but one")
     before = group.stats.failovers
     for name in ("east", "west"):
@@ -95,7 +105,7 @@ async def show_failover(group: sv.ServiceGroup, controls: dict[str, MockLLM]) ->
         controls[name].quota = Quota(tokens_per_minute=QUOTAS[name])
 
 
-async def show_hedging(group: sv.ServiceGroup, controls: dict[str, MockLLM]) -> None:
+async def show_hedging(group: ServiceGroup, controls: dict[str, MockLLM]) -> None:
     print("3. hedging: the first member takes 5 s; after 0.3 s a second one is asked")
     for control in controls.values():
         control.latency = 5.0  # a bad moment for whichever member is picked...
@@ -116,7 +126,7 @@ async def show_hedging(group: sv.ServiceGroup, controls: dict[str, MockLLM]) -> 
     )
 
 
-async def show_stream_recovery(group: sv.ServiceGroup, controls: dict[str, MockLLM]) -> None:
+async def show_stream_recovery(group: ServiceGroup, controls: dict[str, MockLLM]) -> None:
     print("4. stream recovery: the stream breaks after three chunks; another member goes on")
     for control in controls.values():
         control.script(Behaviour.stream_error(content="Once upon a time", cut_after=3))
@@ -133,7 +143,7 @@ async def show_stream_recovery(group: sv.ServiceGroup, controls: dict[str, MockL
     request = ChatRequest.user("tell me a story", stream=True, on_chunk=on_chunk)
     reply = await group.call(request, timeout=10)
     print(f"  the caller read {''.join(seen)!r} in {len(seen)} chunks")
-    if isinstance(reply, sv.RecoveredResponse):
+    if isinstance(reply, RecoveredResponse):
         broken = reply.breaks[0]
         print(f"  {broken.member} broke after {broken.chunks} chunks ({broken.error});")
         print(f"  the answer came from {' then '.join(reply.answered_by)}")
@@ -143,7 +153,7 @@ async def show_stream_recovery(group: sv.ServiceGroup, controls: dict[str, MockL
         control.quota = Quota(tokens_per_minute=QUOTAS[name])
 
 
-async def show_router(group: sv.ServiceGroup, controls: dict[str, MockLLM]) -> None:
+async def show_router(group: ServiceGroup, controls: dict[str, MockLLM]) -> None:
     print("5. the group as a router's primary; every member down: the canned answer")
     router = route(group.ref, canned_answer("Sorry, try again later."))
     for control in controls.values():

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import anyio
 
-from actors import CallTimeout, InvalidRequest, QueryError, open_actor
-from actors.services import Service, ServiceConfig
+from actors import CallTimeout, InvalidRequest, QueryError, Service, ServiceConfig, open_actor
 from actors.services.sql import Query, SQLiteClient, Transaction
 
 RUNAWAY = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"

@@ -29,7 +29,7 @@ from typing import Any
 
 from actors import Actor, ConfigError, load_services_config
 from supervisor._load import spec_from_toml
-from supervisor._spec import BRUTAL_KILL, ChildSpec, SupervisorSpec
+from supervisor._spec import BRUTAL_KILL, Child, SupervisorSpec
 from supervisor._tree import TreeNode, render_mermaid, render_text
 
 __all__ = ["main"]
@@ -91,9 +91,7 @@ def _seconds(value: float) -> str:
     return "infinity" if value == math.inf else f"{value:g}s"
 
 
-def _node(
-    spec: ChildSpec | SupervisorSpec, parent: str | None, names: Mapping[int, str]
-) -> TreeNode:
+def _node(spec: Child, parent: str | None, names: Mapping[int, str]) -> TreeNode:
     path = spec.id if parent is None else f"{parent}/{spec.id}"
     if isinstance(spec, SupervisorSpec):
         detail = (

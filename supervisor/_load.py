@@ -34,7 +34,7 @@ from typing import Any
 import attrs
 
 from actors import Actor, ActorConfig, ConfigError
-from supervisor._spec import Backoff, ChildSpec, SupervisorSpec
+from supervisor._spec import Backoff, Child, ChildSpec, SupervisorSpec
 
 __all__ = ["spec_from_dict", "spec_from_toml"]
 
@@ -97,7 +97,7 @@ def _build(kind: Callable[..., Any], path: str, **kwargs: Any) -> Any:
         raise ConfigError(path, None, str(exc)) from None
 
 
-def _child(data: object, path: str, factories: Factories) -> ChildSpec | SupervisorSpec:
+def _child(data: object, path: str, factories: Factories) -> Child:
     table = _table(data, path)
     if "id" not in table:
         raise ConfigError(f"{path}.id", None, "missing: every child needs an id")

@@ -18,14 +18,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from actors import (
-    BreakerState,
-    CallCycle,
-    CallError,
-    CircuitBreaker,
-    ErrorClass,
-    ResilienceError,
-)
+from actors import CallCycle, CallError, ErrorClass, ResilienceError
+from actors.resilience import BreakerState, CircuitBreaker
 
 __all__ = ["breaker_cooling", "passes_on"]
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import anyio
 
     from actors.lowlevel import Cell, Incarnation
-    from supervisor._spec import ChildSpec, SupervisorSpec
+    from supervisor._spec import Child
     from supervisor._supervisor import Supervisor
 
 __all__ = ["ChildState", "Children", "Group", "Slot"]
@@ -67,9 +67,7 @@ class Slot:
         "token",
     )
 
-    def __init__(
-        self, spec: ChildSpec | SupervisorSpec, dynamic: bool, supervisor: Supervisor
-    ) -> None:
+    def __init__(self, spec: Child, dynamic: bool, supervisor: Supervisor) -> None:
         self.spec = spec
         self.dynamic = dynamic
         self.supervisor = supervisor

@@ -11,7 +11,7 @@ import enum
 import math
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Literal, TypeAlias, TypeVar
+from typing import Any, Generic, Literal, TypeAlias, TypeVar
 
 import attrs
 
@@ -36,6 +36,9 @@ __all__ = [
     "SupervisorSpec",
     "WhileRestarting",
 ]
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
 
 BRUTAL_KILL: Literal["brutal_kill"] = "brutal_kill"
 Shutdown: TypeAlias = float | Literal["brutal_kill"]
@@ -132,7 +135,8 @@ def _flag(inst: Any, attr: attrs.Attribute[Any], value: object) -> None:
     check_instance(f"{inst.id}.{attr.name}", value, bool)  # named after the spec's id
 
 
-def _to_children(value: object) -> tuple[Any, ...]:
+def _to_children(value: Iterable[Child]) -> tuple[Child, ...]:
+    """A list (or any iterable) of child specs as a tuple; checked at run time too."""
     if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
         raise ConfigError("children", value, "must be a sequence of ChildSpec or SupervisorSpec")
     return tuple(value)
@@ -196,8 +200,11 @@ class Backoff:
 
 
 @attrs.frozen(kw_only=True)
-class ChildSpec:
+class ChildSpec(Generic[Req, Resp]):
     """How to run one worker child.
+
+    Generic in the actor's request and reply types (inferred from `factory`), so the
+    spec is also a typed key: `sup.ref(spec)` is an `ActorRef[Req, Resp]`.
 
     Attributes:
         id: Unique among its siblings; no '/' (paths use it).
@@ -216,7 +223,7 @@ class ChildSpec:
     """
 
     id: str = attrs.field(validator=_child_id)
-    factory: Callable[[], Actor[Any, Any]] = attrs.field()
+    factory: Callable[[], Actor[Req, Resp]] = attrs.field()
     restart: RestartType = attrs.field(default=RestartType.PERMANENT, converter=_to_restart)
     shutdown: Shutdown = attrs.field(default=5.0, validator=_shutdown)
     significant: bool = attrs.field(default=False, validator=_flag)
@@ -246,7 +253,7 @@ def _check_significant(child_id: str, significant: bool, restart: RestartType) -
         )
 
 
-Child: TypeAlias = "ChildSpec | SupervisorSpec"
+Child: TypeAlias = "ChildSpec[Any, Any] | SupervisorSpec"
 
 
 @attrs.frozen(kw_only=True)

@@ -22,7 +22,7 @@ import contextvars
 import random
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import anyio
 import anyio.abc
@@ -51,6 +51,7 @@ from supervisor._slots import Children, ChildState, Slot
 from supervisor._spec import (
     BRUTAL_KILL,
     AutoShutdown,
+    Child,
     ChildSpec,
     OnCrash,
     RestartType,
@@ -62,6 +63,9 @@ from supervisor._spec import (
 from supervisor._tree import TreeNode, render_mermaid, render_text, snapshot
 
 __all__ = ["ChildCounts", "ChildInfo", "ChildState", "Supervisor"]
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
 
 _BURST = 256  # children started in a row before the supervisor lets other tasks run
 
@@ -178,15 +182,33 @@ class Supervisor:
         """The supervisor's path in its tree ("root/db")."""
         return self.path
 
-    def ref(self, path: str) -> ActorRef[Any, Any]:
-        """The stable ref of a worker child, by id or by path into nested supervisors.
+    @overload
+    def ref(self, key: ChildSpec[Req, Resp]) -> ActorRef[Req, Resp]: ...
+    @overload
+    def ref(self, key: str) -> ActorRef[Any, Any]: ...
+    def ref(self, key: ChildSpec[Any, Any] | str) -> ActorRef[Any, Any]:
+        """The stable ref of a worker child: typed by its spec, or by id or path.
+
+        A `ChildSpec` is a typed key for a child of this supervisor: the ref is an
+        `ActorRef[Req, Resp]` of the spec's actor (for a deeper child, ask its
+        supervisor: `sup.supervisor(backends).ref(llm)`). A path reaches into nested
+        supervisors by ids and gives an `ActorRef[Any, Any]` (for dynamic use).
 
         Args:
-            path: "child" or "sub/child" (ids joined with '/').
+            key: The child's spec (as given in `children` or to `start_child`), or
+                "child" or "sub/child" (ids joined with '/').
 
         Raises:
-            UnknownChild: No such child, or the path names a supervisor.
+            UnknownChild: No such child, the path names a supervisor, or the child with
+                the spec's id runs another spec.
         """
+        if isinstance(key, ChildSpec):
+            slot = self._children.get(key.id)
+            if slot is None or slot.spec != key:
+                why = "no such child" if slot is None else "runs another spec under this id"
+                raise UnknownChild(self.path, key.id, why)
+            return self._worker_ref(slot, key.id)
+        path = key
         node: Supervisor = self
         parts = path.split("/")
         for index, part in enumerate(parts):
@@ -194,18 +216,32 @@ class Supervisor:
             if slot is None:
                 raise UnknownChild(self.path, path)
             if index == len(parts) - 1:
-                if slot.sub is not None:
-                    raise UnknownChild(self.path, path, "is a supervisor, not an actor")
-                if slot.cell is None:
-                    raise UnknownChild(self.path, path, "has not been started yet")
-                return ActorRef(slot.cell)
+                return self._worker_ref(slot, path)
             if slot.sub is None:
                 raise UnknownChild(self.path, path, f"{part!r} is not a supervisor")
             node = slot.sub
         raise UnknownChild(self.path, path)  # pragma: no cover - empty path
 
-    def supervisor(self, path: str) -> Supervisor:
-        """A nested supervisor, by id or path."""
+    def _worker_ref(self, slot: Slot, path: str) -> ActorRef[Any, Any]:
+        if slot.sub is not None:
+            raise UnknownChild(self.path, path, "is a supervisor, not an actor")
+        if slot.cell is None:
+            raise UnknownChild(self.path, path, "has not been started yet")
+        return ActorRef(slot.cell)
+
+    def supervisor(self, key: SupervisorSpec | str) -> Supervisor:
+        """A nested supervisor, by its spec (a child of this one) or by id or path.
+
+        Raises:
+            UnknownChild: No such supervisor (or the child with the spec's id runs
+                another spec).
+        """
+        if isinstance(key, SupervisorSpec):
+            slot = self._children.get(key.id)
+            if slot is None or slot.sub is None or slot.spec != key:
+                raise UnknownChild(self.path, key.id, "no such supervisor")
+            return slot.sub
+        path = key
         node: Supervisor = self
         for part in path.split("/"):
             slot = node._children.get(part)
@@ -272,7 +308,13 @@ class Supervisor:
         """The tree as a Mermaid `graph TD` diagram."""
         return render_mermaid(self.tree())
 
-    async def start_child(self, spec: ChildSpec | SupervisorSpec) -> ActorRef[Any, Any] | None:
+    @overload
+    async def start_child(self, spec: ChildSpec[Req, Resp]) -> ActorRef[Req, Resp]: ...
+    @overload
+    async def start_child(self, spec: SupervisorSpec) -> Supervisor: ...
+    async def start_child(
+        self, spec: ChildSpec[Any, Any] | SupervisorSpec
+    ) -> ActorRef[Any, Any] | Supervisor:
         """Adds a child at the end and starts it (dynamic children).
 
         The child's factory (every factory, for a nested supervisor) is called before
@@ -282,7 +324,8 @@ class Supervisor:
         failed start is handled as after a crash, under intensity).
 
         Returns:
-            The worker's ref (None for a nested supervisor).
+            A handle for what it started: the worker's ref (typed by the spec), or the
+            nested `Supervisor`.
 
         Raises:
             ConfigError: The id is taken, the spec is invalid (a significant child under
@@ -307,18 +350,18 @@ class Supervisor:
                 if slot.cell is not None:
                     slot.cell.close(failure)
                 raise ActorDown(f"{self.path}/{spec.id}", failure) from failure
-            return ActorRef(slot.cell) if slot.cell is not None else None
+            if slot.sub is not None:
+                return slot.sub
+            assert slot.cell is not None
+            return ActorRef(slot.cell)
 
-    async def start_instance(self, template: ChildSpec) -> ActorRef[Any, Any]:
+    async def start_instance(self, template: ChildSpec[Req, Resp]) -> ActorRef[Req, Resp]:
         """Starts one more instance of `template` (simple_one_for_one style).
 
         The instance's id is `"{template.id}-{n}"` with n counting from 1.
         """
         self._instances += 1
-        spec = attrs.evolve(template, id=f"{template.id}-{self._instances}")
-        ref = await self.start_child(spec)
-        assert ref is not None
-        return ref
+        return await self.start_child(attrs.evolve(template, id=f"{template.id}-{self._instances}"))
 
     async def terminate_child(self, child_id: str) -> None:
         """Stops a child in order (within its shutdown); it stays stopped.
@@ -855,7 +898,7 @@ class Supervisor:
 
     # -- helpers ---------------------------------------------------------------------
 
-    def _make_slot(self, spec: ChildSpec | SupervisorSpec, dynamic: bool) -> Slot:
+    def _make_slot(self, spec: Child, dynamic: bool) -> Slot:
         slot = Slot(spec, dynamic, self)
         if isinstance(spec, SupervisorSpec):
             slot.sub = Supervisor(spec, path=f"{self.path}/{spec.id}", rng=self._rng)

@@ -1,10 +1,11 @@
 """Resilience primitives: retry, circuit breaker, rate limiters, bulkhead, adaptive
-concurrency.
+concurrency, and the `resilient` decorator that composes them around a function.
 
-Every name here is also exported from `actors`. `LimitConfig` and `LimitState` are type
-aliases (any limit config; one key's stored state).
+Each works on its own; a service actor composes them in one pipeline. `LimitConfig` and
+`LimitState` are type aliases (any limit config; one key's stored state).
 """
 
+from actors._public import publish as _publish
 from actors.resilience._adaptive import (
     AdaptiveConcurrency,
     AdaptiveLimit,
@@ -36,7 +37,7 @@ from actors.resilience._limit_algorithms import (
 )
 from actors.resilience._limit_queue import ColdStart
 from actors.resilience._limiter import Limiter, LimiterMetrics, create_limiter
-from actors.resilience._limiter_store import LimiterStore, MemoryLimiterStore, SyncLimiterStore
+from actors.resilience._limiter_store import LimiterStore, MemoryLimiterStore
 from actors.resilience._multilimit import (
     HeaderLimits,
     MultiLimit,
@@ -83,7 +84,6 @@ __all__ = [
     "RetryMetrics",
     "RetryPolicy",
     "SlidingWindow",
-    "SyncLimiterStore",
     "TokenBucket",
     "create_adaptive_limit",
     "create_bulkhead",
@@ -92,3 +92,5 @@ __all__ = [
     "create_retrier",
     "resilient",
 ]
+
+_publish(globals(), "actors.resilience", resolve=True)

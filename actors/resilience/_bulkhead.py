@@ -21,7 +21,7 @@ import attrs
 
 from actors._errors import BulkheadFull, ConfigError
 from actors._events import emit
-from actors._validate import non_negative, positive_int
+from actors._validate import check_instance, check_name, non_negative, positive_int
 
 __all__ = ["Bulkhead", "BulkheadConfig", "BulkheadMetrics", "create_bulkhead"]
 
@@ -242,9 +242,8 @@ def create_bulkhead(config: BulkheadConfig | None = None, *, name: str) -> Bulkh
     Raises:
         ConfigError: `name` is empty or `config` is not a `BulkheadConfig`.
     """
-    if not name:
-        raise ConfigError("name", name, "must be a non-empty string")
-    config = BulkheadConfig() if config is None else config
-    if not isinstance(config, BulkheadConfig):
-        raise ConfigError("config", config, "must be a BulkheadConfig")
+    check_name("name", name)
+    config = check_instance(
+        "config", BulkheadConfig() if config is None else config, BulkheadConfig
+    )
     return Bulkhead(name=name, config=config)

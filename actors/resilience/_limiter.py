@@ -14,6 +14,7 @@ import attrs
 
 from actors._clock import now as _now
 from actors._errors import ConfigError
+from actors._validate import check_name
 from actors.resilience._limit_algorithms import (
     GCRA,
     LIMIT_CONFIGS,
@@ -263,8 +264,7 @@ def create_limiter(
     """
     if not isinstance(config, LIMIT_CONFIGS):
         raise ConfigError("config", config, "must be a TokenBucket, SlidingWindow or GCRA")
-    if not name:
-        raise ConfigError("name", name, "must be a non-empty string")
+    check_name("name", name)
     if cold_start is not None and not isinstance(cold_start, ColdStart):
         raise ConfigError("cold_start", cold_start, "must be a ColdStart or None")
     store = MemoryLimiterStore() if store is None else store

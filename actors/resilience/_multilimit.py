@@ -20,6 +20,7 @@ import attrs
 from actors._clock import now as _now
 from actors._errors import ConfigError
 from actors._events import emit
+from actors._validate import check_name
 from actors.resilience._limit_algorithms import LIMIT_CONFIGS, LimitConfig
 from actors.resilience._limit_headers import HeaderLimits, read_rate_headers
 from actors.resilience._limit_queue import ColdStart, Gate, check_cost
@@ -260,8 +261,7 @@ def create_multi_limit(
         ConfigError: No limits, a name that is not an identifier (or is "deadline"),
             a value that is not a limit configuration, or an empty `name`.
     """
-    if not name:
-        raise ConfigError("name", name, "must be a non-empty string")
+    check_name("name", name)
     if not limits:
         raise ConfigError("limits", limits, "must name at least one limit")
     for limit_name, config in limits.items():

@@ -7,9 +7,6 @@ here.
 """
 
 from actors._public import publish as _publish
-from actors._tracing import Operation
-from actors.services._actor import Service, ServiceActor, ServiceConfig, ServiceStats
-from actors.services._base import Secret, ServiceClient
 from actors.services._chat import ChatRequest, ChatResponse, ToolCall, Usage
 from actors.services._mcp_tools import (
     MCPToolbox,
@@ -27,13 +24,6 @@ __all__ = [
     "ChatRequest",
     "ChatResponse",
     "MCPToolbox",
-    "Operation",
-    "Secret",
-    "Service",
-    "ServiceActor",
-    "ServiceClient",
-    "ServiceConfig",
-    "ServiceStats",
     "ToolCall",
     "ToolOutcome",
     "Usage",

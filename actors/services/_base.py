@@ -21,6 +21,7 @@ from actors._classify import Classifier
 from actors._errors import ConfigError, ServiceTimeout, ServiceUnavailable
 from actors._kinds import CUSTOM, ServiceKind, kind_named
 from actors._tracing import AttributeValue, Operation, error_type
+from actors._validate import check_name
 
 __all__ = ["Secret", "ServiceClient"]
 
@@ -101,9 +102,7 @@ class ServiceClient(abc.ABC, Generic[Conn, Req, Resp]):
             cls.kind = kind_named("custom" if legacy == "generic" else legacy)
 
     def __init__(self, name: str) -> None:
-        if not isinstance(name, str) or not name:
-            raise ConfigError("name", name, "must be a non-empty string")
-        self.name = name
+        self.name = check_name("name", name)
 
     # -- lifecycle ----------------------------------------------------------------
 

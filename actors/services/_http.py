@@ -38,7 +38,7 @@ from actors._redact import (
     scrubbing_http_logs,
 )
 from actors._tracing import AttributeValue, Operation, inject
-from actors._validate import check_finite_positive, check_instance, check_positive_int
+from actors._validate import check_finite_positive, check_instance, check_name, check_positive_int
 from actors.services._base import Secret, ServiceClient
 from actors.services._chat import (
     DEFAULT_MAX_TOKENS,
@@ -141,10 +141,9 @@ class HTTPChatClient(ServiceClient[httpx2.AsyncClient, ChatRequest, ChatResponse
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             shown = redact(base_url) if isinstance(base_url, str) else base_url
             raise ConfigError("base_url", shown, "must be an http(s) URL")
-        if not isinstance(model, str) or not model:
-            raise ConfigError("model", model, "must be a non-empty string")
+        check_name("model", model)
         if api_key is not None and not isinstance(api_key, Secret):
-            raise ConfigError("api_key", None, "must be an actors.services.Secret")
+            raise ConfigError("api_key", None, "must be an actors.Secret")
         if not (probe in _PROBES or callable(probe)):
             raise ConfigError("probe", probe, f"must be one of {', '.join(_PROBES)} or a callable")
         self.base_url = base_url.rstrip("/") + "/"

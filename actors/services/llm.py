@@ -25,11 +25,11 @@ import httpx2
 from actors._errors import ConfigError
 from actors.services import _openai_wire
 from actors.services._base import Secret
-from actors.services._chat import ChatRequest, ChatResponse, ToolCall, Usage
+from actors.services._chat import ChatRequest
 from actors.services._http import HTTPChatClient, Probe, WireFormat
 from actors.services._wire import WireLimits
 
-__all__ = ["ChatRequest", "ChatResponse", "LLMClient", "ToolCall", "Usage"]
+__all__ = ["LLMClient"]
 
 _MAX_TOKENS_FIELDS: Final = ("max_tokens", "max_completion_tokens")
 

@@ -52,6 +52,7 @@ import attrs
 from coredis.exceptions import NoScriptError
 
 from actors._events import emit
+from actors._public import publish as _publish
 from actors._redact import redact
 from actors.stores._redis_breaker import RedisBreakerStore, breaker_prefix
 from actors.stores._redis_client import (
@@ -302,3 +303,6 @@ async def open_redis_stores(
         close_leftovers(client)
     if body_error is not None:
         raise body_error
+
+
+_publish(globals(), "actors.stores.redis")

@@ -22,9 +22,9 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
-from actors._clock import now as _current_time
-from actors._errors import ConfigError
-from actors._validate import non_negative, positive, positive_int
+from actors import ConfigError
+from actors.lowlevel import non_negative, positive, positive_int
+from actors.lowlevel import now as _current_time
 from supervisor.health._metrics import record_cache
 
 __all__ = ["CacheConfig", "CacheMetrics", "ResponseCache"]

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from actors.resilience._breaker import CircuitBreaker
+from actors.resilience import CircuitBreaker
 from supervisor.fallback._cache import ResponseCache
 from supervisor.fallback._router import FallbackRouter, HealthSource, Target, route
 from supervisor.health._state import HealthStatus

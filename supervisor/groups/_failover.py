@@ -1,6 +1,6 @@
 """The group's retry is the failover: what fails over, and when a failover is allowed.
 
-The group's pipeline (the one resilience pipeline, `actors.resilience._pipeline`) runs
+The group's pipeline (the one resilience pipeline, `actors.lowlevel.Pipeline`) runs
 each request with a `Failover` retrier: every retry goes at once (no backoff: it is
 another deployment; no server delay: a member's ``retry-after`` is that member's) to a
 member that has not failed this request, while the policy's attempts, its budget and
@@ -23,13 +23,10 @@ import sys
 
 import attrs
 
-from actors import RetryPolicy
-from actors._classify import Classifier, ErrorClass, verdict_of
-from actors._clock import now as _now
-from actors._envelope import current_correlation_id
-from actors._events import emit
-from actors.resilience._budget import RetryBudget
-from actors.resilience._retry import Retrier, RetryMetrics, RetryRun
+from actors import Classifier, ErrorClass, current_correlation_id
+from actors.lowlevel import RetryRun, emit, verdict_of
+from actors.lowlevel import now as _now
+from actors.resilience import Retrier, RetryBudget, RetryMetrics, RetryPolicy
 from supervisor.groups._config import FailoverPolicy
 
 __all__ = ["Failover", "MemberVerdicts", "failover_retrier"]

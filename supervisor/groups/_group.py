@@ -17,7 +17,7 @@ The group is a subtree of the supervision tree::
     │   └── west
     └── group           the group's actor: its ref is `group.ref`
 
-Each request goes through the one resilience pipeline (`actors.resilience._pipeline`):
+Each request goes through the one resilience pipeline (`actors.lowlevel.Pipeline`):
 its operation picks a member with the routing strategy and calls it; its retry is
 the failover (`supervisor.groups._failover`): each retry goes at once to a member that
 has not failed this request, within the request's one deadline, of which each member
@@ -59,19 +59,15 @@ from actors import (
     ErrorClassifier,
     LatencyRecorder,
     ResilienceError,
+    Service,
+    current_deadline,
 )
-from actors._clock import now as _now
-from actors._clock import now_or_none
-from actors._envelope import current_deadline
-from actors._events import emit
-from actors._tracing import add_event
-from actors._validate import check_name
-from actors.resilience._budget import RetryBudget
-from actors.resilience._pipeline import Pipeline
-from actors.resilience._retry_after import server_delay
-from actors.services import ChatRequest, Service
-from supervisor._passing import breaker_cooling, passes_on
+from actors.lowlevel import Pipeline, add_event, check_name, emit, now_or_none, server_delay
+from actors.lowlevel import now as _now
+from actors.resilience import RetryBudget
+from actors.services import ChatRequest
 from supervisor._errors import UnknownService
+from supervisor._passing import breaker_cooling, passes_on
 from supervisor._spec import ChildSpec, SupervisorSpec, WhileRestarting
 from supervisor._supervisor import Supervisor
 from supervisor.groups._config import GroupConfig, GroupSpec, HedgePolicy
@@ -248,7 +244,7 @@ class ServiceGroup:
     def __init__(
         self,
         name: str,
-        members: Iterable[GroupMember],
+        members: Iterable[GroupMember[Any, Any]],
         config: GroupConfig | None = None,
         *,
         strategy: RoutingStrategy | None = None,
@@ -367,7 +363,7 @@ class ServiceGroup:
         front = ChildSpec(id=FRONT, factory=self._new_front, config=self._actor_config)
         return SupervisorSpec(id=self.name, children=(members, front))
 
-    def _child(self, state: MemberState) -> ChildSpec:
+    def _child(self, state: MemberState) -> ChildSpec[Any, Any]:
         return ChildSpec(
             id=state.id,
             factory=state.new_actor,
@@ -398,7 +394,7 @@ class ServiceGroup:
 
     def _check_member(self, spec: object) -> None:
         if not isinstance(spec, GroupMember):
-            raise ConfigError("members", spec, "must be GroupMember (see supervisor.member)")
+            raise ConfigError("members", spec, "must be GroupMember (see supervisor.groups.member)")
         if spec.id in self._by_id:
             raise ConfigError("members", spec.id, "two members share this id")
         if self._members and spec.service.kind is not self._members[0].service.kind:
@@ -408,7 +404,7 @@ class ServiceGroup:
                 f"a group's members are of one kind ({self._members[0].service.kind.name})",
             )
 
-    def _state(self, spec: GroupMember) -> MemberState:
+    def _state(self, spec: GroupMember[Any, Any]) -> MemberState:
         self._joined += 1
         return MemberState(spec, self._joined, decay=self.config.routing.decay)
 
@@ -425,7 +421,7 @@ class ServiceGroup:
         group_path = front[len(prefix) :].rpartition("/")[0]
         return sup.supervisor(f"{group_path}/{MEMBERS}" if group_path else MEMBERS)
 
-    async def add_member(self, sup: Supervisor, spec: GroupMember) -> ActorRef[Any, Any]:
+    async def add_member(self, sup: Supervisor, spec: GroupMember[Any, Any]) -> ActorRef[Any, Any]:
         """Starts a new member and routes to it once it runs.
 
         Args:

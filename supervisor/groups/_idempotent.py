@@ -17,8 +17,8 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from actors.services import ChatRequest
-from actors.services._mcp_requests import ListTools
-from actors.services._sql_requests import Query, Transaction
+from actors.services.mcp import ListTools
+from actors.services.sql import Query, Transaction
 
 __all__ = ["hedgeable", "is_idempotent", "is_sql_write"]
 

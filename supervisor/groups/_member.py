@@ -9,10 +9,17 @@ from typing import Any, Final, Generic, TypeVar
 
 import attrs
 
-from actors import ActorRef, ActorStopped, ConfigError
+from actors import (
+    ActorRef,
+    ActorStopped,
+    ConfigError,
+    Service,
+    ServiceActor,
+    ServiceClient,
+    ServiceConfig,
+)
 from actors.lowlevel import check_id
 from actors.resilience import BreakerState, BreakerStateStore, LimiterStore
-from actors.services import Service, ServiceActor, ServiceClient, ServiceConfig
 
 __all__ = ["GroupMember", "MemberState", "member"]
 
@@ -30,14 +37,14 @@ def _weight(_inst: Any, attr: attrs.Attribute[float], value: object) -> None:
 
 def _service(inst: GroupMember[Any, Any], attr: attrs.Attribute[Any], value: object) -> None:
     if not isinstance(value, Service):
-        raise ConfigError(f"members.{inst.id}.service", value, "must be an actors.services.Service")
+        raise ConfigError(f"members.{inst.id}.service", value, "must be an actors.Service")
     retry = value.config.retry
     if retry is not None and retry.attempts > 1:
         raise ConfigError(
             f"members.{inst.id}.retry.attempts",
             retry.attempts,
             "a group's member must not retry (attempts=1): the group's failover to another"
-            " member is the one retry layer (build it with supervisor.member)",
+            " member is the one retry layer (build it with supervisor.groups.member)",
         )
 
 

@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from actors import ConfigError
-from actors._validate import check_non_negative_int
+from actors.lowlevel import check_non_negative_int
 from supervisor.health._dashboard import ASSETS, CSP, asset
 from supervisor.health._feed import open_feed
 from supervisor.health._metrics import (

@@ -1,10 +1,10 @@
 """`EventFeed`: the most recent lifecycle events, kept in memory for the dashboard.
 
-A feed subscribes to `actors._events` when it is made and unsubscribes when it is
-garbage collected (the health app that made it holds it), so no event is kept, and
-`emit` pays nothing extra, when no dashboard exists. Appending is O(1): the event's
-fields are copied (without `exc_info`, so no traceback and no frame stays alive) into
-a bounded deque; they are made JSON-safe only when the dashboard reads them.
+A feed subscribes to the events (`actors.lowlevel.subscribe`) when it is made and
+unsubscribes when it is garbage collected (the health app that made it holds it), so no
+event is kept, and `emit` pays nothing extra, when no dashboard exists. Appending is O(1):
+the event's fields are copied (without `exc_info`, so no traceback and no frame stays
+alive) into a bounded deque; they are made JSON-safe only when the dashboard reads them.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from actors import current_correlation_id
-from actors._clock import now_or_none
-from actors._events import subscribe
+from actors.lowlevel import now_or_none, subscribe
 
 __all__ = ["EventFeed", "open_feed"]
 

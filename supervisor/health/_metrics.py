@@ -30,7 +30,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from actors.resilience._breaker import BreakerState
+from actors.resilience import BreakerState
 from supervisor.health._state import HealthStatus
 
 if TYPE_CHECKING:

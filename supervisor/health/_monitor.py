@@ -29,10 +29,10 @@ import anyio
 import anyio.abc
 import attrs
 
-from actors._clock import now_or_none as _now_or_none
-from actors._errors import ConfigError
-from actors._events import emit
-from actors.resilience._breaker import BreakerState, BreakerTransition, CircuitBreaker
+from actors import ConfigError
+from actors.lowlevel import emit
+from actors.lowlevel import now_or_none as _now_or_none
+from actors.resilience import BreakerState, BreakerTransition, CircuitBreaker
 from supervisor.health._metrics import record_probe, record_transition
 from supervisor.health._report import HealthReport, ServiceHealth
 from supervisor.health._state import (

@@ -14,7 +14,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
-from actors._clock import now_or_none
+from actors.lowlevel import now_or_none
 from supervisor._tree import TreeNode
 from supervisor.health._feed import EventFeed
 from supervisor.health._metrics import routed_counts

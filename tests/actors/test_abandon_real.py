@@ -16,8 +16,7 @@ from typing import Any
 import anyio
 import pytest
 
-from actors import CallTimeout, PoolConfig, open_actor
-from actors.services import Secret, Service, ServiceConfig
+from actors import CallTimeout, PoolConfig, Secret, Service, ServiceConfig, open_actor
 from actors.services.sql import PostgresClient, Query, SQLiteClient
 from actors.testing import PostgresServer, PostgresUnavailable, local_postgres
 

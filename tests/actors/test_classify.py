@@ -27,11 +27,9 @@ from actors import (
     KINDS,
     ActorDown,
     AttemptTimeout,
-    BreakerConfig,
     BulkheadFull,
     CallCycle,
     CallTimeout,
-    CircuitBreaker,
     CircuitOpen,
     Classifier,
     ConfigError,
@@ -48,14 +46,13 @@ from actors import (
     ProtocolError,
     QueryError,
     RateLimited,
-    RetryPolicy,
     ServiceResponseError,
     ServiceTimeout,
     ServiceUnavailable,
     ToolError,
-    resilient,
 )
 from actors._classify import error_codes_of, headers_of, mark, status_of, verdict_of
+from actors.resilience import BreakerConfig, CircuitBreaker, RetryPolicy, resilient
 
 R = ErrorClass.RETRYABLE
 T = ErrorClass.THROTTLED

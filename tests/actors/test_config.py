@@ -9,28 +9,31 @@ from typing import Any
 
 import pytest
 
-from actors import KINDS
-from actors._classify import (
+from actors import (
+    KINDS,
+    ConfigError,
     DatabaseClassifier,
     ErrorClassifier,
     HTTPClassifier,
     LLMClassifier,
     MCPClassifier,
-)
-from actors._config import (
     ResilienceConfig,
     load_resilience_config,
     load_resilience_toml,
     load_services_config,
     load_services_toml,
 )
-from actors._errors import ConfigError
-from actors.resilience._breaker import BreakerConfig
-from actors.resilience._bulkhead import BulkheadConfig
-from actors.resilience._decorators import resilient
-from actors.resilience._limiter import GCRA, Limiter, SlidingWindow, TokenBucket
-from actors.resilience._multilimit import MultiLimit
-from actors.resilience._retry import RetryPolicy
+from actors.resilience import (
+    GCRA,
+    BreakerConfig,
+    BulkheadConfig,
+    Limiter,
+    MultiLimit,
+    RetryPolicy,
+    SlidingWindow,
+    TokenBucket,
+    resilient,
+)
 
 pytestmark = pytest.mark.anyio
 

@@ -15,9 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors._envelope import DEADLINE_VAR
-from actors._errors import ConfigError
-from actors._pool import Pool, PoolClosed, PoolConfig, PoolTimeout, open_pool
+from actors import ConfigError, Pool, PoolClosed, PoolConfig, PoolTimeout, open_pool
 from actors.testing import capture_events, virtual_time_backend
 
 pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
@@ -220,21 +218,6 @@ async def test_earlier_deadline_wins() -> None:
                 async with pool.connection(deadline=start + 1.5):
                     pass
             assert anyio.current_time() - start == pytest.approx(1.5, abs=1e-9)
-
-
-async def test_handler_deadline_bounds_the_wait() -> None:
-    """Inside an actor handler, the message's deadline bounds the wait by default."""
-    async with open_pool(FakeFactory(), config(max_size=1), name="db") as pool:
-        async with only_connection_held(pool):
-            start = anyio.current_time()
-            token = DEADLINE_VAR.set(start + 2.0)
-            try:
-                with pytest.raises(PoolTimeout):
-                    async with pool.connection():
-                        pass
-            finally:
-                DEADLINE_VAR.reset(token)
-            assert anyio.current_time() - start == pytest.approx(2.0, abs=1e-9)
 
 
 async def test_actor_handler_wait_ends_with_the_call() -> None:

@@ -34,7 +34,7 @@ import anyio
 import structlog
 
 from actors import Actor, open_actor
-from actors.resilience._breaker import BreakerConfig, BreakerState, CircuitBreaker
+from actors.resilience import BreakerConfig, BreakerState, CircuitBreaker
 from supervisor.fallback import ResponseCache, route
 from supervisor.health import HealthStatus
 

@@ -41,18 +41,12 @@ import httpx2
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import supervisor as sv
-from actors import (
-    ActorConfig,
-    AdaptiveConcurrency,
-    BulkheadConfig,
-    RetryPolicy,
-    ServiceResponseError,
-    create_bulkhead,
-    open_actor,
-)
-from actors.services import ChatRequest, Service, ServiceConfig
+from actors import ActorConfig, Service, ServiceConfig, ServiceResponseError, open_actor
+from actors.resilience import AdaptiveConcurrency, BulkheadConfig, RetryPolicy, create_bulkhead
+from actors.services import ChatRequest
 from actors.services.llm import LLMClient
 from actors.testing import Behaviour, MockLLM, Quota, virtual_time_backend
+from supervisor.groups import GroupConfig, HedgePolicy, ServiceGroup, member
 from tests.benchmarks._cli import parse_args, write_json
 
 MEDIAN = 0.1  # seconds: the tail scenario's median latency
@@ -86,10 +80,10 @@ async def _tail(requests: int, hedge: bool, seed: int) -> dict[str, float]:
             )
         )
     config = ServiceConfig.for_llm(breaker=None, actor=ActorConfig(call_timeout=60))
-    members = [sv.member(name, _client(name, mock), config) for name, mock in mocks.items()]
-    policy = sv.HedgePolicy(delay=MEDIAN * 2, quantile=0.94, min_samples=50, budget=0.06)
-    group = sv.ServiceGroup(
-        "llm", members, sv.GroupConfig(routing="least_in_flight", hedge=policy if hedge else None)
+    members = [member(name, _client(name, mock), config) for name, mock in mocks.items()]
+    policy = HedgePolicy(delay=MEDIAN * 2, quantile=0.94, min_samples=50, budget=0.06)
+    group = ServiceGroup(
+        "llm", members, GroupConfig(routing="least_in_flight", hedge=policy if hedge else None)
     )
     latencies: list[float] = []
     left = requests
@@ -129,7 +123,7 @@ async def _quota(minutes: float, routing: str, seed: int) -> dict[str, float]:
         for name, tpm in QUOTAS.items()
     }
     members = [
-        sv.member(
+        member(
             name,
             _client(name, mock),
             ServiceConfig.for_llm(
@@ -141,7 +135,7 @@ async def _quota(minutes: float, routing: str, seed: int) -> dict[str, float]:
         )
         for name, mock in mocks.items()
     ]
-    group = sv.ServiceGroup("llm", members, sv.GroupConfig(routing=routing))
+    group = ServiceGroup("llm", members, GroupConfig(routing=routing))
     tokens = 0
     refused = 0
     async with sv.start(sv.SupervisorSpec(id="app", children=[group.spec()])):

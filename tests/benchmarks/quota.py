@@ -160,9 +160,10 @@ async def _drive(call: Call, seconds: float, tally: Tally, seed: int) -> None:
 async def run_ours(
     url: str, key: str, seconds: float, limits: dict[str, float], window: float, tally: Tally
 ) -> None:
-    from actors import SlidingWindow, open_actor
-    from actors.services import Secret, Service, ServiceConfig
-    from actors.services.llm import ChatRequest, LLMClient
+    from actors import Secret, Service, ServiceConfig, open_actor
+    from actors.resilience import SlidingWindow
+    from actors.services import ChatRequest
+    from actors.services.llm import LLMClient
 
     config = ServiceConfig.for_llm(  # the preset, given the provider's limits
         limits={

@@ -69,8 +69,8 @@ async def _measure(
 ) -> dict[str, float]:
     import coredis
 
-    from actors.stores import open_redis_stores
     from actors.stores._redis_client import close_leftovers
+    from actors.stores.redis import open_redis_stores
 
     parts = url.split("//")[1].split("/", maxsplit=1)[0].split(":")
     plain: Any = (
@@ -91,7 +91,7 @@ async def _measure(
 async def _rounds(
     client: Any, stores: Any, sequential: int, concurrent: int, rounds: int
 ) -> dict[str, float]:
-    from actors import TokenBucket, create_limiter
+    from actors.resilience import TokenBucket, create_limiter
 
     assert stores.available, "redis-server did not answer"
     limiter = create_limiter(

@@ -45,12 +45,13 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from actors import (
+from actors import RateLimited
+from actors.resilience import (
     GCRA,
     BreakerConfig,
     BulkheadConfig,
     CircuitBreaker,
-    RateLimited,
+    LimitConfig,
     RetryPolicy,
     SlidingWindow,
     TokenBucket,
@@ -59,7 +60,6 @@ from actors import (
     create_retrier,
     resilient,
 )
-from actors.resilience import LimitConfig
 from actors.testing import virtual_time_backend
 
 Case = Callable[[int], Awaitable[Any]]

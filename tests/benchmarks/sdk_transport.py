@@ -36,9 +36,8 @@ import anyio
 import openai
 from _cli import parse_args, write_json
 
-from actors import open_actor
+from actors import Service, ServiceConfig, open_actor
 from actors.integrations import SDKClient, anthropic_client, openai_client
-from actors.services import Service, ServiceConfig
 from actors.services.anthropic import AnthropicClient
 from actors.services.llm import LLMClient
 from actors.testing import MockLLMServer, serve_mock_llm

@@ -27,9 +27,18 @@ import anyio
 import attrs
 from _cli import parse_args, write_json
 
-from actors import KINDS, Actor, ActorConfig, PoolConfig, open_actor
-from actors.services import Service, ServiceClient, ServiceConfig
-from actors.services.llm import ChatRequest, LLMClient
+from actors import (
+    KINDS,
+    Actor,
+    ActorConfig,
+    PoolConfig,
+    Service,
+    ServiceClient,
+    ServiceConfig,
+    open_actor,
+)
+from actors.services import ChatRequest
+from actors.services.llm import LLMClient
 from actors.testing import MockLLM, serve_mock_llm
 
 POOL = 8

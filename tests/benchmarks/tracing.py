@@ -48,9 +48,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 from service_throughput import EchoClient  # an LLM-kind client answering in process
 
-from actors import ActorRef, PoolConfig, instrument, open_actor
-from actors.services import Service, ServiceConfig
-from actors.services.llm import ChatRequest, LLMClient
+from actors import ActorRef, PoolConfig, Service, ServiceConfig, instrument, open_actor
+from actors.services import ChatRequest
+from actors.services.llm import LLMClient
 from actors.testing import serve_mock_llm
 
 POOL = 16

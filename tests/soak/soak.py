@@ -24,8 +24,8 @@ import attrs
 import structlog
 
 import supervisor as sv
-from actors import ActorConfig, PoolConfig, RetryPolicy
-from actors.services import Service, ServiceConfig
+from actors import ActorConfig, PoolConfig, Service, ServiceConfig
+from actors.resilience import RetryPolicy
 from actors.testing import (
     ChaosClient,
     ChaosConfig,

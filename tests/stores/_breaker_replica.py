@@ -15,7 +15,7 @@ import sys
 import anyio
 import structlog
 
-from actors.resilience._breaker import BreakerConfig, BreakerState, CircuitBreaker
+from actors.resilience import BreakerConfig, BreakerState, CircuitBreaker
 from actors.stores.redis import open_redis_stores
 
 

@@ -17,8 +17,8 @@ import time
 import anyio
 import structlog
 
-from actors._errors import RateLimited
-from actors.resilience._limiter import TokenBucket, create_limiter
+from actors import RateLimited
+from actors.resilience import TokenBucket, create_limiter
 from actors.stores.redis import FailurePolicy, open_redis_stores
 
 

@@ -12,8 +12,8 @@ import coredis
 import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from actors._errors import CircuitOpen
-from actors.resilience._breaker import BreakerConfig, BreakerState, CircuitBreaker
+from actors import CircuitOpen
+from actors.resilience import BreakerConfig, BreakerState, CircuitBreaker
 from actors.stores.redis import RedisStores, open_redis_stores
 from actors.testing import RedisServer, capture_events
 from tests.stores.conftest import new_app

@@ -10,15 +10,15 @@ import anyio
 import coredis
 import pytest
 
-from actors import (
+from actors import CircuitOpen, RateLimited
+from actors.resilience import (
+    BreakerConfig,
     BreakerState,
-    CircuitOpen,
-    RateLimited,
+    CircuitBreaker,
     TokenBucket,
     create_limiter,
     create_multi_limit,
 )
-from actors.resilience import BreakerConfig, CircuitBreaker
 from actors.stores._redis_client import close_leftovers
 from actors.stores.redis import FailurePolicy, RedisStores, open_redis_stores
 from actors.testing import RedisCluster, capture_events

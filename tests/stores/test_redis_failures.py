@@ -9,9 +9,14 @@ from typing import Any
 import anyio
 import pytest
 
-from actors._errors import CircuitOpen, ConfigError, RateLimited
-from actors.resilience._breaker import BreakerConfig, BreakerState, CircuitBreaker
-from actors.resilience._limiter import TokenBucket, create_limiter
+from actors import CircuitOpen, ConfigError, RateLimited
+from actors.resilience import (
+    BreakerConfig,
+    BreakerState,
+    CircuitBreaker,
+    TokenBucket,
+    create_limiter,
+)
 from actors.stores._redis_client import make_client
 from actors.stores.redis import (
     FailurePolicy,

@@ -9,7 +9,8 @@ import anyio
 import attrs
 import pytest
 
-from actors import ConfigError, RateLimited, TokenBucket, create_limiter
+from actors import ConfigError, RateLimited
+from actors.resilience import TokenBucket, create_limiter
 from actors.stores.redis import FailurePolicy, RedisOptions, open_redis_stores
 from actors.testing import RedisServer, capture_events, make_tls_files
 from tests.stores.conftest import new_app

@@ -8,11 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors import Actor, open_actor
-from actors._errors import ActorError, ConfigError
+from actors import Actor, ActorError, ConfigError, open_actor
 from actors.testing import capture_events
-from supervisor._registry import ServiceRegistry, UnknownService, Version, VersionSpec
-from supervisor.health._state import HealthStatus
+from supervisor import ServiceRegistry, UnknownService, Version, VersionSpec
+from supervisor.health import HealthStatus
 
 
 class Ref:

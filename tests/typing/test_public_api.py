@@ -12,7 +12,7 @@ import httpx2
 import openai
 
 import supervisor as sv
-from actors import Actor, ActorRef, open_actor
+from actors import Actor, ActorRef, Service, ServiceActor, ServiceConfig, open_actor
 from actors.integrations import http_client, openai_client
 from actors.resilience import (
     BreakerConfig,
@@ -25,7 +25,7 @@ from actors.resilience import (
     create_retrier,
     resilient,
 )
-from actors.services import ChatRequest, ChatResponse, Service, ServiceActor, ServiceConfig
+from actors.services import ChatRequest, ChatResponse
 from actors.services.llm import LLMClient
 from tests.typing._mypy import run_mypy
 

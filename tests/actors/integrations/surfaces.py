@@ -13,9 +13,10 @@ import attrs
 import httpx2
 import pytest
 
-from actors import RetryPolicy
+from actors import Secret, Service, ServiceConfig
 from actors.integrations import SDKClient, anthropic_client, openai_client
-from actors.services import ChatRequest, MCPToolbox, Secret, Service, ServiceConfig
+from actors.resilience import RetryPolicy
+from actors.services import ChatRequest, MCPToolbox
 from actors.services.anthropic import AnthropicClient
 from actors.services.llm import LLMClient
 

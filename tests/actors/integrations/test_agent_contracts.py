@@ -13,8 +13,9 @@ import anyio
 import httpx2
 import pytest
 
-from actors import BreakerConfig, CircuitOpen, open_actor
-from actors.services import MCPToolbox, Service, ServiceConfig
+from actors import CircuitOpen, Service, ServiceConfig, open_actor
+from actors.resilience import BreakerConfig
+from actors.services import MCPToolbox
 from actors.services.mcp import MCPClient, server_command
 from actors.testing import Behaviour, MockLLM, MockLLMServer, ToolRule, serve_mock_llm
 from supervisor.fallback import route

@@ -19,7 +19,6 @@ from hypothesis import strategies as st
 from actors import (
     KINDS,
     ActorDown,
-    BreakerState,
     BulkheadFull,
     CallTimeout,
     CircuitOpen,
@@ -30,6 +29,7 @@ from actors import (
     MalformedResponse,
     PoolTimeout,
     RateLimited,
+    Service,
     ServiceTimeout,
     ServiceUnavailable,
     open_actor,
@@ -44,7 +44,7 @@ from actors.integrations import (
     openai_client,
     sdk_error,
 )
-from actors.services import Service
+from actors.resilience import BreakerState
 from actors.services.llm import LLMClient
 from actors.testing import Behaviour, MockLLMServer, serve_mock_llm
 

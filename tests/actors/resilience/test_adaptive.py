@@ -15,18 +15,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors import (
-    AdaptiveConcurrency,
-    AdaptiveLimit,
     AttemptTimeout,
     BulkheadFull,
     ConfigError,
     ErrorClass,
+    Service,
+    ServiceConfig,
     ServiceResponseError,
-    create_adaptive_limit,
     open_actor,
 )
+from actors.resilience import AdaptiveConcurrency, AdaptiveLimit, create_adaptive_limit
 from actors.resilience._pipeline import Pipeline
-from actors.services import ChatRequest, Service, ServiceConfig
+from actors.services import ChatRequest
 from actors.services.llm import LLMClient
 from actors.testing import MockLLM
 

@@ -18,15 +18,15 @@ from actors import (
     LLMClassifier,
     ServiceResponseError,
 )
-from actors.resilience._breaker import (
+from actors.resilience import (
     BreakerConfig,
     BreakerRecord,
+    BreakerRegistry,
     BreakerState,
     BreakerTransition,
     CircuitBreaker,
     InMemoryBreakerStore,
 )
-from actors.resilience._breaker_registry import BreakerRegistry
 from actors.testing import capture_events
 
 pytestmark = pytest.mark.anyio

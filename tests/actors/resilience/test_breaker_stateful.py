@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from actors._errors import CircuitOpen
-from actors.resilience._breaker import BreakerConfig, BreakerState, CircuitBreaker
+from actors import CircuitOpen
+from actors.resilience import BreakerConfig, BreakerState, CircuitBreaker
 
 JITTER_DRAW = 0.25
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from actors._errors import BulkheadFull, ConfigError
-from actors.resilience._bulkhead import Bulkhead, BulkheadConfig, create_bulkhead
+from actors import BulkheadFull, ConfigError
+from actors.resilience import Bulkhead, BulkheadConfig, create_bulkhead
 from actors.testing import capture_events
 
 pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]

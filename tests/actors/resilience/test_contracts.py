@@ -17,23 +17,27 @@ import supervisor as sv
 from actors import (
     ActorConfig,
     AttemptTimeout,
-    BreakerConfig,
     CallTimeout,
-    CircuitBreaker,
     CircuitOpen,
     DeadlineExceeded,
     HTTPClassifier,
     InvalidRequest,
     LLMClassifier,
-    MultiLimit,
     RateLimited,
-    RetryPolicy,
+    Service,
+    ServiceConfig,
     ServiceResponseError,
-    TokenBucket,
-    create_retrier,
+    ServiceStats,
     open_actor,
 )
-from actors.services import Service, ServiceConfig, ServiceStats
+from actors.resilience import (
+    BreakerConfig,
+    CircuitBreaker,
+    MultiLimit,
+    RetryPolicy,
+    TokenBucket,
+    create_retrier,
+)
 from actors.testing import retry_testing_mode
 from supervisor.fallback import route
 from tests.actors.scripted import settle

@@ -17,7 +17,6 @@ from actors import (
     AttemptTimeout,
     BulkheadFull,
     CircuitOpen,
-    ColdStart,
     ConfigError,
     DatabaseClassifier,
     DeadlineExceeded,
@@ -28,13 +27,25 @@ from actors import (
     MCPClassifier,
     RateLimited,
 )
-from actors.resilience._breaker import BreakerConfig, BreakerState, CircuitBreaker
-from actors.resilience._breaker_registry import BreakerRegistry
-from actors.resilience._bulkhead import Bulkhead, BulkheadConfig, create_bulkhead
-from actors.resilience._decorators import Resilience, resilient
-from actors.resilience._limiter import Limiter, TokenBucket, create_limiter
-from actors.resilience._multilimit import MultiLimit
-from actors.resilience._retry import Retrier, RetryPolicy, create_retrier
+from actors.resilience import (
+    BreakerConfig,
+    BreakerRegistry,
+    BreakerState,
+    Bulkhead,
+    BulkheadConfig,
+    CircuitBreaker,
+    ColdStart,
+    Limiter,
+    MultiLimit,
+    Resilience,
+    Retrier,
+    RetryPolicy,
+    TokenBucket,
+    create_bulkhead,
+    create_limiter,
+    create_retrier,
+    resilient,
+)
 from actors.testing import capture_events
 
 pytestmark = pytest.mark.anyio

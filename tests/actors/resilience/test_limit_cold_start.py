@@ -5,11 +5,10 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from actors import (
+from actors import ConfigError, RateLimited
+from actors.resilience import (
     ColdStart,
-    ConfigError,
     MultiLimit,
-    RateLimited,
     Reservation,
     TokenBucket,
     create_limiter,

@@ -8,8 +8,7 @@ import hypothesis.strategies as st
 import pytest
 from hypothesis import given, settings
 
-from actors import SlidingWindow, TokenBucket, create_multi_limit
-from actors.resilience import LimitConfig
+from actors.resilience import LimitConfig, SlidingWindow, TokenBucket, create_multi_limit
 from actors.resilience._limit_headers import read_rate_headers
 from actors.testing import capture_events
 

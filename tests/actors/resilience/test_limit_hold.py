@@ -5,7 +5,8 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from actors import MemoryLimiterStore, RateLimited, TokenBucket, create_limiter, create_multi_limit
+from actors import RateLimited
+from actors.resilience import MemoryLimiterStore, TokenBucket, create_limiter, create_multi_limit
 from actors.testing import capture_events
 from tests.actors.resilience.test_limiter import RemoteLikeStore, elapsed_since, until_queued
 

@@ -7,18 +7,17 @@ from collections.abc import Sequence
 import anyio
 import pytest
 
-from actors import (
+from actors import ConfigError, RateLimited
+from actors.resilience import (
     GCRA,
-    ConfigError,
+    LimitConfig,
     Limiter,
     MemoryLimiterStore,
     RateLimit,
-    RateLimited,
     SlidingWindow,
     TokenBucket,
     create_limiter,
 )
-from actors.resilience import LimitConfig
 from actors.testing import capture_events
 
 pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]

@@ -14,8 +14,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from actors import GCRA, MemoryLimiterStore, SlidingWindow, TokenBucket, create_limiter
-from actors.resilience import LimitConfig
+from actors.resilience import (
+    GCRA,
+    LimitConfig,
+    MemoryLimiterStore,
+    SlidingWindow,
+    TokenBucket,
+    create_limiter,
+)
 from actors.testing import virtual_time_backend
 
 SETTINGS = settings(

@@ -5,13 +5,12 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from actors import (
+from actors import ConfigError, RateLimited
+from actors.resilience import (
     GCRA,
-    ConfigError,
     HeaderLimits,
     MemoryLimiterStore,
     MultiLimit,
-    RateLimited,
     SlidingWindow,
     TokenBucket,
     create_multi_limit,

@@ -8,11 +8,9 @@ from typing import Any
 import anyio
 import pytest
 
-from actors import (
+from actors import DeadlineExceeded, ErrorClass, ErrorClassifier
+from actors.resilience import (
     ColdStart,
-    DeadlineExceeded,
-    ErrorClass,
-    ErrorClassifier,
     RetryPolicy,
     TokenBucket,
     create_multi_limit,

@@ -28,17 +28,16 @@ from hypothesis import strategies as st
 
 from actors import (
     ActorConfig,
-    BreakerConfig,
     CallTimeout,
-    CircuitBreaker,
     HTTPClassifier,
     PoolConfig,
     RateLimited,
-    RetryPolicy,
+    Service,
+    ServiceConfig,
     ServiceResponseError,
     open_actor,
 )
-from actors.services import Service, ServiceConfig
+from actors.resilience import BreakerConfig, CircuitBreaker, RetryPolicy
 from actors.testing import virtual_time_backend
 from tests.actors.scripted import settle
 from tests.actors.services.fake import Backend, Reply, client_factory, scripted_function

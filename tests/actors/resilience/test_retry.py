@@ -31,14 +31,9 @@ from actors import (
     ErrorClassifier,
     ServiceResponseError,
 )
-from actors.resilience._retry import (
-    Retrier,
-    RetryPolicy,
-    create_retrier,
-    retry_testing_mode,
-)
+from actors.resilience import Retrier, RetryPolicy, create_retrier
 from actors.resilience._retry_after import parse_duration, parse_server_delay, server_delay
-from actors.testing import capture_events
+from actors.testing import capture_events, retry_testing_mode
 
 pytestmark = pytest.mark.anyio
 
@@ -587,16 +582,21 @@ async def test_earlier_of_the_two_deadlines_wins() -> None:
 @virtual_time
 async def test_handled_messages_deadline_applies_without_argument() -> None:
     """Inside an actor handler the envelope's deadline limits retries by itself."""
-    from actors._envelope import DEADLINE_VAR
+    from actors import Actor, open_actor
 
     r = retrier(attempts=10, backoff_initial=1.0)
     flaky = Flaky(always(TimeoutError))
-    token = DEADLINE_VAR.set(anyio.current_time() + 1.5)
-    try:
-        with pytest.raises(TimeoutError):
-            await r.call(flaky)
-    finally:
-        DEADLINE_VAR.reset(token)
+
+    class Retries(Actor[None, str]):
+        async def handle(self, msg: None) -> str:
+            try:
+                await r.call(flaky)
+            except TimeoutError:
+                return "gave up"
+            return "answered"
+
+    async with open_actor(Retries()) as ref:
+        assert await ref.call(None, timeout=1.5) == "gave up"
     assert flaky.offsets() == approx([0.0, 1.0])
 
 

@@ -8,8 +8,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from actors.resilience._budget import RetryBudget
-from actors.resilience._retry import RetryPolicy, create_retrier
+from actors.resilience import RetryBudget, RetryPolicy, create_retrier
 
 
 def test_ratio_limits_retries_to_a_fraction_of_requests() -> None:

@@ -27,17 +27,15 @@ import attrs
 from actors import (
     KINDS,
     ActorConfig,
-    BreakerConfig,
     Classifier,
     PoolConfig,
-    ResilientFunction,
-    RetryPolicy,
+    ServiceClient,
+    ServiceConfig,
     ServiceKind,
     ServiceResponseError,
     ServiceUnavailable,
-    resilient,
 )
-from actors.services import ServiceClient, ServiceConfig
+from actors.resilience import BreakerConfig, ResilientFunction, RetryPolicy, resilient
 
 
 @attrs.frozen

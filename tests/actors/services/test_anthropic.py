@@ -10,14 +10,9 @@ import attrs
 import httpx2
 import pytest
 
-from actors import (
-    InvalidRequest,
-    RetryPolicy,
-    ServiceResponseError,
-    TokenBucket,
-    open_actor,
-)
-from actors.services import ChatRequest, ChatResponse, Secret, Service, ServiceConfig
+from actors import InvalidRequest, Secret, Service, ServiceConfig, ServiceResponseError, open_actor
+from actors.resilience import RetryPolicy, TokenBucket
+from actors.services import ChatRequest, ChatResponse
 from actors.services.anthropic import AnthropicClient
 from actors.testing import Behaviour, MockLLM, MockLLMServer, Quota, ToolRule, serve_mock_llm
 

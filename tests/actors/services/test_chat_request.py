@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors import ConfigError, InvalidRequest
-from actors.services import ChatRequest, ChatResponse, Secret, Usage
+from actors import ConfigError, InvalidRequest, Secret
+from actors.services import ChatRequest, ChatResponse, Usage
 from actors.services.anthropic import AnthropicClient
 from actors.services.llm import LLMClient
 

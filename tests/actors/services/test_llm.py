@@ -12,20 +12,21 @@ import attrs
 import pytest
 
 from actors import (
-    BreakerConfig,
     CallTimeout,
     CircuitOpen,
     InvalidRequest,
     MalformedResponse,
     RateLimited,
-    RetryPolicy,
+    Secret,
+    Service,
+    ServiceConfig,
     ServiceResponseError,
     ServiceUnavailable,
-    TokenBucket,
     open_actor,
 )
-from actors.services import Secret, Service, ServiceConfig
-from actors.services.llm import ChatRequest, ChatResponse, LLMClient
+from actors.resilience import BreakerConfig, RetryPolicy, TokenBucket
+from actors.services import ChatRequest, ChatResponse
+from actors.services.llm import LLMClient
 from actors.testing import Behaviour, MockLLMServer, ToolRule, capture_events, serve_mock_llm
 
 pytestmark = pytest.mark.anyio

@@ -19,9 +19,10 @@ import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors import RetryPolicy, open_actor
+from actors import Secret, Service, ServiceConfig, open_actor
 from actors._redact import Redactor, one_line, redact, redact_headers
-from actors.services import ChatRequest, Secret, Service, ServiceConfig
+from actors.resilience import RetryPolicy
+from actors.services import ChatRequest
 from actors.services.anthropic import AnthropicClient
 from actors.services.llm import LLMClient
 from actors.testing import Behaviour, MockLLMServer, serve_mock_llm

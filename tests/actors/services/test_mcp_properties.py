@@ -12,8 +12,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors import InvalidRequest, ProtocolError, ToolError, open_actor
-from actors.services import Service, ServiceConfig
+from actors import InvalidRequest, ProtocolError, Service, ServiceConfig, ToolError, open_actor
 from actors.services.mcp import CallTool, ListTools, MCPClient, ToolResult, server_command
 
 from .test_mcp import json_like

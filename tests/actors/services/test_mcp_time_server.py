@@ -13,8 +13,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from actors import ProtocolError, RetryPolicy, ServiceUnavailable, ToolError, open_actor
-from actors.services import Service, ServiceConfig
+from actors import ProtocolError, Service, ServiceConfig, ServiceUnavailable, ToolError, open_actor
+from actors.resilience import RetryPolicy
 from actors.services.mcp import CallTool, ListTools, MCPClient
 
 pytestmark = pytest.mark.anyio

@@ -16,12 +16,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors import InvalidRequest, RetryPolicy, ServiceUnavailable, open_actor
+from actors import InvalidRequest, Service, ServiceConfig, ServiceUnavailable, open_actor
+from actors.resilience import RetryPolicy
 from actors.services import (
     ChatResponse,
     MCPToolbox,
-    Service,
-    ServiceConfig,
     ToolCall,
     ToolOutcome,
     Usage,

@@ -17,11 +17,13 @@ from actors import (
     ConfigError,
     InvalidRequest,
     QueryError,
-    RetryPolicy,
+    Secret,
+    Service,
+    ServiceConfig,
     ServiceUnavailable,
     open_actor,
 )
-from actors.services import Secret, Service, ServiceConfig
+from actors.resilience import RetryPolicy
 from actors.services.sql import PostgresClient, Query, Transaction
 from actors.testing import PostgresServer, capture_events
 

@@ -11,12 +11,14 @@ from actors import (
     CallTimeout,
     CircuitOpen,
     ConfigError,
+    Secret,
+    Service,
+    ServiceConfig,
     ServiceResponseError,
     ServiceUnavailable,
-    TokenBucket,
     open_actor,
 )
-from actors.services import Secret, Service, ServiceConfig
+from actors.resilience import TokenBucket
 from actors.testing import capture_events
 from tests.actors.scripted import settle
 from tests.actors.services.fake import (

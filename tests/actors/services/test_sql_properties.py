@@ -13,8 +13,15 @@ import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from hypothesis import HealthCheck, given, settings
 
-from actors import InvalidRequest, QueryError, open_actor
-from actors.services import Secret, Service, ServiceClient, ServiceConfig
+from actors import (
+    InvalidRequest,
+    QueryError,
+    Secret,
+    Service,
+    ServiceClient,
+    ServiceConfig,
+    open_actor,
+)
 from actors.services.sql import PostgresClient, Query, QueryResult, SQLiteClient
 from actors.testing import PostgresServer
 

@@ -15,11 +15,12 @@ from actors import (
     ConfigError,
     InvalidRequest,
     QueryError,
-    RetryPolicy,
+    Service,
+    ServiceConfig,
     ServiceUnavailable,
     open_actor,
 )
-from actors.services import Service, ServiceConfig
+from actors.resilience import RetryPolicy
 from actors.services.sql import Query, QueryResult, SQLiteClient, Transaction
 
 pytestmark = pytest.mark.anyio

@@ -9,10 +9,17 @@ import attrs
 import pytest
 
 import supervisor as sv
-from actors import Actor, ConfigError, RetryPolicy, ServiceUnavailable, open_actor
-from actors.services import Service, ServiceConfig
-from actors.testing._chaos import ChaosActor, ChaosClient, ChaosConfig, ChaosCrash
-from actors.testing._load import LatencyHistogram, LoadConfig, run_load
+from actors import Actor, ConfigError, Service, ServiceConfig, ServiceUnavailable, open_actor
+from actors.resilience import RetryPolicy
+from actors.testing import (
+    ChaosActor,
+    ChaosClient,
+    ChaosConfig,
+    ChaosCrash,
+    LatencyHistogram,
+    LoadConfig,
+    run_load,
+)
 from tests.actors.scripted import settle
 from tests.actors.services.fake import Backend, FakeClient
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from actors.testing._databases import (
+from actors.testing import (
     PostgresServer,
     PostgresUnavailable,
     create_sqlite_db,

@@ -6,9 +6,9 @@ from __future__ import annotations
 import anyio
 import pytest
 
-import supervisor as sv
 from actors.services import ChatRequest
 from actors.testing import MockLLM
+from supervisor.groups import GroupConfig, HedgePolicy, ServiceGroup
 from tests.actors.tracing.conftest import Telemetry
 from tests.supervisor.groups.members import mock_member, running
 
@@ -21,10 +21,10 @@ async def test_a_hedge_is_an_event_and_both_members_are_in_the_trace(
     """The slow first member is hedged after 0.5 s: a hedged event names the second
     member, and both members' attempts belong to the caller's trace."""
     servers = {"a": MockLLM(latency=5.0), "b": MockLLM(latency=0.1)}
-    group = sv.ServiceGroup(
+    group = ServiceGroup(
         "llm",
         [mock_member(name, mock) for name, mock in servers.items()],
-        sv.GroupConfig(hedge=sv.HedgePolicy(delay=0.5, budget=1.0)),
+        GroupConfig(hedge=HedgePolicy(delay=0.5, budget=1.0)),
     )
     tracer = telemetry.tracer_provider.get_tracer("test")
     async with running(group):

@@ -15,10 +15,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 from opentelemetry.trace import SpanKind, StatusCode
 
-from actors import Actor, ActorRef, RetryPolicy, instrument, open_actor
-from actors.services import Secret, Service, ServiceConfig
+from actors import Actor, ActorRef, Secret, Service, ServiceConfig, instrument, open_actor
+from actors.resilience import RetryPolicy
+from actors.services import ChatRequest, ChatResponse
 from actors.services.anthropic import AnthropicClient
-from actors.services.llm import ChatRequest, ChatResponse, LLMClient
+from actors.services.llm import LLMClient
 from actors.testing import Behaviour, MockLLMServer, serve_mock_llm
 from tests.actors.tracing.conftest import Telemetry, texts
 

@@ -11,8 +11,8 @@ import pytest
 from mcp.server.mcpserver import Context
 from opentelemetry.trace import SpanKind, StatusCode
 
-from actors import ActorRef, RetryPolicy, ToolError, open_actor
-from actors.services import Service, ServiceConfig
+from actors import ActorRef, Service, ServiceConfig, ToolError, open_actor
+from actors.resilience import RetryPolicy
 from actors.services.mcp import CallTool, ListTools, MCPClient, server_command
 from actors.testing.mcp_server import build_server
 from tests.actors.tracing.conftest import Telemetry, texts

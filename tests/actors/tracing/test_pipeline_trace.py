@@ -15,19 +15,23 @@ from opentelemetry.trace import SpanKind, StatusCode
 from actors import (
     Actor,
     ActorRef,
-    BreakerConfig,
-    BreakerState,
     CallTimeout,
-    CircuitBreaker,
     CircuitOpen,
     RateLimited,
-    RetryPolicy,
+    Service,
+    ServiceClient,
+    ServiceConfig,
     ServiceUnavailable,
-    TokenBucket,
     open_actor,
+)
+from actors.resilience import (
+    BreakerConfig,
+    BreakerState,
+    CircuitBreaker,
+    RetryPolicy,
+    TokenBucket,
     resilient,
 )
-from actors.services import Service, ServiceClient, ServiceConfig
 from actors.testing import capture_events
 from supervisor.fallback import route
 from tests.actors.tracing.conftest import Telemetry

@@ -9,8 +9,8 @@ import anyio
 import pytest
 
 import supervisor as sv
-from actors import Actor, BreakerConfig, TokenBucket, open_actor
-from actors.services import Service, ServiceClient, ServiceConfig
+from actors import Actor, Service, ServiceClient, ServiceConfig, open_actor
+from actors.resilience import BreakerConfig, TokenBucket
 from tests.actors.scripted import settle
 from tests.actors.tracing.conftest import Telemetry
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
-from actors import QueryError, RetryPolicy, open_actor
-from actors.services import Secret, Service, ServiceConfig
+from actors import QueryError, Secret, Service, ServiceConfig, open_actor
+from actors.resilience import RetryPolicy
 from actors.services.sql import PostgresClient, Query, SQLiteClient, Transaction
 from actors.testing import PostgresServer, PostgresUnavailable, local_postgres
 from tests.actors.tracing.conftest import Telemetry, texts

@@ -8,8 +8,8 @@ from typing import Any
 import anyio
 import pytest
 
-from actors._errors import ConfigError
-from supervisor.fallback._cache import CacheConfig, ResponseCache
+from actors import ConfigError
+from supervisor.fallback import CacheConfig, ResponseCache
 
 pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 

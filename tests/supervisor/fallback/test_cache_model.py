@@ -6,7 +6,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from supervisor.fallback._cache import ResponseCache
+from supervisor.fallback import ResponseCache
 
 TTL, STALE, SIZE = 3.0, 4.0, 3
 KEYS = st.sampled_from("abcde")

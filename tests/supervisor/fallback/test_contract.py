@@ -8,10 +8,9 @@ import anyio
 import pytest
 
 from actors import Actor, open_actor
-from actors.resilience._breaker import BreakerConfig, CircuitBreaker
-from supervisor.fallback._router import FallbackRouter, route
-from supervisor.health._monitor import open_health_monitor
-from supervisor.health._state import HealthConfig, HealthStatus, HealthTransition
+from actors.resilience import BreakerConfig, CircuitBreaker
+from supervisor.fallback import FallbackRouter, route
+from supervisor.health import HealthConfig, HealthStatus, HealthTransition, open_health_monitor
 
 pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 

@@ -7,15 +7,15 @@ from typing import Any
 import anyio
 import pytest
 
-from supervisor.fallback._cache import ResponseCache
-from supervisor.fallback._handlers import (
+from supervisor.fallback import (
+    ResponseCache,
+    Routed,
     canned_answer,
     database_router,
     degraded_tool_result,
     llm_router,
     mcp_router,
 )
-from supervisor.fallback._router import Routed
 
 pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 

@@ -10,26 +10,19 @@ import pytest
 
 from actors import (
     Actor,
+    CircuitOpen,
+    ConfigError,
     ErrorClass,
     ErrorClassifier,
     InvalidRequest,
-    RetryPolicy,
+    MailboxFull,
     ServiceResponseError,
     open_actor,
-    resilient,
 )
-from actors._errors import CircuitOpen, ConfigError, MailboxFull
-from actors.resilience._breaker import BreakerConfig, CircuitBreaker
+from actors.resilience import BreakerConfig, CircuitBreaker, RetryPolicy, resilient
 from actors.testing import capture_events
-from supervisor.fallback._cache import ResponseCache
-from supervisor.fallback._router import (
-    FallbackExhausted,
-    Routed,
-    plan_routes,
-    route,
-    target,
-)
-from supervisor.health._state import HealthStatus
+from supervisor.fallback import FallbackExhausted, ResponseCache, Routed, plan_routes, route, target
+from supervisor.health import HealthStatus
 
 pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
@@ -382,7 +375,7 @@ def test_unusable_targets_are_config_errors() -> None:
 
 async def test_targets_unknown_to_the_health_source_are_not_skipped() -> None:
     """A health source raising UnknownService for a target means 'no information'."""
-    from supervisor._registry import UnknownService
+    from supervisor import UnknownService
 
     def health(name: str) -> HealthStatus:
         raise UnknownService(name)

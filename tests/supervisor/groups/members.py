@@ -11,12 +11,12 @@ import attrs
 import httpx2
 
 import supervisor as sv
-from actors import ActorConfig, BreakerConfig, PoolConfig, RetryPolicy
-from actors.resilience._limit_algorithms import LimitConfig
-from actors.services import Service, ServiceConfig
+from actors import ActorConfig, PoolConfig, Service, ServiceConfig
+from actors.resilience import BreakerConfig, LimitConfig, RetryPolicy
 from actors.services.anthropic import AnthropicClient
 from actors.services.llm import LLMClient
 from actors.testing import MockLLM
+from supervisor.groups import GroupMember, ServiceGroup, member
 from tests.actors.services.fake import Backend, client_factory
 
 ONE_ATTEMPT = RetryPolicy(attempts=1, budget_ratio=None)
@@ -41,11 +41,11 @@ def fake_member(
     kind: str = "llm",
     limits: Mapping[str, LimitConfig] | None = None,
     breaker: BreakerConfig | None = None,
-) -> sv.GroupMember:
+) -> GroupMember:
     """A member answering from a fake backend (see tests.actors.services.fake)."""
     config = fake_config(limits=dict(limits or {}), breaker=breaker)
     service = Service(member_id, client_factory(backend, kind=kind), config)
-    return sv.GroupMember(id=member_id, service=service, weight=weight)
+    return GroupMember(id=member_id, service=service, weight=weight)
 
 
 def mock_member(
@@ -56,7 +56,7 @@ def mock_member(
     base_url: str = "http://mock/v1",
     in_process: bool = True,
     **changes: Any,
-) -> sv.GroupMember:
+) -> GroupMember:
     """An LLM member talking to `mock` (in process through ASGI, or at `base_url`)."""
     transport = httpx2.ASGITransport(app=mock) if in_process else None
     config = ServiceConfig.for_llm(
@@ -69,11 +69,11 @@ def mock_member(
             return AnthropicClient(member_id, base_url, model="m", transport=transport)
         return LLMClient(member_id, base_url, model="m", transport=transport)
 
-    return sv.member(member_id, client, config)
+    return member(member_id, client, config)
 
 
 @asynccontextmanager
-async def running(group: sv.ServiceGroup) -> AsyncIterator[sv.Supervisor]:
+async def running(group: ServiceGroup) -> AsyncIterator[sv.Supervisor]:
     """Runs `group` as the only child of a root supervisor."""
     async with sv.start(sv.SupervisorSpec(id="app", children=[group.spec()])) as sup:
         yield sup

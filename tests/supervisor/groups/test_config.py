@@ -9,9 +9,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import supervisor as sv
-from actors import ConfigError, RetryPolicy
-from actors.services import Service
+from actors import ConfigError, Service
+from actors.resilience import RetryPolicy
+from supervisor.groups import (
+    FailoverPolicy,
+    GroupConfig,
+    GroupMember,
+    GroupSpec,
+    HedgePolicy,
+    Routing,
+    ServiceGroup,
+    StreamRecovery,
+    load_groups_config,
+    load_groups_toml,
+    member,
+)
 from supervisor.health import HealthStatus
 from tests.actors.services.fake import Backend, client_factory
 from tests.supervisor.groups.members import fake_config, fake_member
@@ -46,18 +58,18 @@ weight = 3
 
 def test_toml_loads_every_section() -> None:
     """A TOML document gives one GroupSpec per group, sections and members included."""
-    groups = sv.load_groups_toml(TOML)
+    groups = load_groups_toml(TOML)
     llm = groups["llm"]
-    assert llm.config.routing == sv.Routing(kind="quota_headroom")
+    assert llm.config.routing == Routing(kind="quota_headroom")
     assert llm.config.share == 0.5
     assert llm.config.min_healthy == 2
     assert llm.config.avoid_at is HealthStatus.DEGRADED
-    assert llm.config.failover == sv.FailoverPolicy(attempts=2)
-    assert llm.config.hedge == sv.HedgePolicy(quantile=0.95, budget=0.05)
-    assert llm.config.stream_recovery == sv.StreamRecovery(max_recoveries=2)
+    assert llm.config.failover == FailoverPolicy(attempts=2)
+    assert llm.config.hedge == HedgePolicy(quantile=0.95, budget=0.05)
+    assert llm.config.stream_recovery == StreamRecovery(max_recoveries=2)
     assert llm.members == (("east", 1.0), ("west", 1.0))
     sticky = groups["sticky"]
-    assert sticky.config.routing == sv.Routing(
+    assert sticky.config.routing == Routing(
         kind="consistent_hash", key="extra.user", load_factor=1.5
     )
     assert sticky.members == (("east", 3.0),)
@@ -96,17 +108,17 @@ def test_toml_loads_every_section() -> None:
 def test_bad_values_name_their_dotted_field(table: dict[str, Any], field: str) -> None:
     """Every invalid value is a ConfigError naming where it is."""
     with pytest.raises(ConfigError) as info:
-        sv.load_groups_config({"groups": {"g": table}})
+        load_groups_config({"groups": {"g": table}})
     assert info.value.field == field
 
 
 def test_a_missing_groups_table_is_refused() -> None:
     """Without a groups table, the field is "groups"; bad TOML is field "toml"."""
     with pytest.raises(ConfigError) as info:
-        sv.load_groups_config({"services": {}})
+        load_groups_config({"services": {}})
     assert info.value.field == "groups"
     with pytest.raises(ConfigError) as bad:
-        sv.load_groups_toml("[groups")
+        load_groups_toml("[groups")
     assert bad.value.field == "toml"
 
 
@@ -145,23 +157,23 @@ def test_arbitrary_tables_load_or_raise_config_error(table: dict[str, Any]) -> N
     """Whatever a file holds, loading gives a GroupSpec or a ConfigError, nothing else."""
     error: ConfigError | None = None
     try:
-        spec = sv.load_groups_config({"groups": {"g": table}})
+        spec = load_groups_config({"groups": {"g": table}})
     except ConfigError as exc:
         error = exc
     if error is None:
-        assert isinstance(spec["g"], sv.GroupSpec)
+        assert isinstance(spec["g"], GroupSpec)
     else:
         assert error.field.startswith("groups.g")
 
 
 def test_from_spec_finds_members_by_service_name() -> None:
     """ServiceGroup.from_spec takes its members from the services by name, with weights."""
-    spec = sv.load_groups_toml(TOML)["sticky"]
+    spec = load_groups_toml(TOML)["sticky"]
     east = Service("east", client_factory(Backend()), fake_config())
-    group = sv.ServiceGroup.from_spec("sticky", spec, {"east": east})
+    group = ServiceGroup.from_spec("sticky", spec, {"east": east})
     assert [(row.id, row.weight) for row in group.members()] == [("east", 3.0)]
     with pytest.raises(ConfigError) as info:
-        sv.ServiceGroup.from_spec("llm", sv.load_groups_toml(TOML)["llm"], {"east": east})
+        ServiceGroup.from_spec("llm", load_groups_toml(TOML)["llm"], {"east": east})
     assert info.value.field == "members.west"
 
 
@@ -169,13 +181,13 @@ def test_a_member_that_retries_is_refused() -> None:
     """A member whose service retries would multiply the group's retries: refused."""
     service = Service("a", client_factory(Backend()), fake_config(retry=RetryPolicy(attempts=3)))
     with pytest.raises(ConfigError) as info:
-        sv.GroupMember(id="a", service=service)
+        GroupMember(id="a", service=service)
     assert info.value.field == "members.a.retry.attempts"
 
 
 def test_member_builds_a_service_making_one_attempt() -> None:
-    """supervisor.member keeps the kind's retry timeouts but makes one attempt."""
-    built = sv.member("a", client_factory(Backend()))
+    """member keeps the kind's retry timeouts but makes one attempt."""
+    built = member("a", client_factory(Backend()))
     retry = built.service.config.retry
     assert retry is not None
     assert retry.attempts == 1
@@ -185,32 +197,30 @@ def test_member_builds_a_service_making_one_attempt() -> None:
 @pytest.mark.parametrize(
     ("build", "field"),
     [
-        (lambda: sv.ServiceGroup("a/b", []), "name"),
+        (lambda: ServiceGroup("a/b", []), "name"),
         (
-            lambda: sv.ServiceGroup(
-                "g", [fake_member("a", Backend()), fake_member("a", Backend())]
-            ),
+            lambda: ServiceGroup("g", [fake_member("a", Backend()), fake_member("a", Backend())]),
             "members",
         ),
-        (lambda: sv.ServiceGroup("g", ["a"]), "members"),  # type: ignore[list-item]
+        (lambda: ServiceGroup("g", ["a"]), "members"),  # type: ignore[list-item]
         (
-            lambda: sv.ServiceGroup(
+            lambda: ServiceGroup(
                 "g", [fake_member("a", Backend()), fake_member("b", Backend(), kind="database")]
             ),
             "members.b.service",
         ),
-        (lambda: sv.ServiceGroup("g", [], config="fast"), "config"),  # type: ignore[arg-type]
-        (lambda: sv.ServiceGroup("g", [], strategy=object()), "strategy"),  # type: ignore[arg-type]
-        (lambda: sv.ServiceGroup("g", [], health=3), "health"),  # type: ignore[arg-type]
+        (lambda: ServiceGroup("g", [], config="fast"), "config"),  # type: ignore[arg-type]
+        (lambda: ServiceGroup("g", [], strategy=object()), "strategy"),  # type: ignore[arg-type]
+        (lambda: ServiceGroup("g", [], health=3), "health"),  # type: ignore[arg-type]
         (
-            lambda: sv.GroupMember(id="a/b", service=fake_member("x", Backend()).service),
+            lambda: GroupMember(id="a/b", service=fake_member("x", Backend()).service),
             "members.id",
         ),
         (
-            lambda: sv.GroupMember(id="a", service=fake_member("x", Backend()).service, weight=0),
+            lambda: GroupMember(id="a", service=fake_member("x", Backend()).service, weight=0),
             "weight",
         ),
-        (lambda: sv.GroupConfig(routing="fastest"), "routing"),
+        (lambda: GroupConfig(routing="fastest"), "routing"),
     ],
 )
 def test_bad_groups_are_refused_before_anything_starts(build: Any, field: str) -> None:

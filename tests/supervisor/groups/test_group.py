@@ -9,16 +9,12 @@ from typing import Any
 import anyio
 import pytest
 
-import supervisor as sv
-from actors import (
-    BreakerState,
-    CallTimeout,
-    ServiceResponseError,
-    SlidingWindow,
-)
+from actors import CallTimeout, ServiceResponseError
+from actors.resilience import BreakerState, SlidingWindow
 from actors.services import ChatRequest
 from actors.testing import Behaviour, MockLLM, Quota
 from supervisor.fallback import canned_answer, route
+from supervisor.groups import GroupConfig, GroupUnavailable, ServiceGroup
 from supervisor.health import HealthStatus
 from tests.actors.services.fake import Backend, count_breaker, status
 from tests.supervisor.groups.members import fake_member, mock_member, running
@@ -30,9 +26,9 @@ def mocks(*names: str, latency: float = 0.1) -> dict[str, MockLLM]:
     return {name: MockLLM(latency=latency) for name in names}
 
 
-def llm_group(servers: dict[str, MockLLM], **config: Any) -> sv.ServiceGroup:
+def llm_group(servers: dict[str, MockLLM], **config: Any) -> ServiceGroup:
     members = [mock_member(name, mock) for name, mock in servers.items()]
-    return sv.ServiceGroup("llm", members, sv.GroupConfig(**config))
+    return ServiceGroup("llm", members, GroupConfig(**config))
 
 
 def served(servers: dict[str, MockLLM]) -> dict[str, int]:
@@ -96,7 +92,7 @@ async def test_a_member_cools_down_while_its_breaker_is_open_and_recovers() -> N
     passed; then a trial request closes it and it serves again."""
     a, b = Backend(outcomes=[status(503), status(503)]), Backend()
     breaker = count_breaker(2, open_duration=10.0)
-    group = sv.ServiceGroup(
+    group = ServiceGroup(
         "g", [fake_member("a", a, breaker=breaker), fake_member("b", b, breaker=breaker)]
     )
     async with running(group):
@@ -118,7 +114,7 @@ async def test_a_member_cools_down_while_its_breaker_is_open_and_recovers() -> N
 async def test_no_member_at_all_raises_group_unavailable_and_the_router_falls_back() -> None:
     """With every member's breaker open the group refuses at once; a router over it
     answers from its fallback."""
-    group = sv.ServiceGroup(
+    group = ServiceGroup(
         "g",
         [
             fake_member("a", Backend(), breaker=count_breaker(2)),
@@ -130,7 +126,7 @@ async def test_no_member_at_all_raises_group_unavailable_and_the_router_falls_ba
         for state in group._members:
             assert state.service.breaker is not None
             state.service.breaker.force(BreakerState.FORCED_OPEN)
-        with pytest.raises(sv.GroupUnavailable) as info:
+        with pytest.raises(GroupUnavailable) as info:
             await group.call("x")
         assert info.value.reasons == {"a": "breaker open", "b": "breaker open"}
         router = route(group.ref, canned_answer("busy"))
@@ -145,7 +141,7 @@ async def test_a_group_is_a_fallback_target() -> None:
     async def primary(request: Any) -> Any:
         raise status(503)
 
-    group = sv.ServiceGroup("g", [fake_member("a", Backend())])
+    group = ServiceGroup("g", [fake_member("a", Backend())])
     async with running(group):
         router = route(sv_target(primary), group.ref, name="app")
         routed = await router.call("x", timeout=5)
@@ -210,7 +206,7 @@ async def test_a_cancelled_caller_cancels_the_member_call_and_counts_no_failure(
 async def test_members_join_and_leave_at_run_time() -> None:
     """A member added while running takes requests; a removed one gets no more."""
     a, b, c = Backend(), Backend(), Backend()
-    group = sv.ServiceGroup("g", [fake_member("a", a), fake_member("b", b)])
+    group = ServiceGroup("g", [fake_member("a", a), fake_member("b", b)])
     async with running(group) as sup:
         await group.add_member(sup, fake_member("c", c))
         for _ in range(3):
@@ -228,7 +224,7 @@ async def test_members_join_and_leave_at_run_time() -> None:
 
 async def test_the_tree_dump_shows_the_group_and_its_members() -> None:
     """The group is a subtree: its members' supervisor and its own actor."""
-    group = sv.ServiceGroup("g", [fake_member("a", Backend()), fake_member("b", Backend())])
+    group = ServiceGroup("g", [fake_member("a", Backend()), fake_member("b", Backend())])
     async with running(group) as sup:
         dump = sup.dump()
         assert group.ref.name == "app/g/group"
@@ -243,14 +239,14 @@ async def test_group_health_follows_how_many_members_can_serve() -> None:
     """Healthy with min_healthy members serving, degraded with fewer, unhealthy with
     none; the group's probe fails below min_healthy."""
     members = [fake_member(n, Backend(), breaker=count_breaker(2)) for n in ("a", "b")]
-    group = sv.ServiceGroup("g", members, sv.GroupConfig(min_healthy=2))
+    group = ServiceGroup("g", members, GroupConfig(min_healthy=2))
     async with running(group):
         assert group.status() is HealthStatus.HEALTHY
         await group.ref.probe()
         breakers = [state.service.breaker for state in group._members]
         breakers[0].force(BreakerState.FORCED_OPEN)  # type: ignore[union-attr]
         assert group.status() is HealthStatus.DEGRADED
-        with pytest.raises(sv.GroupUnavailable):
+        with pytest.raises(GroupUnavailable):
             await group.ref.probe()
         breakers[1].force(BreakerState.FORCED_OPEN)  # type: ignore[union-attr]
         assert group.status() is HealthStatus.UNHEALTHY
@@ -264,7 +260,7 @@ async def test_unhealthy_members_are_held_back_and_tried_last() -> None:
     is still tried when they have all failed."""
     a, b = Backend(), Backend(default=status(503))
     health = {"app/g/members/a": HealthStatus.UNHEALTHY}
-    group = sv.ServiceGroup(
+    group = ServiceGroup(
         "g",
         [fake_member("a", a), fake_member("b", b)],
         health=lambda name: health.get(name, HealthStatus.HEALTHY),
@@ -300,7 +296,7 @@ async def test_quota_headroom_sends_each_request_where_the_quota_has_room() -> N
         mock_member(name, servers[name], limits={"tokens": SlidingWindow.per_minute(quotas[name])})
         for name in quotas
     ]
-    group = sv.ServiceGroup("llm", members, sv.GroupConfig(routing="quota_headroom"))
+    group = ServiceGroup("llm", members, GroupConfig(routing="quota_headroom"))
     prompt = " ".join(["word"] * 200)  # about 250 tokens with the answer's budget
     async with running(group):
         for _ in range(16):
@@ -318,13 +314,13 @@ async def test_when_every_quota_would_wait_past_the_deadline_the_group_refuses_a
         mock_member(name, mock, limits={"tokens": SlidingWindow.per_minute(1000)}, cold_start=None)
         for name, mock in servers.items()
     ]
-    group = sv.ServiceGroup("llm", members, sv.GroupConfig(routing="quota_headroom"))
+    group = ServiceGroup("llm", members, GroupConfig(routing="quota_headroom"))
     async with running(group):
         for state in group._members:
             assert state.service.limits is not None
             assert state.service.limits.try_acquire(tokens=990)
         start = anyio.current_time()
-        with pytest.raises(sv.GroupUnavailable) as info:
+        with pytest.raises(GroupUnavailable) as info:
             await group.call(ChatRequest.user("x" * 400, max_tokens=50), timeout=5)
     assert anyio.current_time() == start
     assert info.value.reasons == {

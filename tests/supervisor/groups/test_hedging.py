@@ -12,22 +12,23 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import supervisor as sv
-from actors import CallTimeout, TokenBucket
+from actors import CallTimeout
+from actors.resilience import TokenBucket
 from actors.services import ChatRequest
-from actors.services._mcp_requests import CallTool, ListTools
+from actors.services.mcp import CallTool, ListTools
 from actors.services.sql import Query, Transaction
 from actors.testing import Behaviour, MockLLM
+from supervisor.groups import GroupConfig, HedgePolicy, ServiceGroup, is_idempotent
 from tests.actors.services.fake import Backend
 from tests.supervisor.groups.members import fake_member, mock_member, running
 
 pytestmark = pytest.mark.anyio
 
 
-def hedged(servers: dict[str, MockLLM], **hedge: Any) -> sv.ServiceGroup:
+def hedged(servers: dict[str, MockLLM], **hedge: Any) -> ServiceGroup:
     members = [mock_member(name, mock) for name, mock in servers.items()]
-    policy = sv.HedgePolicy(**{"delay": 0.5, "budget": 1.0, **hedge})
-    return sv.ServiceGroup("llm", members, sv.GroupConfig(hedge=policy))
+    policy = HedgePolicy(**{"delay": 0.5, "budget": 1.0, **hedge})
+    return ServiceGroup("llm", members, GroupConfig(hedge=policy))
 
 
 @pytest.mark.virtual_time
@@ -70,9 +71,7 @@ async def test_the_losing_hedge_is_cancelled_and_its_tokens_released() -> None:
     members = [
         mock_member(name, mock, limits=limits, cold_start=None) for name, mock in servers.items()
     ]
-    group = sv.ServiceGroup(
-        "llm", members, sv.GroupConfig(hedge=sv.HedgePolicy(delay=0.5, budget=1.0))
-    )
+    group = ServiceGroup("llm", members, GroupConfig(hedge=HedgePolicy(delay=0.5, budget=1.0)))
     slow = members[0].service
     assert slow.limits is not None
     async with running(group):
@@ -127,10 +126,10 @@ async def test_hedging_never_exceeds_its_budget(
 ) -> None:
     """Over any run, hedges stay within budget x requests (no floor configured)."""
     backends = {name: Backend() for name in ("a", "b", "c")}
-    group = sv.ServiceGroup(
+    group = ServiceGroup(
         "g",
         [fake_member(name, backend) for name, backend in backends.items()],
-        sv.GroupConfig(hedge=sv.HedgePolicy(delay=0.1, budget=ratio, budget_ttl=1000.0)),
+        GroupConfig(hedge=HedgePolicy(delay=0.1, budget=ratio, budget_ttl=1000.0)),
     )
     async with running(group):
         for index in range(requests):
@@ -157,11 +156,11 @@ async def test_a_sql_write_is_never_hedged(request_: Any, hedges: int) -> None:
     """Against slow database members a read is hedged; a write, a locking read and a
     transaction are sent once, even with a policy calling everything idempotent."""
     backends = {name: Backend(latency=2.0) for name in ("a", "b")}
-    policy = sv.HedgePolicy(delay=0.1, budget=1.0, idempotent=lambda request: True)
-    group = sv.ServiceGroup(
+    policy = HedgePolicy(delay=0.1, budget=1.0, idempotent=lambda request: True)
+    group = ServiceGroup(
         "db",
         [fake_member(name, backend, kind="database") for name, backend in backends.items()],
-        sv.GroupConfig(hedge=policy),
+        GroupConfig(hedge=policy),
     )
     async with running(group):
         await group.call(request_, timeout=30)
@@ -194,7 +193,7 @@ class Declared:
 )
 def test_which_requests_are_idempotent(request_: Any, expected: bool) -> None:
     """Chat completions, tool listings and plain reads are; writes and tool calls not."""
-    assert sv.is_idempotent(request_) is expected
+    assert is_idempotent(request_) is expected
 
 
 @settings(max_examples=200, deadline=None)
@@ -208,7 +207,7 @@ def test_which_requests_are_idempotent(request_: Any, expected: bool) -> None:
 def test_any_statement_naming_a_write_is_not_idempotent(word: str, before: str, after: str) -> None:
     """A statement naming a write keyword anywhere as a word is never idempotent."""
     query = Query(f"SELECT {before} \n{word}\n {after}")
-    assert not sv.is_idempotent(query)
+    assert not is_idempotent(query)
 
 
 @pytest.mark.virtual_time

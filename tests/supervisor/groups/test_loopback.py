@@ -6,9 +6,9 @@ from __future__ import annotations
 import anyio
 import pytest
 
-import supervisor as sv
 from actors.services import ChatRequest
 from actors.testing import Behaviour, serve_mock_llm
+from supervisor.groups import ServiceGroup
 from tests.supervisor.groups.members import mock_member, running
 
 pytestmark = pytest.mark.anyio
@@ -22,7 +22,7 @@ async def test_a_dropped_connection_and_a_hang_fail_over() -> None:
             mock_member("a", first.control, base_url=first.base_url, in_process=False),
             mock_member("b", second.control, base_url=second.base_url, in_process=False),
         ]
-        group = sv.ServiceGroup("llm", members)
+        group = ServiceGroup("llm", members)
         async with running(group):
             first.control.script(Behaviour.drop())
             reply = await group.call(ChatRequest.user("hi"), timeout=5)

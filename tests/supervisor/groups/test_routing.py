@@ -12,9 +12,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import supervisor as sv
-from actors import TokenBucket
+from actors.resilience import TokenBucket
 from actors.services import ChatRequest
+from supervisor.groups import (
+    ConsistentHash,
+    LeastInFlight,
+    MemberState,
+    PowerOfTwoChoices,
+    QuotaHeadroom,
+    RoundRobin,
+    WeightedRoundRobin,
+)
 from supervisor.groups._strategies import request_key
 from tests.actors.services.fake import Backend
 from tests.supervisor.groups.members import fake_member
@@ -24,9 +32,9 @@ pytestmark = pytest.mark.anyio
 INF = math.inf
 
 
-def states(weights: list[float], **member: Any) -> list[sv.MemberState]:
+def states(weights: list[float], **member: Any) -> list[MemberState]:
     return [
-        sv.MemberState(fake_member(f"m{i}", Backend(), weight=w, **member), i + 1)
+        MemberState(fake_member(f"m{i}", Backend(), weight=w, **member), i + 1)
         for i, w in enumerate(weights)
     ]
 
@@ -42,7 +50,7 @@ steps = st.lists(
 )
 
 
-def candidates_of(members: list[sv.MemberState], mask: list[bool], loads: list[int]) -> list[Any]:
+def candidates_of(members: list[MemberState], mask: list[bool], loads: list[int]) -> list[Any]:
     for state, load in zip(members, loads, strict=True):
         state.in_flight = load
     chosen = [m for m, keep in zip(members, mask, strict=True) if keep]
@@ -70,7 +78,7 @@ class RoundRobinModel:
 def test_round_robin_matches_a_rotating_pointer(scenario: list[Any]) -> None:
     """Round-robin picks the next candidate after the last pick, wrapping around."""
     members = states([1.0] * 5)
-    strategy = sv.RoundRobin()
+    strategy = RoundRobin()
     model = RoundRobinModel(5)
     for mask, loads in scenario:
         candidates = candidates_of(members, mask, loads)
@@ -100,7 +108,7 @@ def test_weighted_matches_smooth_weighted_round_robin(
 ) -> None:
     """Weighted routing picks what smooth weighted round-robin picks, step by step."""
     members = states([float(w) for w in weights])
-    strategy = sv.WeightedRoundRobin()
+    strategy = WeightedRoundRobin()
     model = SmoothWeightedModel()
     for mask, loads in scenario:
         candidates = candidates_of(members, mask, loads)
@@ -114,7 +122,7 @@ def test_weighted_matches_smooth_weighted_round_robin(
 def test_weighted_shares_are_exact_over_whole_cycles(weights: list[int], cycles: int) -> None:
     """Over whole cycles each member gets exactly its weight's share."""
     members = states([float(w) for w in weights])
-    strategy = sv.WeightedRoundRobin()
+    strategy = WeightedRoundRobin()
     picks = [
         strategy.choose(members, None, now=0.0, deadline=INF) for _ in range(sum(weights) * cycles)
     ]
@@ -126,7 +134,7 @@ def test_weighted_shares_are_exact_over_whole_cycles(weights: list[int], cycles:
 def test_least_in_flight_picks_a_least_loaded_candidate_round_robin(scenario: list[Any]) -> None:
     """Least in flight picks among the least loaded, rotating among ties."""
     members = states([1.0] * 5)
-    strategy = sv.LeastInFlight()
+    strategy = LeastInFlight()
     model = RoundRobinModel(5)
     for mask, loads in scenario:
         candidates = candidates_of(members, mask, loads)
@@ -154,10 +162,10 @@ def test_p2c_picks_the_cheaper_of_two_random_candidates(
         state.in_flight = load
         if answered:
             state.observe(latency, 0.0)
-    strategy = sv.PowerOfTwoChoices(rng=random.Random(seed))
+    strategy = PowerOfTwoChoices(rng=random.Random(seed))
     picked = strategy.choose(members, None, now=now, deadline=INF)
 
-    def cost(state: sv.MemberState, latency: float, answered: bool) -> float:
+    def cost(state: MemberState, latency: float, answered: bool) -> float:
         if not answered:
             return 1e6 * state.in_flight
         return latency * math.exp(-now / 10.0) * (state.in_flight + 1)
@@ -200,9 +208,7 @@ async def test_quota_headroom_picks_the_most_room_and_never_a_long_wait(
     members = []
     for index, (spent, pending, throttle) in enumerate(shape):
         limits = {"tokens": TokenBucket(rate=rate, period=60.0)}
-        state = sv.MemberState(
-            fake_member(f"m{index}", Backend(estimate=cost), limits=limits), index
-        )
+        state = MemberState(fake_member(f"m{index}", Backend(estimate=cost), limits=limits), index)
         service_limits = state.service.limits
         assert service_limits is not None
         if spent:
@@ -212,7 +218,7 @@ async def test_quota_headroom_picks_the_most_room_and_never_a_long_wait(
         members.append(state)
     now = 0.0
     deadline = now + budget
-    picked = sv.QuotaHeadroom().choose(members, "request", now=now, deadline=deadline)
+    picked = QuotaHeadroom().choose(members, "request", now=now, deadline=deadline)
 
     best = None
     best_key: tuple[float, int] | None = None
@@ -255,7 +261,7 @@ class BoundedRingModel:
 def test_consistent_hash_matches_a_bounded_load_ring(scenario: list[Any], keys: list[str]) -> None:
     """A key goes to its ring successor unless that member is at its load bound."""
     members = states([1.0] * 5)
-    strategy = sv.ConsistentHash(key=lambda request: request, load_factor=1.25, replicas=16)
+    strategy = ConsistentHash(key=lambda request: request, load_factor=1.25, replicas=16)
     strategy.members_changed(members)
     model = BoundedRingModel([m.id for m in members], 16)
     for (mask, loads), key in zip(scenario, keys * 40, strict=False):
@@ -269,7 +275,7 @@ def test_consistent_hash_matches_a_bounded_load_ring(scenario: list[Any], keys: 
 def test_consistent_hash_keeps_a_conversation_on_one_member() -> None:
     """Chat requests with the same opening go to one member while it has room."""
     members = states([1.0] * 4)
-    strategy = sv.ConsistentHash(replicas=32)
+    strategy = ConsistentHash(replicas=32)
     strategy.members_changed(members)
     opening = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
     first = ChatRequest.create(opening)
@@ -281,7 +287,7 @@ def test_consistent_hash_keeps_a_conversation_on_one_member() -> None:
 def test_consistent_hash_moves_only_the_leaving_members_keys() -> None:
     """When a member leaves, only the keys it owned move."""
     members = states([1.0] * 4)
-    strategy = sv.ConsistentHash(key=lambda request: request, replicas=32)
+    strategy = ConsistentHash(key=lambda request: request, replicas=32)
     strategy.members_changed(members)
     keys = [f"user-{n}" for n in range(200)]
     before = {k: strategy.choose(members, k, now=0.0, deadline=INF) for k in keys}

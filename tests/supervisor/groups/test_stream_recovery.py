@@ -9,10 +9,16 @@ from typing import Any
 import anyio
 import pytest
 
-import supervisor as sv
 from actors import CallTimeout, ServiceResponseError, ServiceUnavailable
 from actors.services import ChatRequest
 from actors.testing import Behaviour, MockLLM, serve_mock_llm
+from supervisor.groups import (
+    GroupConfig,
+    RecoveredResponse,
+    ServiceGroup,
+    StreamBreak,
+    StreamRecovery,
+)
 from tests.supervisor.groups.members import mock_member, running
 
 pytestmark = pytest.mark.anyio
@@ -22,10 +28,10 @@ PROMPT = [{"role": "user", "content": "count to six"}]
 
 
 def group_of(
-    servers: dict[str, MockLLM], wire: str, recovery: sv.StreamRecovery | None, **member: Any
-) -> sv.ServiceGroup:
+    servers: dict[str, MockLLM], wire: str, recovery: StreamRecovery | None, **member: Any
+) -> ServiceGroup:
     members = [mock_member(name, mock, wire=wire, **member) for name, mock in servers.items()]
-    return sv.ServiceGroup("llm", members, sv.GroupConfig(stream_recovery=recovery))
+    return ServiceGroup("llm", members, GroupConfig(stream_recovery=recovery))
 
 
 def streamed(seen: list[str]) -> ChatRequest:
@@ -39,14 +45,14 @@ async def test_a_stream_cut_after_three_chunks_continues_on_another_member(wire:
     servers = {"a": MockLLM(), "b": MockLLM()}
     servers["a"].script(Behaviour.stream_error(content="one two three four", cut_after=3))
     servers["b"].script(Behaviour.ok(content=" four five six"))
-    group = group_of(servers, wire, sv.StreamRecovery())
+    group = group_of(servers, wire, StreamRecovery())
     seen: list[str] = []
     async with running(group):
         reply = await group.call(streamed(seen))
     assert "".join(seen) == "one two three four five six"
     assert reply.content == "one two three four five six"
-    assert isinstance(reply, sv.RecoveredResponse)
-    assert reply.breaks == (sv.StreamBreak("a", 3, len("one two three"), "ServiceResponseError"),)
+    assert isinstance(reply, RecoveredResponse)
+    assert reply.breaks == (StreamBreak("a", 3, len("one two three"), "ServiceResponseError"),)
     assert reply.answered_by == ("a", "b")
     assert group.stats.recoveries == 1
 
@@ -58,7 +64,7 @@ async def test_the_next_member_gets_the_partial_answer_as_context(wire: str) -> 
     instruction to continue."""
     servers = {"a": MockLLM(), "b": MockLLM()}
     servers["a"].script(Behaviour.stream_error(content="one two three four", cut_after=2))
-    group = group_of(servers, wire, sv.StreamRecovery(instruction="go on"))
+    group = group_of(servers, wire, StreamRecovery(instruction="go on"))
     async with running(group):
         await group.call(streamed([]))
     messages = servers["b"].last_request["messages"]
@@ -96,7 +102,7 @@ async def test_a_stream_failing_before_any_chunk_is_a_plain_failover() -> None:
     seen: list[str] = []
     async with running(group):
         reply = await group.call(streamed(seen))
-    assert not isinstance(reply, sv.RecoveredResponse)
+    assert not isinstance(reply, RecoveredResponse)
     assert "".join(seen) == reply.content == "echo: count to six"
     assert servers["b"].last_request["messages"] == PROMPT
 
@@ -107,7 +113,7 @@ async def test_breaks_beyond_max_recoveries_are_raised() -> None:
     servers = {"a": MockLLM(), "b": MockLLM(), "c": MockLLM()}
     servers["a"].script(Behaviour.stream_error(content="one two three", cut_after=1))
     servers["b"].script(Behaviour.stream_error(content=" two three", cut_after=1))
-    group = group_of(servers, "openai", sv.StreamRecovery(max_recoveries=1))
+    group = group_of(servers, "openai", StreamRecovery(max_recoveries=1))
     seen: list[str] = []
     async with running(group):
         with pytest.raises(ServiceResponseError):
@@ -143,12 +149,12 @@ async def test_a_truncated_stream_on_loopback_continues_on_another_member() -> N
             mock_member("a", first.control, base_url=first.base_url, in_process=False),
             mock_member("b", second.control, base_url=second.base_url, in_process=False),
         ]
-        group = sv.ServiceGroup("llm", members, sv.GroupConfig(stream_recovery=sv.StreamRecovery()))
+        group = ServiceGroup("llm", members, GroupConfig(stream_recovery=StreamRecovery()))
         seen: list[str] = []
         async with running(group):
             reply = await group.call(streamed(seen), timeout=10)
     assert "".join(seen) == reply.content == "alpha beta gamma delta"
-    assert isinstance(reply, sv.RecoveredResponse)
+    assert isinstance(reply, RecoveredResponse)
     assert reply.breaks[0].member == "a"
     assert reply.breaks[0].error == "ServiceUnavailable"
 
@@ -159,7 +165,7 @@ async def test_the_callers_deadline_holds_while_a_stream_is_recovered() -> None:
     servers = {"a": MockLLM(), "b": MockLLM()}
     servers["a"].script(Behaviour.stream_error(content="one two three", cut_after=2))
     servers["b"].script(Behaviour.hang())
-    group = group_of(servers, "openai", sv.StreamRecovery())
+    group = group_of(servers, "openai", StreamRecovery())
     seen: list[str] = []
     async with running(group):
         start = anyio.current_time()

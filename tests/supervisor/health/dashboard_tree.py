@@ -16,15 +16,16 @@ import supervisor as sv
 from actors import (
     Actor,
     ActorConfig,
-    BreakerConfig,
     CircuitOpen,
     PoolConfig,
+    Service,
+    ServiceConfig,
     ServiceError,
-    TokenBucket,
     serve_asgi,
 )
-from actors.services import Service, ServiceConfig
-from actors.services.llm import ChatRequest, LLMClient
+from actors.resilience import BreakerConfig, TokenBucket
+from actors.services import ChatRequest
+from actors.services.llm import LLMClient
 from actors.testing import MockLLMServer, serve_mock_llm
 from supervisor.health import (
     HealthConfig,

@@ -15,13 +15,10 @@ import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
-from actors._serve import serve_asgi
-from actors.resilience._breaker import CircuitBreaker
-from supervisor.fallback._cache import ResponseCache
-from supervisor.health import _asgi
-from supervisor.health._asgi import health_app
-from supervisor.health._monitor import HealthMonitor, open_health_monitor
-from supervisor.health._state import HealthConfig
+from actors import serve_asgi
+from actors.resilience import CircuitBreaker
+from supervisor.fallback import ResponseCache
+from supervisor.health import HealthConfig, HealthMonitor, _asgi, health_app, open_health_monitor
 
 pytestmark = pytest.mark.anyio
 

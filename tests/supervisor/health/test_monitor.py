@@ -10,18 +10,19 @@ import anyio
 import pytest
 
 import supervisor as sv
-from actors import Actor, open_actor
-from actors._errors import ConfigError
-from actors.resilience._breaker import BreakerConfig, BreakerState, CircuitBreaker
+from actors import Actor, ConfigError, open_actor
+from actors.resilience import BreakerConfig, BreakerState, CircuitBreaker
 from actors.testing import capture_events
-from supervisor._registry import UnknownService
-from supervisor.health._monitor import (
+from supervisor import UnknownService
+from supervisor.health import (
+    HealthConfig,
     HealthMonitor,
+    HealthStatus,
+    HealthTransition,
     open_health_monitor,
     restarts_from,
     watch_children,
 )
-from supervisor.health._state import HealthConfig, HealthStatus, HealthTransition
 from tests.supervisor.helpers import Log, worker
 
 pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from supervisor.health._report import HealthReport, ServiceHealth
-from supervisor.health._state import HealthConfig, HealthStatus, HealthTable
+from supervisor.health import HealthConfig, HealthReport, HealthStatus, ServiceHealth
+from supervisor.health._state import HealthTable
 
 H, D, U = HealthStatus.HEALTHY, HealthStatus.DEGRADED, HealthStatus.UNHEALTHY
 

@@ -9,16 +9,11 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from actors._errors import ConfigError
-from actors.resilience._breaker import BreakerState
-from supervisor._registry import UnknownService
-from supervisor.health._state import (
-    HealthConfig,
-    HealthStatus,
-    HealthTable,
-    HealthTransition,
-    worst,
-)
+from actors import ConfigError
+from actors.resilience import BreakerState
+from supervisor import UnknownService
+from supervisor.health import HealthConfig, HealthStatus, HealthTransition
+from supervisor.health._state import HealthTable, worst
 
 H, D, U = HealthStatus.HEALTHY, HealthStatus.DEGRADED, HealthStatus.UNHEALTHY
 CFG = HealthConfig(failures_to_degrade=2, failures_to_unhealthy=4, successes_to_recover=3)
