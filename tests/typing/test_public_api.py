@@ -6,7 +6,7 @@ file, so a public signature that loses its types (an `Any` creeping in) fails th
 
 from __future__ import annotations
 
-from typing import assert_type
+from typing import Any, assert_type
 
 import httpx2
 import openai
@@ -63,15 +63,20 @@ def check_service(base_url: str) -> Service[ChatRequest, ChatResponse]:
 
 async def check_tree(llm: Service[ChatRequest, ChatResponse]) -> None:
     """A tree of specs starts into a Supervisor whose children are reached by ref."""
-    tree = sv.SupervisorSpec(
-        id="agent",
-        children=[sv.ChildSpec(id="llm", factory=llm.actor, config=llm.config.actor)],
-    )
+    spec = sv.ChildSpec(id="llm", factory=llm.actor, config=llm.config.actor)
+    assert_type(spec, sv.ChildSpec[ChatRequest, ChatResponse])
+    tree = sv.SupervisorSpec(id="agent", children=[spec])
     assert_type(tree, sv.SupervisorSpec)
     async with sv.start(tree) as sup:
         assert_type(sup, sv.Supervisor)
-        # Typed child keys (`sup.ref(spec) -> ActorRef[Req, Resp]`) are checked here too.
-        async with openai_client(sup.ref("llm")) as client:
+        # The spec is a typed key: its ref is typed by the actor it runs.
+        ref = sup.ref(spec)
+        assert_type(ref, ActorRef[ChatRequest, ChatResponse])
+        assert_type(await ref.call(ChatRequest.user("hi"), timeout=5.0), ChatResponse)
+        assert_type(sup.ref("llm"), ActorRef[Any, Any])  # by path: for dynamic use
+        assert_type(await sup.start_child(spec), ActorRef[ChatRequest, ChatResponse])
+        assert_type(await sup.start_child(sv.SupervisorSpec(id="sub")), sv.Supervisor)
+        async with openai_client(ref) as client:
             assert_type(client, openai.AsyncOpenAI)
         async with http_client(sup.ref("llm")) as http:
             assert_type(await http.get("/models"), httpx2.Response)
