@@ -499,7 +499,8 @@ def route(
     Raises:
         ConfigError: An unusable target, two targets with the same name, a fallback
             cycle (the primary reachable again through a nested router), a bad
-            `avoid_at` or classifier.
+            `avoid_at` or classifier, or `health` given while no route has a service
+            name it could be asked about.
     """
     first = target(primary, breaker=breaker)
     rest = [target(fb) for fb in fallbacks]
@@ -515,6 +516,13 @@ def route(
             raise ConfigError("fallbacks", len(listed), "list at most one ResponseCache")
         cache = listed[0] if listed else None
     targets = (first, *rest)
+    if health is not None and all(t.service is None for t in targets):
+        raise ConfigError(
+            "health",
+            type(health).__name__,
+            "no route has a service name to ask it about (a function target has none:"
+            " name it with target(fn, service=...))",
+        )
     seen: set[str] = set()
     for tgt in targets:
         if tgt.name in seen:

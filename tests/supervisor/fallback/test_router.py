@@ -363,6 +363,17 @@ def test_bad_router_options_are_config_errors(kwargs: dict[str, Any], field: str
     assert info.value.field == field
 
 
+def test_a_health_source_no_route_can_use_is_refused() -> None:
+    """Health given for function targets only (no service names) is a ConfigError, not
+    silently ignored; naming one of them makes it usable."""
+    health = health_of(a=HealthStatus.UNHEALTHY)
+    with pytest.raises(ConfigError) as info:
+        route(Service("a"), Service("b"), health=health)
+    assert info.value.field == "health"
+    router = route(target(Service("a"), service="a"), Service("b"), health=health)
+    assert [t.service for t in router.targets] == ["a", None]
+
+
 def test_unusable_targets_are_config_errors() -> None:
     """Non-callables and unnamed lambdas are rejected with a clear message."""
     with pytest.raises(ConfigError, match="ActorRef"):
