@@ -154,7 +154,8 @@ class Actor(abc.ABC, Generic[Req, Resp]):
         """
 
     async def on_stop(self, reason: BaseException | None) -> None:
-        """Runs once after the last message (shielded, bounded by `shutdown_timeout`).
+        """Runs once after the last message (shielded; within the stop's budget, or
+        `shutdown_timeout` after a crash).
 
         Args:
             reason: None for an orderly stop, else the exception that crashed the actor.
@@ -231,6 +232,7 @@ class Incarnation:
         "_host",
         "_owner",
         "_scope",
+        "_stop_by",
         "_tg",
         "_unstarted",
         "_workers",
@@ -287,6 +289,7 @@ class Incarnation:
         self._unstarted = 0
         self._finished = False
         self._done: anyio.Event | None = None  # made only if someone waits for the end
+        self._stop_by: float | None = None  # when a stop's whole budget runs out
         cell.screen = None if kind.screen is Actor.screen else actor.screen
 
     def launch(
@@ -533,8 +536,9 @@ class Incarnation:
     async def stop(self, timeout: float | None = None, *, restarting: bool = False) -> None:
         """Stops the incarnation and waits until it has ended.
 
-        Workers get `timeout` (default: the config's `shutdown_timeout`) to finish their
-        current messages; then they are cancelled hard. A checkpoint unless the
+        `timeout` (default: the config's `shutdown_timeout`) is the whole stop's budget:
+        workers finish their current messages and `on_stop` runs within it; then they
+        are cancelled hard and `on_stop` is cut short. A checkpoint unless the
         incarnation hibernates and has no `on_stop` (then it ends here, at once); call
         it shielded when cleaning up.
 
@@ -551,6 +555,7 @@ class Incarnation:
         if done is None:
             done = self._done = anyio.Event()
         grace = self.cell.config.shutdown_timeout if timeout is None else timeout
+        self._stop_by = anyio.current_time() + grace
         with anyio.move_on_after(grace):
             await done.wait()
         if not self._finished:
@@ -726,7 +731,12 @@ class Incarnation:
     async def _call_on_stop(self) -> None:
         cell = self.cell
         with anyio.CancelScope(shield=True) as scope:
-            scope.deadline = anyio.current_time() + cell.config.shutdown_timeout
+            stop_by = self._stop_by  # the stop's budget bounds on_stop too (one budget)
+            scope.deadline = (
+                anyio.current_time() + cell.config.shutdown_timeout
+                if stop_by is None
+                else stop_by
+            )
             try:
                 await self.actor.on_stop(self.reason)
             except Exception as exc:

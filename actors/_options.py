@@ -60,8 +60,10 @@ class ActorConfig:
         call_full: `FullPolicy` for calls when the mailbox is full (WAIT or FAIL).
         cast_full: `FullPolicy` for casts when the mailbox is full (WAIT, FAIL or DROP).
         start_timeout: Seconds `on_start` may take before the start counts as failed.
-        shutdown_timeout: Seconds a stopping actor gets to finish its current messages
-            (and, separately, to run `on_stop`) before it is cancelled hard.
+        shutdown_timeout: Seconds a stopping actor gets, in all, to finish its current
+            messages and run `on_stop` before it is cancelled hard (also what bounds
+            `on_stop` after a crash). A supervised child's stop budget is its
+            `ChildSpec.shutdown` instead: one budget per stop, never a sum.
         hibernate_after: Seconds without a message after which the actor *hibernates*:
             its task ends, and the next message starts a new one in the same task group
             (OTP's `hibernate_after`). A hibernated actor costs its address and its

@@ -210,8 +210,10 @@ class ChildSpec(Generic[Req, Resp]):
         id: Unique among its siblings; no '/' (paths use it).
         factory: Builds a fresh `Actor` for each (re)start.
         restart: `RestartType` (default PERMANENT).
-        shutdown: Seconds an orderly stop may take before the child is cancelled hard,
-            or "brutal_kill" to cancel at once.
+        shutdown: Seconds an orderly stop may take in all (the current messages and
+            `on_stop`) before the child is cancelled hard, or "brutal_kill" to cancel
+            at once. It replaces the child's `ActorConfig.shutdown_timeout` when the
+            supervisor stops it.
         significant: With the supervisor's auto_shutdown, this child's normal exit can
             shut the supervisor down (must be TRANSIENT or TEMPORARY, under a supervisor
             whose auto_shutdown is not NEVER).

@@ -295,3 +295,19 @@ async def test_hanging_on_stop_is_bounded_by_the_shutdown_timeout() -> None:
             start = anyio.current_time()
     assert anyio.current_time() - start == pytest.approx(4, abs=1e-9)
     assert any(e["event"] == "actor.on_stop_timeout" for e in events)
+
+
+@pytest.mark.virtual_time
+async def test_a_stop_has_one_budget_for_messages_and_on_stop() -> None:
+    """The current message and on_stop share the stop's budget: a 3 s message and a
+    hanging on_stop end 4 s after the stop began (shutdown_timeout=4), not 3 + 4."""
+
+    class SlowStop(Scripted):
+        async def on_stop(self, reason: BaseException | None) -> None:
+            await anyio.sleep(math.inf)
+
+    async with open_actor(SlowStop(), config=ActorConfig(shutdown_timeout=4)) as ref:
+        await ref.cast(Sleep(3.0, 1))
+        await anyio.sleep(0)
+        start = anyio.current_time()
+    assert anyio.current_time() - start == pytest.approx(4, abs=1e-9)

@@ -173,15 +173,14 @@ async def test_hibernated_children_without_on_stop_stop_in_reverse_order() -> No
 
 
 async def test_a_hibernated_child_on_stop_is_bounded() -> None:
-    """A hibernated child's on_stop is cut off after its shutdown_timeout."""
+    """A hibernated child's on_stop is cut off when its stop budget (the child spec's
+    shutdown, not the config's shutdown_timeout) runs out."""
     log: list[str] = []
-    config = ActorConfig(hibernate_after=AFTER, shutdown_timeout=2.0)
-    spec = sv.SupervisorSpec(
-        id="root",
-        children=[
-            sv.ChildSpec(id="slow", factory=lambda: Stopping("slow", log, 60.0), config=config)
-        ],
+    config = ActorConfig(hibernate_after=AFTER, shutdown_timeout=30.0)
+    child = sv.ChildSpec(
+        id="slow", factory=lambda: Stopping("slow", log, 60.0), config=config, shutdown=2.0
     )
+    spec = sv.SupervisorSpec(id="root", children=[child])
     async with sv.start(spec) as sup:
         ref = sup.ref("slow")
         start = anyio.current_time()
