@@ -87,7 +87,7 @@ def attr_docs(cls: type) -> dict[str, str]:
 
 def default(f: Any) -> str:
     d = f.default
-    if isinstance(d, attrs.Factory):
+    if isinstance(d, attrs.Factory):  # type: ignore[arg-type]  # a class its stubs type as a function
         try:
             d = d.factory()
         except TypeError:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+import anthropic
 import anyio
 
 import supervisor as sv
@@ -47,11 +48,16 @@ async def agent(client: Any, toolbox: MCPToolbox, question: str) -> str:
         )
         calls = [block.name for block in message.content if block.type == "tool_use"]
         if not calls:
-            return "".join(block.text for block in message.content if block.type == "text")
+            return text_of(message)
         print("  model called:", ", ".join(calls))
         content = [block.model_dump(exclude_none=True) for block in message.content]
         messages.append({"role": "assistant", "content": content})
         messages.append(await toolbox.run_anthropic(message.content))
+
+
+def text_of(message: anthropic.types.Message) -> str:
+    """The text blocks of a reply, joined."""
+    return "".join(block.text for block in message.content if block.type == "text")
 
 
 async def main() -> None:
@@ -93,7 +99,7 @@ async def main() -> None:
                 max_tokens=50,
             )
             print(
-                f"after two 529s, retried by the actor: {message.content[0].text!r}"
+                f"after two 529s, retried by the actor: {text_of(message)!r}"
                 f" ({claude.stats.attempts} attempts for {claude.stats.requests} requests)"
             )
 

@@ -21,10 +21,10 @@ import httpx2
 import supervisor as sv
 from actors import Service, ServiceConfig, serve_asgi
 from actors.resilience import BreakerConfig, RetryPolicy
-from actors.services import ChatRequest
+from actors.services import ChatRequest, ChatResponse
 from actors.services.llm import LLMClient
 from actors.testing import serve_mock_llm
-from supervisor.fallback import llm_router
+from supervisor.fallback import FallbackRouter, llm_router
 from supervisor.health import HealthConfig, health_app, open_health_monitor, watch_children
 
 PROBES = HealthConfig(
@@ -32,7 +32,7 @@ PROBES = HealthConfig(
 )
 
 
-def llm_service(name: str, base_url: str) -> Service[ChatRequest, object]:
+def llm_service(name: str, base_url: str) -> Service[ChatRequest, ChatResponse]:
     config = attrs.evolve(
         ServiceConfig.for_llm(),
         retry=RetryPolicy.for_llm(attempts=2, backoff_initial=0.01, backoff_max=0.02),
@@ -41,10 +41,10 @@ def llm_service(name: str, base_url: str) -> Service[ChatRequest, object]:
     return Service(name, lambda: LLMClient(name, base_url, model=name), config)
 
 
-async def turns(router: object, n: int) -> str:
+async def turns(router: FallbackRouter[ChatRequest, object], n: int) -> str:
     sources = []
     for i in range(n):
-        reply = await router.call(ChatRequest.user(f"turn {i}"), timeout=1.0)  # type: ignore[attr-defined]
+        reply = await router.call(ChatRequest.user(f"turn {i}"), timeout=1.0)
         sources.append(reply.source)
     return ", ".join(f"{s} x{sources.count(s)}" for s in dict.fromkeys(sources))
 

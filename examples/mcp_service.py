@@ -13,7 +13,7 @@ import anyio
 
 from actors import Service, ServiceConfig, ServiceUnavailable, ToolError, open_actor
 from actors.services import MCPToolbox
-from actors.services.mcp import CallTool, ListTools, MCPClient, server_command
+from actors.services.mcp import CallTool, ListTools, MCPClient, ToolResult, server_command
 
 
 async def main() -> None:
@@ -23,9 +23,12 @@ async def main() -> None:
         ServiceConfig.for_mcp(retry=None),
     )
     async with open_actor(tools.actor(), name="tools") as ref:
-        tools = await ref.call(ListTools(), timeout=30)
-        print("tools:", ", ".join(f"{tool.name} ({tool.description})" for tool in tools))
-        print("add(2, 3) =", (await ref.call(CallTool("add", {"a": 2, "b": 3}))).text)
+        listed = await ref.call(ListTools(), timeout=30)
+        assert isinstance(listed, list)  # ListTools answers a list, CallTool a ToolResult
+        print("tools:", ", ".join(f"{tool.name} ({tool.description})" for tool in listed))
+        added = await ref.call(CallTool("add", {"a": 2, "b": 3}))
+        assert isinstance(added, ToolResult)
+        print("add(2, 3) =", added.text)
         try:
             await ref.call(CallTool("fail", {"message": "no such file"}))
         except ToolError as exc:
@@ -35,6 +38,7 @@ async def main() -> None:
         except ServiceUnavailable as exc:
             print(f"server crashed: {exc}")
         reply = await ref.call(CallTool("echo", {"text": "back again"}), timeout=30)
+        assert isinstance(reply, ToolResult)
         print(f"after a fresh server started: {reply.text!r}")
 
         toolbox = await MCPToolbox.load(ref)

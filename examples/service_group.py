@@ -27,7 +27,7 @@ import anyio
 
 import supervisor as sv
 from actors import Secret, ServiceConfig
-from actors.services import ChatRequest
+from actors.services import ChatRequest, ChatResponse
 from actors.services.anthropic import AnthropicClient
 from actors.services.llm import LLMClient
 from actors.testing import Behaviour, MockLLM, Quota, serve_mock_llm
@@ -45,7 +45,7 @@ from supervisor.groups import (
 QUOTAS = {"east": 40_000, "west": 20_000, "backup": 10_000}  # tokens per minute
 
 
-def llm_member(name: str, base_url: str) -> GroupMember:
+def llm_member(name: str, base_url: str) -> GroupMember[ChatRequest, ChatResponse]:
     """One deployment: its own client, quota-sized limits, breaker and health."""
 
     def client() -> LLMClient | AnthropicClient:

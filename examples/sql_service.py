@@ -13,7 +13,7 @@ from pathlib import Path
 import anyio
 
 from actors import CallTimeout, InvalidRequest, QueryError, Service, ServiceConfig, open_actor
-from actors.services.sql import Query, SQLiteClient, Transaction
+from actors.services.sql import Query, QueryResult, SQLiteClient, Transaction
 
 RUNAWAY = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
 
@@ -28,8 +28,9 @@ async def main() -> None:
         async with open_actor(db.actor(), name="db") as ref:
             await ref.call(Query("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT UNIQUE)"))
             await ref.call(Query("INSERT INTO notes (text) VALUES (?)", ["remember the milk"]))
-            rows = (await ref.call(Query("SELECT id, text FROM notes"))).rows
-            print(f"rows: {rows}")
+            result = await ref.call(Query("SELECT id, text FROM notes"))
+            assert isinstance(result, QueryResult)  # a Transaction's reply is a list of them
+            print(f"rows: {result.rows}")
 
             try:
                 await ref.call(
@@ -42,8 +43,9 @@ async def main() -> None:
                 )
             except QueryError as exc:
                 print(f"transaction rolled back: {exc}")
-            count = (await ref.call(Query("SELECT count(*) FROM notes", fetch="one"))).rows
-            print(f"still {count[0][0]} note(s)")
+            count = await ref.call(Query("SELECT count(*) FROM notes", fetch="one"))
+            assert isinstance(count, QueryResult)
+            print(f"still {count.rows[0][0]} note(s)")
 
             try:
                 await ref.call(Query("SELECT ?", [2**70]))  # SQLite integers are 64-bit
@@ -54,7 +56,9 @@ async def main() -> None:
                 await ref.call(Query(RUNAWAY, fetch="one"), timeout=0.5)
             except CallTimeout:
                 print("runaway query interrupted at its 0.5 s deadline")
-            print("next query:", (await ref.call(Query("SELECT 'ok'", fetch="one"))).rows)
+            ok = await ref.call(Query("SELECT 'ok'", fetch="one"))
+            assert isinstance(ok, QueryResult)
+            print("next query:", ok.rows)
 
 
 if __name__ == "__main__":

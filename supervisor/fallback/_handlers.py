@@ -24,6 +24,7 @@ from typing import Any
 from actors.resilience import CircuitBreaker
 from supervisor.fallback._cache import ResponseCache
 from supervisor.fallback._router import FallbackRouter, HealthSource, Target, route
+from supervisor.health._monitor import HealthMonitor
 from supervisor.health._state import HealthStatus
 
 __all__ = [
@@ -79,7 +80,7 @@ def llm_router(
     cheaper: Any | None = None,
     *,
     canned: Any | Callable[[Any], Any] | None = None,
-    health: HealthSource | None = None,
+    health: HealthSource | HealthMonitor | None = None,
     breaker: CircuitBreaker | None = None,
     cache: ResponseCache[Any, Any] | None = None,
     avoid_at: HealthStatus | str = HealthStatus.DEGRADED,
@@ -114,7 +115,7 @@ def database_router(
     replica: Any | None = None,
     *,
     cache: ResponseCache[Any, Any] | None = None,
-    health: HealthSource | None = None,
+    health: HealthSource | HealthMonitor | None = None,
     breaker: CircuitBreaker | None = None,
     avoid_at: HealthStatus | str = HealthStatus.DEGRADED,
     name: str | None = None,
@@ -141,7 +142,7 @@ def mcp_router(
     primary: Any,
     *,
     degraded: str | Target[Any, Any] | None = None,
-    health: HealthSource | None = None,
+    health: HealthSource | HealthMonitor | None = None,
     breaker: CircuitBreaker | None = None,
     avoid_at: HealthStatus | str = HealthStatus.DEGRADED,
     name: str | None = None,

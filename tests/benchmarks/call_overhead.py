@@ -29,12 +29,15 @@ import sys
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
-from _cli import parse_args, write_json
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the root: tests.benchmarks
 
 from actors import Actor, open_actor
+from tests.benchmarks._cli import parse_args, write_json
 
 CONCURRENT = 100
 TARGETS = {"sequential": 1.3, "concurrent": 1.5}

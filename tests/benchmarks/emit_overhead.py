@@ -23,15 +23,19 @@ from __future__ import annotations
 import gc
 import logging
 import math
+import sys
 import timeit
+from pathlib import Path
 from typing import Any
 
 import anyio
 import structlog
-from _cli import parse_args, write_json
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the root: tests.benchmarks
 
 from actors._events import emit
 from supervisor.health._feed import open_feed
+from tests.benchmarks._cli import parse_args, write_json
 
 
 def _info() -> None:

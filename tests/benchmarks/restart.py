@@ -42,14 +42,17 @@ import statistics
 import sys
 import time
 import tracemalloc
+from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.abc
-from _cli import parse_args, write_json
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the root: tests.benchmarks
 
 import supervisor as sv
 from actors import Actor, ActorConfig
+from tests.benchmarks._cli import parse_args, write_json
 
 WAKE_AFTER = 0.5  # hibernate_after of the wake-up measure (longer than one pass of calls)
 
@@ -61,7 +64,7 @@ class Echo(Actor[Any, Any]):
         return msg
 
 
-def _children(count: int, config: ActorConfig | None = None) -> list[sv.ChildSpec]:
+def _children(count: int, config: ActorConfig | None = None) -> list[sv.ChildSpec[Any, Any]]:
     cfg = config or ActorConfig()
     return [sv.ChildSpec(id=f"c{i}", factory=Echo, config=cfg) for i in range(count)]
 

@@ -29,18 +29,21 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import anthropic
 import anyio
 import openai
-from _cli import parse_args, write_json
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the root: tests.benchmarks
 
 from actors import Service, ServiceConfig, open_actor
 from actors.integrations import SDKClient, anthropic_client, openai_client
 from actors.services.anthropic import AnthropicClient
 from actors.services.llm import LLMClient
 from actors.testing import MockLLMServer, serve_mock_llm
+from tests.benchmarks._cli import parse_args, write_json
 
 MESSAGES = [{"role": "user", "content": "Say hello in five words."}]
 TARGET = 1.2
@@ -87,6 +90,7 @@ def service(sdk: str, server: MockLLMServer) -> Service[Any, Any]:
 
 async def compare(sdk: str, server: MockLLMServer, requests: int, rounds: int) -> dict[str, Any]:
     svc = service(sdk, server)
+    make: Callable[..., openai.AsyncOpenAI | anthropic.AsyncAnthropic]
     if sdk == "openai":
         bare_client: Any = openai.AsyncOpenAI(
             base_url=server.base_url, api_key="sk-bench", max_retries=0

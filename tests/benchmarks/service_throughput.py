@@ -21,11 +21,13 @@ import gc
 import statistics
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import anyio
 import attrs
-from _cli import parse_args, write_json
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the root: tests.benchmarks
 
 from actors import (
     KINDS,
@@ -40,6 +42,7 @@ from actors import (
 from actors.services import ChatRequest
 from actors.services.llm import LLMClient
 from actors.testing import MockLLM, serve_mock_llm
+from tests.benchmarks._cli import parse_args, write_json
 
 POOL = 8
 LATENCY = 0.2

@@ -35,10 +35,10 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
 from typing import Any
 
 import anyio
-from _cli import parse_args, write_json
 from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -46,12 +46,15 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
-from service_throughput import EchoClient  # an LLM-kind client answering in process
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the root: tests.benchmarks
 
 from actors import ActorRef, PoolConfig, Service, ServiceConfig, instrument, open_actor
 from actors.services import ChatRequest
 from actors.services.llm import LLMClient
 from actors.testing import serve_mock_llm
+from tests.benchmarks._cli import parse_args, write_json
+from tests.benchmarks.service_throughput import EchoClient  # an in-process LLM client
 
 POOL = 16
 SETTINGS = ("off", "off again", "unsampled", "recording", "metrics")
