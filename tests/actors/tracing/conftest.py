@@ -3,13 +3,13 @@ providers stay untouched, so no other test runs traced)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -53,6 +53,12 @@ def telemetry() -> Iterator[Telemetry]:
         instrument()
         recorded.tracer_provider.shutdown()
         recorded.meter_provider.shutdown()
+
+
+def attributes(recorded: ReadableSpan | Event) -> Mapping[str, Any]:
+    """A finished span's or event's attributes (the SDK always records a mapping)."""
+    assert recorded.attributes is not None
+    return recorded.attributes
 
 
 def texts(spans: Sequence[ReadableSpan]) -> list[str]:

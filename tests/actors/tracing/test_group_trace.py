@@ -9,7 +9,7 @@ import pytest
 from actors.services import ChatRequest
 from actors.testing import MockLLM
 from supervisor.groups import GroupConfig, HedgePolicy, ServiceGroup
-from tests.actors.tracing.conftest import Telemetry
+from tests.actors.tracing.conftest import Telemetry, attributes
 from tests.supervisor.groups.members import mock_member, running
 
 pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
@@ -39,6 +39,6 @@ async def test_a_hedge_is_an_event_and_both_members_are_in_the_trace(
     ]
     assert hedged == [{"actorvisor.group": "llm", "actorvisor.member": "b", "actorvisor.hedge": 1}]
     attempts = telemetry.named("chat m")
-    assert {span.attributes["actorvisor.service"] for span in attempts} == {"a", "b"}
+    assert {attributes(span)["actorvisor.service"] for span in attempts} == {"a", "b"}
     trace_id = turn.get_span_context().trace_id
     assert {span.context.trace_id for span in attempts} == {trace_id}

@@ -13,16 +13,16 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from actors import ActorRef, Service, ServiceConfig, ToolError, open_actor
 from actors.resilience import RetryPolicy
-from actors.services.mcp import CallTool, ListTools, MCPClient, server_command
+from actors.services.mcp import CallTool, ListTools, MCPClient, ToolResult, ToolSpec, server_command
 from actors.testing.mcp_server import build_server
-from tests.actors.tracing.conftest import Telemetry, texts
+from tests.actors.tracing.conftest import Telemetry, attributes, texts
 
 pytestmark = pytest.mark.anyio
 
 FAST = RetryPolicy.for_mcp(backoff_initial=0.01, backoff_max=0.05, budget_ratio=None)
 
 
-def tools_service(**changes: Any) -> Service[ListTools | CallTool, object]:
+def tools_service(**changes: Any) -> Service[ListTools | CallTool, list[ToolSpec] | ToolResult]:
     return Service(
         "tools",
         lambda: MCPClient("tools", command=server_command()),
@@ -54,7 +54,7 @@ async def test_a_tool_call_is_an_mcp_client_span(
     }
     calls = {call.context.span_id: call for call in telemetry.named("call tools")}
     assert span.parent is not None
-    assert calls[span.parent.span_id].attributes["actorvisor.message.type"] == "CallTool"
+    assert attributes(calls[span.parent.span_id])["actorvisor.message.type"] == "CallTool"
 
 
 async def test_listing_tools_is_its_own_method(
@@ -63,8 +63,8 @@ async def test_listing_tools_is_its_own_method(
     """``tools/list`` carries its method and no tool."""
     await tools.call(ListTools(), timeout=10)
     (span,) = telemetry.named("tools/list")
-    assert span.attributes["mcp.method.name"] == "tools/list"
-    assert "gen_ai.tool.name" not in span.attributes
+    assert attributes(span)["mcp.method.name"] == "tools/list"
+    assert "gen_ai.tool.name" not in attributes(span)
 
 
 async def test_a_tool_error_is_error_type_tool_error(
@@ -74,7 +74,7 @@ async def test_a_tool_error_is_error_type_tool_error(
     with pytest.raises(ToolError):
         await tools.call(CallTool("fail", {"message": "nope"}), timeout=10)
     (span,) = telemetry.named("tools/call fail")
-    assert span.attributes["error.type"] == "tool_error"
+    assert attributes(span)["error.type"] == "tool_error"
     assert span.status.status_code is StatusCode.ERROR
 
 
@@ -83,8 +83,8 @@ async def test_arguments_and_results_only_when_captured(telemetry: Telemetry) ->
     async with open_actor(tools_service(capture_content=True).actor(), name="tools") as ref:
         await ref.call(CallTool("echo", {"text": "private words"}), timeout=20)
     (span,) = telemetry.named("tools/call echo")
-    assert span.attributes["gen_ai.tool.call.arguments"] == '{"text": "private words"}'
-    assert span.attributes["gen_ai.tool.call.result"] == "private words"
+    assert attributes(span)["gen_ai.tool.call.arguments"] == '{"text": "private words"}'
+    assert attributes(span)["gen_ai.tool.call.result"] == "private words"
 
 
 async def test_content_is_not_recorded_by_default(
@@ -120,7 +120,7 @@ class InProcessClient(MCPClient):
         server = build_server()
 
         @server.tool()
-        def traceparent(ctx: Context) -> str:  # type: ignore[type-arg]
+        def traceparent(ctx: Context) -> str:
             """The trace context the request carried."""
             meta = ctx.request_context.meta or {}
             return str(meta.get("traceparent", ""))
@@ -139,6 +139,7 @@ async def test_a_tool_call_carries_its_spans_trace_context(telemetry: Telemetry)
         reply = await ref.call(CallTool("traceparent", {}), timeout=20)
     (span,) = telemetry.named("tools/call traceparent")
     context = span.context
+    assert isinstance(reply, ToolResult)
     assert reply.text == (
         f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
     )

@@ -12,22 +12,24 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from actors import QueryError, Secret, Service, ServiceConfig, open_actor
 from actors.resilience import RetryPolicy
-from actors.services.sql import PostgresClient, Query, SQLiteClient, Transaction
+from actors.services.sql import PostgresClient, Query, QueryResult, SQLiteClient, Transaction
 from actors.testing import PostgresServer, PostgresUnavailable, local_postgres
-from tests.actors.tracing.conftest import Telemetry, texts
+from tests.actors.tracing.conftest import Telemetry, attributes, texts
 
 pytestmark = pytest.mark.anyio
 
+SQLService = Service[Query | Transaction, QueryResult | list[QueryResult]]
 
-def sqlite_service(path: Path, **changes: object) -> Service[Query | Transaction, object]:
+
+def sqlite_service(path: Path, **changes: object) -> SQLService:
     config = ServiceConfig.for_database(retry=None, **changes)
     return Service("db", lambda: SQLiteClient("db", path / "trace.db"), config)
 
 
-async def run(svc: Service[Query | Transaction, object], *requests: object) -> None:
+async def run(svc: SQLService, *requests: Query | Transaction) -> None:
     async with open_actor(svc.actor(), name="db") as ref:
         for request in requests:
-            await ref.call(request, timeout=10)  # type: ignore[arg-type]
+            await ref.call(request, timeout=10)
 
 
 async def test_a_query_is_a_database_client_span(tmp_path: Path, telemetry: Telemetry) -> None:
@@ -38,10 +40,10 @@ async def test_a_query_is_a_database_client_span(tmp_path: Path, telemetry: Tele
     assert span.kind is SpanKind.CLIENT
     assert span.parent is not None
     assert span.parent.span_id == call.context.span_id
-    assert span.attributes["db.system.name"] == "sqlite"
-    assert span.attributes["db.operation.name"] == "SELECT"
-    assert span.attributes["db.response.returned_rows"] == 1
-    assert "db.query.text" not in span.attributes
+    assert attributes(span)["db.system.name"] == "sqlite"
+    assert attributes(span)["db.operation.name"] == "SELECT"
+    assert attributes(span)["db.response.returned_rows"] == 1
+    assert "db.query.text" not in attributes(span)
 
 
 async def test_query_text_only_when_captured(tmp_path: Path, telemetry: Telemetry) -> None:
@@ -49,7 +51,7 @@ async def test_query_text_only_when_captured(tmp_path: Path, telemetry: Telemetr
     parameter values never are."""
     await run(sqlite_service(tmp_path, capture_content=True), Query("SELECT ?", ("s3cr3t-value",)))
     (span,) = telemetry.named("SELECT")
-    assert span.attributes["db.query.text"] == "SELECT ?"
+    assert attributes(span)["db.query.text"] == "SELECT ?"
     assert not any("s3cr3t-value" in text for text in texts(telemetry.spans()))
 
 
@@ -61,8 +63,8 @@ async def test_a_transaction_is_a_batch(tmp_path: Path, telemetry: Telemetry) ->
         Transaction([Query("INSERT INTO t VALUES (?)", (1,)), Query("INSERT INTO t VALUES (2)")]),
     )
     (span,) = telemetry.named("BATCH INSERT")
-    assert span.attributes["db.operation.name"] == "BATCH INSERT"
-    assert span.attributes["db.operation.batch.size"] == 2
+    assert attributes(span)["db.operation.name"] == "BATCH INSERT"
+    assert attributes(span)["db.operation.batch.size"] == 2
 
 
 async def test_a_failed_statement_carries_the_database_code(
@@ -72,8 +74,8 @@ async def test_a_failed_statement_carries_the_database_code(
     with pytest.raises(QueryError):
         await run(sqlite_service(tmp_path), Query("SELECT * FROM missing"))
     (span,) = telemetry.named("SELECT")
-    assert span.attributes["db.response.status_code"] == "SQLITE_ERROR"
-    assert span.attributes["error.type"] == "SQLITE_ERROR"
+    assert attributes(span)["db.response.status_code"] == "SQLITE_ERROR"
+    assert attributes(span)["error.type"] == "SQLITE_ERROR"
     assert span.status.status_code is StatusCode.ERROR
 
 
@@ -122,10 +124,10 @@ async def test_postgres_spans_name_the_database_and_server(
         ServiceConfig.for_database(retry=RetryPolicy.for_database(budget_ratio=None)),
     )
     async with open_actor(svc.actor(), name="pg") as ref:
-        await ref.call(Query("SELECT 1"), timeout=20)  # type: ignore[arg-type]
+        await ref.call(Query("SELECT 1"), timeout=20)
     (span,) = telemetry.named("SELECT")
-    assert span.attributes["db.system.name"] == "postgresql"
-    assert span.attributes["db.namespace"] == postgres.database
-    assert span.attributes["server.address"] == "127.0.0.1"
-    assert span.attributes["server.port"] == postgres.port
+    assert attributes(span)["db.system.name"] == "postgresql"
+    assert attributes(span)["db.namespace"] == postgres.database
+    assert attributes(span)["server.address"] == "127.0.0.1"
+    assert attributes(span)["server.port"] == postgres.port
     assert not any(postgres.password in text for text in texts(telemetry.spans()))
