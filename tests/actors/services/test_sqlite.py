@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 import attrs
@@ -22,13 +23,14 @@ from actors import (
 )
 from actors.resilience import RetryPolicy
 from actors.services.sql import Query, QueryResult, SQLiteClient, Transaction
+from tests.actors.services.sql_replies import SQLRef, SQLService, fetch, transact
 
 pytestmark = pytest.mark.anyio
 
 INFINITE = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
 
 
-def service(path: Path, **changes: object) -> Service[Query | Transaction, object]:
+def service(path: Path, **changes: Any) -> SQLService:
     config = ServiceConfig.for_database(
         retry=RetryPolicy.for_database(backoff_initial=0.01, backoff_max=0.05, budget_ratio=None)
     )
@@ -65,7 +67,7 @@ async def test_transaction_is_atomic(tmp_path: Path) -> None:
                 )
             )
         assert "UNIQUE" in str(info.value)
-        count = await ref.call(Query("SELECT count(*) FROM t", fetch="one"))
+        count = await fetch(ref, Query("SELECT count(*) FROM t", fetch="one"))
     assert count.rows == [(0,)]
 
 
@@ -77,7 +79,7 @@ async def test_syntax_error_is_permanent(tmp_path: Path) -> None:
             await ref.call(Query("SELEC nonsense"))
         assert info.value.service == "db"
         assert svc.stats.attempts == 1
-        assert (await ref.call(Query("SELECT 1", fetch="one"))).rows == [(1,)]
+        assert (await fetch(ref, Query("SELECT 1", fetch="one"))).rows == [(1,)]
 
 
 async def test_locked_database_is_retried_and_recovers(tmp_path: Path) -> None:
@@ -98,7 +100,7 @@ async def test_locked_database_is_retried_and_recovers(tmp_path: Path) -> None:
             await ref.call(Query("INSERT INTO t VALUES (1)"), timeout=5)
         blocker.close()
         assert svc.stats.attempts >= 2
-        assert (await ref.call(Query("SELECT count(*) FROM t"))).rows == [(1,)]
+        assert (await fetch(ref, Query("SELECT count(*) FROM t"))).rows == [(1,)]
 
 
 async def test_deadline_interrupts_a_runaway_query(tmp_path: Path) -> None:
@@ -110,7 +112,7 @@ async def test_deadline_interrupts_a_runaway_query(tmp_path: Path) -> None:
         with pytest.raises(CallTimeout):
             await ref.call(Query(INFINITE, fetch="one"), timeout=0.3)
         assert time.monotonic() - start < 2.0
-        assert (await ref.call(Query("SELECT 2", fetch="one"), timeout=2)).rows == [(2,)]
+        assert (await fetch(ref, Query("SELECT 2", fetch="one"), timeout=2)).rows == [(2,)]
     assert svc.stats.requests == 2
     assert svc.stats.failed == 0  # an abandoned call is not a failure
 
@@ -122,7 +124,7 @@ async def test_cancellation_stops_the_statement(tmp_path: Path) -> None:
         with anyio.move_on_after(0.2):
             await ref.call(Query(INFINITE, fetch="one"), timeout=30)
         start = time.monotonic()
-        assert (await ref.call(Query("SELECT 3", fetch="one"), timeout=5)).rows == [(3,)]
+        assert (await fetch(ref, Query("SELECT 3", fetch="one"), timeout=5)).rows == [(3,)]
         assert time.monotonic() - start < 2.0
 
 
@@ -140,9 +142,9 @@ async def test_unopenable_database_is_unavailable(tmp_path: Path) -> None:
 # -- requests a caller gets wrong: that caller fails, the actor carries on ---------------------
 
 
-async def _still_serves(ref: object) -> None:
-    assert ref.alive  # type: ignore[attr-defined]
-    reply = await ref.call(Query("SELECT 1", fetch="one"), timeout=5)  # type: ignore[attr-defined]
+async def _still_serves(ref: SQLRef) -> None:
+    assert ref.alive
+    reply = await fetch(ref, Query("SELECT 1", fetch="one"), timeout=5)
     assert reply.rows == [(1,)]
 
 
@@ -171,7 +173,9 @@ async def test_the_driver_refusing_a_parameter_is_translated(tmp_path: Path, val
         with pytest.raises(InvalidRequest) as info:
             await client.request(conn, Query("SELECT ?", [value]))
         assert (info.value.service, info.value.field) == ("db", "params")
-        assert (await client.request(conn, Query("SELECT 1"))).rows == [(1,)]
+        result = await client.request(conn, Query("SELECT 1"))
+        assert isinstance(result, QueryResult)
+        assert result.rows == [(1,)]
     finally:
         await client.close(conn)
 
@@ -209,9 +213,19 @@ def test_check_request_accepts_every_type_sqlite_stores() -> None:
     import datetime
 
     client = SQLiteClient("db", "unused.db")
-    values = [None, True, 2**63 - 1, -(2**63), 1.5, "x", b"x", bytearray(b"x"), memoryview(b"x")]
+    values: list[object] = [
+        None,
+        True,
+        2**63 - 1,
+        -(2**63),
+        1.5,
+        "x",
+        b"x",
+        bytearray(b"x"),
+        memoryview(b"x"),
+    ]
     values.append(datetime.date(2020, 1, 2))  # adapted by sqlite3's default adapters
-    assert client.check_request(Query("SELECT 1", values)) is None
+    client.check_request(Query("SELECT 1", values))  # raises if it refuses one
 
 
 @pytest.mark.parametrize(
@@ -229,14 +243,14 @@ def test_check_request_refuses_what_is_not_a_request(request_: object) -> None:
 def test_a_string_is_not_a_transaction() -> None:
     """Transaction("SELECT 1") is refused (not eight one-character statements)."""
     with pytest.raises(InvalidRequest) as info:
-        Transaction("SELECT 1")  # type: ignore[arg-type]
+        Transaction("SELECT 1")
     assert info.value.field == "queries"
 
 
 def test_a_transaction_holds_only_queries() -> None:
     """Transaction([42]) is refused, naming the element."""
     with pytest.raises(InvalidRequest) as info:
-        Transaction([Query("SELECT 1"), 42])  # type: ignore[list-item]
+        Transaction([Query("SELECT 1"), 42])
     assert info.value.field == "queries[1]"
 
 
@@ -320,7 +334,7 @@ async def test_a_query_may_not_leave_a_transaction_open(tmp_path: Path) -> None:
         await ref.call(Query("CREATE TABLE t (x INTEGER)"))
         with pytest.raises(InvalidRequest, match="transaction open"):
             await ref.call(Query("BEGIN"))
-        results = await ref.call(Transaction([Query("INSERT INTO t VALUES (1)")]))
+        results = await transact(ref, Transaction([Query("INSERT INTO t VALUES (1)")]))
         assert [r.rowcount for r in results] == [1]
 
 

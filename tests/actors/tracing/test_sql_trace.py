@@ -12,13 +12,12 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from actors import QueryError, Secret, Service, ServiceConfig, open_actor
 from actors.resilience import RetryPolicy
-from actors.services.sql import PostgresClient, Query, QueryResult, SQLiteClient, Transaction
+from actors.services.sql import PostgresClient, Query, SQLiteClient, Transaction
 from actors.testing import PostgresServer, PostgresUnavailable, local_postgres
+from tests.actors.services.sql_replies import SQLService
 from tests.actors.tracing.conftest import Telemetry, attributes, texts
 
 pytestmark = pytest.mark.anyio
-
-SQLService = Service[Query | Transaction, QueryResult | list[QueryResult]]
 
 
 def sqlite_service(path: Path, **changes: object) -> SQLService:
