@@ -664,8 +664,8 @@ class MockLLM:
         latency = self.latency if behaviour.latency is None else behaviour.latency
         if self.jitter:
             latency += self._random.uniform(0, self.jitter)
-        if latency > 0:
-            await anyio.sleep(latency)
+        if latency > 0 and not await self._hang(receive, latency):
+            raise _Dropped("client went away (or the server stopped) during the latency")
         headers.update(behaviour.headers)
         if self.date_header:
             at = datetime.fromtimestamp(self._wall(anyio.current_time()), UTC)
@@ -848,11 +848,16 @@ class MockLLM:
 
     # -- hangs and streams ---------------------------------------------------------------
 
-    async def _hang(self, receive: Receive) -> None:
+    async def _hang(self, receive: Receive, seconds: float = math.inf) -> bool:
+        """Waits `seconds` (a hang: forever); True if they passed, False if the client
+        disconnected or `release_hangs` (the server stopping) ended the wait first."""
         if self._release is None:
             self._release = anyio.Event()
         release = self._release
-        self.hanging += 1
+        waited = False
+        hang = math.isinf(seconds)
+        if hang:
+            self.hanging += 1
         try:
             async with anyio.create_task_group() as tg:
 
@@ -862,10 +867,15 @@ class MockLLM:
                     tg.cancel_scope.cancel()
 
                 tg.start_soon(until_disconnect)
-                await release.wait()
+                with anyio.move_on_after(seconds):
+                    await release.wait()
+                    tg.cancel_scope.cancel()
+                waited = not tg.cancel_scope.cancel_called
                 tg.cancel_scope.cancel()
         finally:
-            self.hanging -= 1
+            if hang:
+                self.hanging -= 1
+        return waited
 
     async def _stream(
         self,

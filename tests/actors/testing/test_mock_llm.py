@@ -196,6 +196,17 @@ async def test_hang_released_when_server_stops() -> None:
     assert mock.hanging == 0
 
 
+async def test_a_delayed_answer_ends_when_its_client_goes_away() -> None:
+    """A request waiting out its latency ends when its client gives up, so leaving the
+    server does not wait out its 1 s graceful timeout (then cancel it) to stop."""
+    async with serve_mock_llm(MockLLM(latency=30.0)) as (url, _mock):
+        async with client(url, timeout=0.2) as http:
+            with pytest.raises(httpx2.ReadTimeout):
+                await http.post(CHAT, json=REQUEST)
+        leaving = anyio.current_time()
+    assert anyio.current_time() - leaving < 0.8
+
+
 @pytest.mark.virtual_time
 async def test_latency_delays_the_answer() -> None:
     """A fixed latency delays each answer by at least that long."""
