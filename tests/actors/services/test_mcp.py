@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import anyio
 import attrs
@@ -28,8 +29,9 @@ from actors import (
     open_actor,
 )
 from actors.resilience import RetryPolicy
-from actors.services.mcp import CallTool, ListTools, MCPClient, ToolResult, server_command
+from actors.services.mcp import CallTool, MCPClient, ToolResult, server_command
 from actors.testing.mcp_server import URL_PREFIX
+from tests.actors.services.mcp_replies import MCPRef, MCPService, call_tool, list_tools
 
 pytestmark = pytest.mark.anyio
 
@@ -58,46 +60,45 @@ json_like = st.recursive(
 FAST = RetryPolicy.for_mcp(backoff_initial=0.01, backoff_max=0.05, budget_ratio=None)
 
 
-def mcp_service(
-    retry: RetryPolicy | None = FAST, **client: object
-) -> Service[ListTools | CallTool, object]:
+def mcp_service(retry: RetryPolicy | None = FAST, **client: Any) -> MCPService:
     params = client or {"command": server_command()}
     return Service(
         "tools",
-        lambda: MCPClient("tools", **params),  # type: ignore[arg-type]
+        lambda: MCPClient("tools", **params),
         attrs.evolve(ServiceConfig.for_mcp(), retry=retry),
     )
 
 
 @pytest.fixture
-async def tools() -> AsyncIterator[object]:
+async def tools() -> AsyncIterator[tuple[MCPService, MCPRef]]:
     svc = mcp_service()
     async with open_actor(svc.actor(), name="tools") as ref:
         yield svc, ref
 
 
-async def test_list_and_call_tools(tools: tuple[Service[object, object], object]) -> None:
+async def test_list_and_call_tools(tools: tuple[MCPService, MCPRef]) -> None:
     """Tools are listed and called over stdio."""
     _, ref = tools
-    tools = await ref.call(ListTools(), timeout=20)  # type: ignore[attr-defined]
-    assert {"echo", "add", "slow", "fail", "crash"} <= {tool.name for tool in tools}
-    echo = next(tool for tool in tools if tool.name == "echo")
+    listed = await list_tools(ref, timeout=20)
+    assert {"echo", "add", "slow", "fail", "crash"} <= {tool.name for tool in listed}
+    echo = next(tool for tool in listed if tool.name == "echo")
     assert echo.description == "Returns the text unchanged."
     assert echo.input_schema["properties"]["text"]["type"] == "string"
-    result = await ref.call(CallTool("add", {"a": 2, "b": 3}), timeout=10)  # type: ignore[attr-defined]
+    result = await call_tool(ref, CallTool("add", {"a": 2, "b": 3}), timeout=10)
     assert isinstance(result, ToolResult)
     assert float(result.text) == 5
 
 
-async def test_tool_error_is_not_retried(tools: tuple[Service[object, object], object]) -> None:
+async def test_tool_error_is_not_retried(tools: tuple[MCPService, MCPRef]) -> None:
     """A tool that reports an error raises ToolError after one attempt; the actor stays up."""
     svc, ref = tools
-    await ref.call(ListTools(), timeout=20)  # type: ignore[attr-defined]
+    await list_tools(ref, timeout=20)
     attempts = svc.stats.attempts
     with pytest.raises(ToolError, match="nope"):
-        await ref.call(CallTool("fail", {"message": "nope"}), timeout=10)  # type: ignore[attr-defined]
+        await call_tool(ref, CallTool("fail", {"message": "nope"}), timeout=10)
     assert svc.stats.attempts == attempts + 1
-    assert (await ref.call(CallTool("echo", {"text": "still up"}), timeout=10)).text == "still up"  # type: ignore[attr-defined]
+    reply = await call_tool(ref, CallTool("echo", {"text": "still up"}), timeout=10)
+    assert reply.text == "still up"
 
 
 async def test_crashed_server_is_restarted() -> None:
@@ -107,11 +108,11 @@ async def test_crashed_server_is_restarted() -> None:
         await _crash_and_recover(ref)
 
 
-async def _crash_and_recover(ref: object) -> None:
-    await ref.call(CallTool("echo", {"text": "before"}), timeout=20)  # type: ignore[attr-defined]
+async def _crash_and_recover(ref: MCPRef) -> None:
+    await call_tool(ref, CallTool("echo", {"text": "before"}), timeout=20)
     with pytest.raises(ServiceUnavailable):
-        await ref.call(CallTool("crash", {}), timeout=30)  # type: ignore[attr-defined]
-    reply = await ref.call(CallTool("echo", {"text": "after"}), timeout=20)  # type: ignore[attr-defined]
+        await call_tool(ref, CallTool("crash", {}), timeout=30)
+    reply = await call_tool(ref, CallTool("echo", {"text": "after"}), timeout=20)
     assert reply.text == "after"
 
 
@@ -124,10 +125,10 @@ async def test_a_start_its_caller_gave_up_on_serves_the_next_caller() -> None:
     svc = mcp_service(retry=None, command=server_command("--start-delay", str(SLOW_START)))
     async with open_actor(svc.actor()) as ref:
         with pytest.raises((CallTimeout, PoolTimeout)):  # whichever deadline fires first
-            await ref.call(ListTools(), timeout=0.3)
+            await list_tools(ref, timeout=0.3)
         await anyio.sleep(SLOW_START + 3)  # the abandoned start completes meanwhile
-        tools = await ref.call(ListTools(), timeout=SLOW_START - 0.5)
-        assert "echo" in {tool.name for tool in tools}  # type: ignore[attr-defined]
+        tools = await list_tools(ref, timeout=SLOW_START - 0.5)
+        assert "echo" in {tool.name for tool in tools}
 
 
 async def test_probes_shorter_than_the_start_bring_a_killed_server_back() -> None:
@@ -143,7 +144,7 @@ async def test_probes_shorter_than_the_start_bring_a_killed_server_back() -> Non
     svc = mcp_service(retry=None, command=server_command("--start-delay", "0.8"))
     config = HealthConfig(interval=0.3, jitter=0.0, timeout=0.3, failures_to_degrade=1)
     async with open_actor(svc.actor()) as ref, open_health_monitor() as monitor:
-        pid = int((await ref.call(CallTool("pid", {}), timeout=30)).text)  # type: ignore[attr-defined]
+        pid = int((await call_tool(ref, CallTool("pid", {}), timeout=30)).text)
         seen: list[HealthStatus] = []
         healthy_again = anyio.Event()
 
@@ -158,20 +159,20 @@ async def test_probes_shorter_than_the_start_bring_a_killed_server_back() -> Non
         with anyio.fail_after(30):
             await healthy_again.wait()
         assert seen[0] is not HealthStatus.HEALTHY
-        assert int((await ref.call(CallTool("pid", {}), timeout=0.3)).text) != pid  # type: ignore[attr-defined]
+        assert int((await call_tool(ref, CallTool("pid", {}), timeout=0.3)).text) != pid
 
 
 async def test_slow_tool_times_out_and_the_session_survives(
-    tools: tuple[Service[object, object], object],
+    tools: tuple[MCPService, MCPRef],
 ) -> None:
     """A tool running past the caller's deadline yields CallTimeout on time."""
     _, ref = tools
-    await ref.call(ListTools(), timeout=20)  # type: ignore[attr-defined]
+    await list_tools(ref, timeout=20)
     start = time.monotonic()
     with pytest.raises(CallTimeout):
-        await ref.call(CallTool("slow", {"seconds": 30}), timeout=0.5)  # type: ignore[attr-defined]
+        await call_tool(ref, CallTool("slow", {"seconds": 30}), timeout=0.5)
     assert time.monotonic() - start < 2
-    assert (await ref.call(CallTool("echo", {"text": "x"}), timeout=20)).text == "x"  # type: ignore[attr-defined]
+    assert (await call_tool(ref, CallTool("echo", {"text": "x"}), timeout=20)).text == "x"
 
 
 async def test_server_that_exits_at_start_is_unavailable() -> None:
@@ -179,7 +180,7 @@ async def test_server_that_exits_at_start_is_unavailable() -> None:
     svc = mcp_service(command=[sys.executable, "-c", "raise SystemExit(1)"])
     async with open_actor(svc.actor()) as ref:
         with pytest.raises(ServiceUnavailable):
-            await ref.call(ListTools(), timeout=30)
+            await list_tools(ref, timeout=30)
         assert ref.alive
 
 
@@ -207,19 +208,19 @@ async def test_streamable_http_transport(http_server: str) -> None:
     """The same tools over streamable HTTP."""
     svc = mcp_service(url=http_server)
     async with open_actor(svc.actor()) as ref:
-        reply = await ref.call(CallTool("echo", {"text": "over http"}), timeout=20)
+        reply = await call_tool(ref, CallTool("echo", {"text": "over http"}), timeout=20)
         assert reply.text == "over http"
         await ref.probe(timeout=10)
     await anyio.lowlevel.checkpoint()
 
 
 async def test_tool_error_can_be_returned_as_a_result(
-    tools: tuple[Service[object, object], object],
+    tools: tuple[MCPService, MCPRef],
 ) -> None:
     """With return_errors=True a failing tool answers with an is_error ToolResult."""
     _, ref = tools
-    result = await ref.call(  # type: ignore[attr-defined]
-        CallTool("fail", {"message": "nope"}, return_errors=True), timeout=20
+    result = await call_tool(
+        ref, CallTool("fail", {"message": "nope"}, return_errors=True), timeout=20
     )
     assert result.is_error
     assert result.text == "Error executing tool fail: nope"
@@ -227,30 +228,30 @@ async def test_tool_error_can_be_returned_as_a_result(
 
 
 async def test_structured_content_and_blocks_are_kept(
-    tools: tuple[Service[object, object], object],
+    tools: tuple[MCPService, MCPRef],
 ) -> None:
     """A tool's structured content and its content blocks reach the caller."""
     _, ref = tools
-    result = await ref.call(CallTool("add", {"a": 1, "b": 2}), timeout=20)  # type: ignore[attr-defined]
+    result = await call_tool(ref, CallTool("add", {"a": 1, "b": 2}), timeout=20)
     assert result.structured == {"result": 3.0}
     assert result.content == ({"type": "text", "text": "3.0"},)
     assert not result.is_error
 
 
 async def test_unsendable_arguments_fail_only_their_caller(
-    tools: tuple[Service[object, object], object],
+    tools: tuple[MCPService, MCPRef],
 ) -> None:
     """Arguments the SDK could not serialise (a lone surrogate would end the session for
     every call on it) are InvalidRequest for that caller; a concurrent call succeeds on
     the same session."""
     _, ref = tools
-    await ref.call(ListTools(), timeout=20)  # type: ignore[attr-defined]
+    await list_tools(ref, timeout=20)
     slow = CallTool("slow", {"seconds": 0.3})
     async with anyio.create_task_group() as tg:
-        results: list[object] = []
+        results: list[ToolResult] = []
 
         async def in_flight() -> None:
-            results.append(await ref.call(slow, timeout=20))  # type: ignore[attr-defined]
+            results.append(await call_tool(ref, slow, timeout=20))
 
         tg.start_soon(in_flight)
         await anyio.sleep(0.05)
@@ -259,9 +260,9 @@ async def test_unsendable_arguments_fail_only_their_caller(
             object.__setattr__(forged, field, value)
         object.__setattr__(forged, "return_errors", False)
         with pytest.raises(InvalidRequest) as info:
-            await ref.call(forged, timeout=20)  # type: ignore[attr-defined]
+            await ref.call(forged, timeout=20)
         assert info.value.field == "arguments.text"
-    assert [r.text for r in results] == ["slept 0.3"]  # type: ignore[attr-defined]
+    assert [r.text for r in results] == ["slept 0.3"]
 
 
 @pytest.mark.parametrize(
@@ -375,11 +376,13 @@ def test_arguments_the_check_accepts_are_sendable(value: object) -> None:
 
 
 async def test_a_tool_error_echoing_a_credential_is_redacted(
-    tools: tuple[Service[object, object], object],
+    tools: tuple[MCPService, MCPRef],
 ) -> None:
     """Server text kept on a ToolError goes through redaction (a key=value credential)."""
     _, ref = tools
     with pytest.raises(ToolError) as info:
-        await ref.call(CallTool("fail", {"message": "bad password=hunter2 given"}), timeout=20)  # type: ignore[attr-defined]
+        await call_tool(
+            ref, CallTool("fail", {"message": "bad password=hunter2 given"}), timeout=20
+        )
     assert "hunter2" not in str(info.value)
     assert "bad password=" in str(info.value)

@@ -15,7 +15,8 @@ import pytest
 
 from actors import ProtocolError, Service, ServiceConfig, ServiceUnavailable, ToolError, open_actor
 from actors.resilience import RetryPolicy
-from actors.services.mcp import CallTool, ListTools, MCPClient
+from actors.services.mcp import CallTool, MCPClient
+from tests.actors.services.mcp_replies import MCPRef, MCPService, call_tool, list_tools
 
 pytestmark = pytest.mark.anyio
 
@@ -23,7 +24,7 @@ COMMAND = [sys.executable, "-m", "mcp_server_time", "--local-timezone", "UTC"]
 FAST = RetryPolicy.for_mcp(backoff_initial=0.01, backoff_max=0.05, budget_ratio=None)
 
 
-def time_service(retry: RetryPolicy | None = FAST) -> Service[object, object]:
+def time_service(retry: RetryPolicy | None = FAST) -> MCPService:
     return Service(
         "time",
         lambda: MCPClient("time", command=COMMAND),
@@ -48,14 +49,14 @@ def time_servers() -> list[int]:
 
 
 @pytest.fixture
-async def time_ref() -> AsyncIterator[object]:
+async def time_ref() -> AsyncIterator[MCPRef]:
     async with open_actor(time_service().actor(), name="time") as ref:
         yield ref
 
 
-async def test_lists_the_reference_tools(time_ref: object) -> None:
+async def test_lists_the_reference_tools(time_ref: MCPRef) -> None:
     """The reference server's tools arrive with their descriptions and input schemas."""
-    tools = await time_ref.call(ListTools(), timeout=30)  # type: ignore[attr-defined]
+    tools = await list_tools(time_ref, timeout=30)
     by_name = {tool.name: tool for tool in tools}
     assert set(by_name) == {"get_current_time", "convert_time"}
     schema = by_name["convert_time"].input_schema
@@ -64,20 +65,20 @@ async def test_lists_the_reference_tools(time_ref: object) -> None:
     assert by_name["get_current_time"].description == "Get current time in a specific timezone"
 
 
-async def test_calls_a_tool(time_ref: object) -> None:
+async def test_calls_a_tool(time_ref: MCPRef) -> None:
     """convert_time answers with structured content and its JSON text."""
     arguments = {"source_timezone": "UTC", "time": "12:00", "target_timezone": "Asia/Tokyo"}
-    result = await time_ref.call(CallTool("convert_time", arguments), timeout=30)  # type: ignore[attr-defined]
+    result = await call_tool(time_ref, CallTool("convert_time", arguments), timeout=30)
     assert result.structured["time_difference"] == "+9.0h"
     assert result.structured["target"]["datetime"].endswith("T21:00:00+09:00")
     assert '"time_difference": "+9.0h"' in result.text
 
 
-async def test_unknown_tool_is_a_protocol_error(time_ref: object) -> None:
+async def test_unknown_tool_is_a_protocol_error(time_ref: MCPRef) -> None:
     """A tool the server does not have is its JSON-RPC -32602, as a ProtocolError
     (not an HTTP status), after one attempt."""
     with pytest.raises(ProtocolError) as info:
-        await time_ref.call(CallTool("get_weather", {}), timeout=30)  # type: ignore[attr-defined]
+        await call_tool(time_ref, CallTool("get_weather", {}), timeout=30)
     assert info.value.code == -32602
     assert "Unknown tool: get_weather" in str(info.value)
     assert "HTTP" not in str(info.value)
@@ -89,17 +90,19 @@ async def test_bad_arguments_are_a_tool_error() -> None:
     svc = time_service()
     async with open_actor(svc.actor()) as ref:
         with pytest.raises(ToolError, match="Field required"):
-            await ref.call(CallTool("get_current_time", {"tz": "UTC"}), timeout=30)
+            await call_tool(ref, CallTool("get_current_time", {"tz": "UTC"}), timeout=30)
         before = svc.stats.attempts
         with pytest.raises(ToolError, match="Invalid timezone"):
-            await ref.call(CallTool("get_current_time", {"timezone": "Mars/Base"}), timeout=30)
+            await call_tool(
+                ref, CallTool("get_current_time", {"timezone": "Mars/Base"}), timeout=30
+            )
         assert svc.stats.attempts == before + 1
-        reply = await ref.call(CallTool("get_current_time", {"timezone": "UTC"}), timeout=30)
+        reply = await call_tool(ref, CallTool("get_current_time", {"timezone": "UTC"}), timeout=30)
         assert reply.structured["timezone"] == "UTC"
 
 
-async def _kill_the_server(ref: object) -> int:
-    await ref.call(ListTools(), timeout=30)  # type: ignore[attr-defined]
+async def _kill_the_server(ref: MCPRef) -> int:
+    await list_tools(ref, timeout=30)
     (pid,) = time_servers()
     os.kill(pid, signal.SIGKILL)
     with anyio.fail_after(10):
@@ -115,7 +118,7 @@ async def test_server_killed_from_outside_is_replaced_by_the_retry() -> None:
     async with open_actor(svc.actor()) as ref:
         killed = await _kill_the_server(ref)
         before = svc.stats.attempts
-        reply = await ref.call(CallTool("get_current_time", {"timezone": "UTC"}), timeout=30)
+        reply = await call_tool(ref, CallTool("get_current_time", {"timezone": "UTC"}), timeout=30)
         assert reply.structured["timezone"] == "UTC"
         assert svc.stats.attempts == before + 2
         assert [pid for pid in time_servers() if pid != killed] == time_servers()
@@ -128,7 +131,7 @@ async def test_server_killed_without_retries_is_unavailable_then_replaced() -> N
     async with open_actor(time_service(retry=None).actor()) as ref:
         killed = await _kill_the_server(ref)
         with pytest.raises(ServiceUnavailable):
-            await ref.call(CallTool("get_current_time", {"timezone": "UTC"}), timeout=30)
-        reply = await ref.call(CallTool("get_current_time", {"timezone": "UTC"}), timeout=30)
+            await call_tool(ref, CallTool("get_current_time", {"timezone": "UTC"}), timeout=30)
+        reply = await call_tool(ref, CallTool("get_current_time", {"timezone": "UTC"}), timeout=30)
         assert reply.structured["timezone"] == "UTC"
         assert killed not in time_servers()

@@ -13,8 +13,9 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from actors import ActorRef, Service, ServiceConfig, ToolError, open_actor
 from actors.resilience import RetryPolicy
-from actors.services.mcp import CallTool, ListTools, MCPClient, ToolResult, ToolSpec, server_command
+from actors.services.mcp import CallTool, ListTools, MCPClient, server_command
 from actors.testing.mcp_server import build_server
+from tests.actors.services.mcp_replies import MCPService, call_tool
 from tests.actors.tracing.conftest import Telemetry, attributes, texts
 
 pytestmark = pytest.mark.anyio
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.anyio
 FAST = RetryPolicy.for_mcp(backoff_initial=0.01, backoff_max=0.05, budget_ratio=None)
 
 
-def tools_service(**changes: Any) -> Service[ListTools | CallTool, list[ToolSpec] | ToolResult]:
+def tools_service(**changes: Any) -> MCPService:
     return Service(
         "tools",
         lambda: MCPClient("tools", command=server_command()),
@@ -136,10 +137,9 @@ async def test_a_tool_call_carries_its_spans_trace_context(telemetry: Telemetry)
         ServiceConfig.for_mcp(retry=FAST),
     )
     async with open_actor(svc.actor(), name="tools") as ref:
-        reply = await ref.call(CallTool("traceparent", {}), timeout=20)
+        reply = await call_tool(ref, CallTool("traceparent", {}), timeout=20)
     (span,) = telemetry.named("tools/call traceparent")
     context = span.context
-    assert isinstance(reply, ToolResult)
     assert reply.text == (
         f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
     )
