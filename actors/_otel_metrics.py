@@ -42,6 +42,13 @@ name                               kind             attributes
                                                     actorvisor.breaker.state (1 for the
                                                     current state, 0 for the others)
 ``actorvisor.limiter.available``    gauge           actorvisor.service, actorvisor.limit
+``actorvisor.concurrency.limit``    gauge           actorvisor.service (an adaptive
+                                                    concurrency limit's current value)
+``actorvisor.concurrency.limit.min``  gauge         actorvisor.service (its bounds)
+``actorvisor.concurrency.limit.max``  gauge         actorvisor.service
+``actorvisor.concurrency.in_flight``  gauge         actorvisor.service (slots held)
+``actorvisor.concurrency.drops``    counter         actorvisor.service (429/503/529
+                                                    answers and timeouts it backed off on)
 =================================  ===============  ===================================
 
 Observations read plain counters and immutable state only, so a metric reader may
@@ -399,6 +406,40 @@ def _observe(found: Meter) -> None:
                 )
         return out
 
+    def adaptive(value: Callable[[Any], float]) -> Callable[[CallbackOptions], list[Observation]]:
+        """A callback observing `value(limit)` of every pipeline's adaptive limit."""
+        from actors.resilience._adaptive import AdaptiveLimit
+
+        def observe(_options: CallbackOptions) -> list[Observation]:
+            if not _current(found):
+                return []
+            pipelines, _ = _tracked.snapshot()
+            return by_name(
+                "actorvisor.service",
+                pipelines,
+                lambda p: value(p.bulkhead) if isinstance(p.bulkhead, AdaptiveLimit) else None,
+            )
+
+        return observe
+
+    for suffix, value, unit, description in (
+        ("limit", lambda a: a.limit, "{request}", "The adaptive concurrency limit now"),
+        ("limit.min", lambda a: a.adaptive.min_limit, "{request}", "Its lower bound"),
+        ("limit.max", lambda a: a.adaptive.max_limit, "{request}", "Its upper bound"),
+        ("in_flight", lambda a: a.metrics().active, "{request}", "Calls holding one of its slots"),
+    ):
+        found.create_observable_gauge(
+            f"actorvisor.concurrency.{suffix}",
+            [adaptive(value)],
+            unit=unit,
+            description=description,
+        )
+    found.create_observable_counter(
+        "actorvisor.concurrency.drops",
+        [adaptive(lambda a: a.metrics().drops)],
+        unit="{response}",
+        description="Answers the adaptive limit backed off on (429/503/529, attempt timeouts)",
+    )
     found.create_observable_gauge(
         "actorvisor.actor.mailbox.depth",
         [mailbox],

@@ -154,6 +154,8 @@ class MemberInfo:
         latency: Its peak-EWMA latency, seconds (None before its first answer).
         breaker: Its breaker's state (None without a breaker).
         health: What the group's health source says (None without one).
+        concurrency: Its adaptive concurrency limit now (None without one; see
+            `ServiceConfig.adaptive`).
     """
 
     id: str
@@ -167,6 +169,7 @@ class MemberInfo:
     latency: float | None
     breaker: str | None
     health: str | None
+    concurrency: float | None = None
 
 
 @attrs.define(eq=False)
@@ -494,6 +497,7 @@ class ServiceGroup:
         for state in self._members:
             actor = state.actor
             breaker = state.service.breaker
+            limit = state.service.concurrency
             health = self._health_of(state)
             rows.append(
                 MemberInfo(
@@ -508,9 +512,15 @@ class ServiceGroup:
                     latency=state.latency(now) if state.samples else None,
                     breaker=None if breaker is None else breaker.state.value,
                     health=None if health is None else health.value,
+                    concurrency=None if limit is None else limit.limit,
                 )
             )
         return rows
+
+    def member_services(self) -> dict[str, Service[Any, Any]]:
+        """The `Service` of each started member by its actor name (its path in the
+        tree): what the dashboard shows on the members' nodes."""
+        return {state.name: state.service for state in self._members if state.actor is not None}
 
     def status(self) -> HealthStatus:
         """HEALTHY while at least `min_healthy` members can serve, DEGRADED while one

@@ -113,9 +113,11 @@ def health_app(
         tree: A running `Supervisor` (the root) for `/tree` and the dashboard; without
             it they show the monitor's services only.
         services: The `Service` behind each worker, for its breaker, limits, call
-            counters and latency: a mapping by actor path ("agent/llm") or path
-            relative to `tree` ("llm"), or an iterable of services named by their
-            child id.
+            counters, latency and adaptive concurrency limit (also in `/metrics`): a
+            mapping by actor path ("agent/llm") or path relative to `tree` ("llm"), or
+            an iterable of services named by their child id. A `ServiceGroup` (by
+            its actor's name, `group.ref.name`) shows its calls, and its members'
+            services on their nodes.
         dashboard: Serve `/tree` and `/dashboard` (404 when False).
         events: Recent lifecycle events kept for the dashboard (0: none). The feed
             subscribes to the library's events for as long as the app exists.
@@ -126,11 +128,13 @@ def health_app(
     check_non_negative_int("events", events)
     if tree is not None and not callable(getattr(tree, "tree", None)):
         raise ConfigError("tree", type(tree).__name__, "must be a running Supervisor")
-    registry: Any = None
-    if metrics and prometheus_available():
-        registry = make_prometheus_registry(monitor.report, extra_metrics)
     feed = open_feed(events) if dashboard and events else None
     snapshots = Snapshotter(monitor, tree, services_by_name(services), feed)
+    registry: Any = None
+    if metrics and prometheus_available():
+        registry = make_prometheus_registry(
+            monitor.report, extra_metrics, snapshots.adaptive_limits
+        )
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

@@ -18,6 +18,12 @@ name                               kind       attributes
 ``fallback.cache``                 counter    cache, result (hit / miss / stale / evicted)
 =================================  =========  =====================================
 
+The Prometheus exposition (`/metrics`) reads the `HealthReport` at each scrape: the
+health of each service and overall, readiness, probes, breaker states, restarts; and,
+given the services (`health_app(services=...)`), each adaptive concurrency limit
+(``actorvisor_concurrency_limit``, ``_limit_min``, ``_limit_max``, ``_in_flight``,
+``actorvisor_concurrency_drops_total``) by actor path.
+
 The semantic conventions' histograms (``gen_ai.client.*``, ``db.client.*``,
 ``mcp.client.*``) and the runtime's gauges (mailbox depth, in-flight calls, breaker
 state, limiter room, restarts) are recorded by `actors._otel_metrics` (meter
@@ -160,7 +166,47 @@ _STATUSES = tuple(status.value for status in HealthStatus)
 _BREAKER_STATES = tuple(state.value for state in BreakerState)
 
 
-def _families(report: HealthReport, extra: Callable[[], Iterator[Any]] | None) -> Iterator[Any]:
+AdaptiveLimits = Callable[[], Iterable[tuple[str, Any]]]
+"""Returns ``(actor path, AdaptiveLimit)`` pairs (e.g. `Snapshotter.adaptive_limits`)."""
+
+
+def _concurrency(limits: Iterable[tuple[str, Any]]) -> Iterator[Any]:
+    """The adaptive concurrency limits' families: the limit, its bounds, the slots held
+    and the drops it backed off on, by actor path."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    limit = GaugeMetricFamily(
+        "actorvisor_concurrency_limit", "The adaptive concurrency limit now", labels=["service"]
+    )
+    low = GaugeMetricFamily(
+        "actorvisor_concurrency_limit_min", "Its lower bound", labels=["service"]
+    )
+    high = GaugeMetricFamily(
+        "actorvisor_concurrency_limit_max", "Its upper bound", labels=["service"]
+    )
+    in_flight = GaugeMetricFamily(
+        "actorvisor_concurrency_in_flight", "Calls holding one of its slots", labels=["service"]
+    )
+    drops = CounterMetricFamily(
+        "actorvisor_concurrency_drops",
+        "Answers it backed off on (429/503/529, attempt timeouts)",
+        labels=["service"],
+    )
+    for path, adaptive in limits:
+        metrics = adaptive.metrics()
+        limit.add_metric([path], metrics.limit)
+        low.add_metric([path], adaptive.adaptive.min_limit)
+        high.add_metric([path], adaptive.adaptive.max_limit)
+        in_flight.add_metric([path], metrics.active)
+        drops.add_metric([path], metrics.drops)
+    yield from (limit, low, high, in_flight, drops)
+
+
+def _families(
+    report: HealthReport,
+    extra: Callable[[], Iterator[Any]] | None,
+    adaptive: AdaptiveLimits | None,
+) -> Iterator[Any]:
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
     status = GaugeMetricFamily(
@@ -210,18 +256,23 @@ def _families(report: HealthReport, extra: Callable[[], Iterator[Any]] | None) -
     ready = GaugeMetricFamily("actorvisor_ready", "1 when every required service is ready")
     ready.add_metric([], 1.0 if report.ready else 0.0)
     yield from (overall, ready, status, state, latency, probes, failures, breaker, restarts)
+    if adaptive is not None:
+        yield from _concurrency(adaptive())
     if extra is not None:
         yield from extra()
 
 
 def make_prometheus_registry(
-    report: Callable[[], HealthReport], extra: Callable[[], Iterator[Any]] | None = None
+    report: Callable[[], HealthReport],
+    extra: Callable[[], Iterator[Any]] | None = None,
+    adaptive: AdaptiveLimits | None = None,
 ) -> Any:
     """A fresh `CollectorRegistry` whose collector reads `report()` at every scrape.
 
     Args:
         report: Returns the current report (e.g. `monitor.report`).
         extra: Yields further metric families (e.g. response cache counters).
+        adaptive: Returns the adaptive concurrency limits to report, by actor path.
 
     Raises:
         ImportError: prometheus-client is not installed.
@@ -230,7 +281,7 @@ def make_prometheus_registry(
 
     class _Collector:
         def collect(self) -> Iterator[Any]:
-            return _families(report(), extra)
+            return _families(report(), extra, adaptive)
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Collector())

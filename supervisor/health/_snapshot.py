@@ -3,9 +3,10 @@ dashboard. docs/observability.md documents every field; a change that removes or
 renames one gets a new schema number.
 
 Everything is read synchronously from what already exists (the supervisor's
-`tree()`, refs, the `HealthMonitor`, each `Service`'s breaker, limits, stats and
-latency recorder, the fallback routers' counters), so a snapshot is never a
-checkpoint and costs one walk of the tree.
+`tree()`, refs, the `HealthMonitor`, each `Service`'s breaker, limits, stats, latency
+recorder and adaptive concurrency limit, the fallback routers' counters), so a
+snapshot is never a checkpoint and costs one walk of the tree. A `ServiceGroup` given
+as a service also lends its members' services to their actors' nodes.
 """
 
 from __future__ import annotations
@@ -82,6 +83,20 @@ def _latency(recorder: Any, now: float) -> dict[str, Any]:
     }
 
 
+def _concurrency(limit: Any) -> dict[str, Any]:
+    metrics = limit.metrics()
+    config = limit.adaptive
+    return {
+        "limit": metrics.limit,
+        "in_flight": metrics.active,
+        "queued": metrics.queued,
+        "min": config.min_limit,
+        "max": config.max_limit,
+        "drops": metrics.drops,
+        "no_load_latency": _number(metrics.no_load_latency),
+    }
+
+
 def _calls(stats: Any) -> dict[str, Any]:
     return {
         key: getattr(stats, key, None) for key in ("requests", "succeeded", "failed", "attempts")
@@ -121,6 +136,48 @@ class Snapshotter:
         self._now = 0.0
         self._health: dict[str, Any] = {}
         self._routed: dict[str, dict[str, int]] = {}
+        self._services: dict[str, Any] = {}
+
+    def _with_members(self) -> dict[str, Any]:
+        """The services given, and those of the members of each group given (by their
+        actor paths; a service given for the same path wins)."""
+        found: dict[str, Any] = {}
+        for service in self.services.values():
+            members = getattr(service, "member_services", None)
+            if callable(members):
+                found.update(members())
+        found.update(self.services)
+        return found
+
+    def _service(self, path: str, relative: str | None) -> Any:
+        service = self._services.get(path)
+        if service is None and relative is not None:
+            service = self._services.get(relative)
+        return service
+
+    def _relative(self, path: str) -> str:
+        return path.removeprefix(f"{self.tree.path}/")
+
+    def adaptive_limits(self) -> list[tuple[str, Any]]:
+        """``(actor path, AdaptiveLimit)`` of every actor shown whose service has an
+        adaptive concurrency limit (group members included), in tree order."""
+        self._services = self._with_members()
+        places: list[tuple[str, str | None]] = []
+        if self.tree is not None:
+            stack = [self.tree.tree()]
+            while stack:
+                node = stack.pop()
+                if node.kind != "supervisor":
+                    places.append((node.path, self._relative(node.path)))
+                stack.extend(reversed(node.children))
+        in_tree = {path for path, _ in places}
+        places += [(name, None) for name in self.monitor.names() if name not in in_tree]
+        found = []
+        for path, relative in places:
+            limit = getattr(self._service(path, relative), "concurrency", None)
+            if limit is not None:
+                found.append((path, limit))
+        return found
 
     def snapshot(self, *, since: int = 0, events: int = 100) -> dict[str, Any]:
         """The whole snapshot (see docs/observability.md).
@@ -133,6 +190,7 @@ class Snapshotter:
         report = self.monitor.report()
         self._health = {svc.name: svc for svc in report.services}
         self._routed = routed_counts()
+        self._services = self._with_members()
         root = None
         in_tree: set[str] = set()
         if self.tree is not None:
@@ -173,7 +231,7 @@ class Snapshotter:
             children = [self._node(child, in_tree) for child in node.children]
             return {**base, "strategy": node.detail, "children": children}
         in_tree.add(node.path)
-        relative = node.path.removeprefix(f"{self.tree.path}/")
+        relative = self._relative(node.path)
         try:
             queued: int | None = self.tree.ref(relative).queued
         except Exception:  # not started yet: no address to read
@@ -182,15 +240,14 @@ class Snapshotter:
 
     def _readings(self, path: str, relative: str | None) -> dict[str, Any]:
         """What the monitor, the service and the routers say about the actor at `path`."""
-        service = self.services.get(path)
-        if service is None and relative is not None:
-            service = self.services.get(relative)
+        service = self._service(path, relative)
         breaker = getattr(service, "breaker", None)
         if breaker is None and path in self.monitor:
             breaker = self.monitor.breaker_of(path)
         limits = getattr(service, "limits", None)
         recorder = getattr(service, "latency", None)
         stats = getattr(service, "stats", None)
+        concurrency = getattr(service, "concurrency", None)
         svc = self._health.get(path)
         routes = self._routed.get(path)
         now = self._now
@@ -201,5 +258,6 @@ class Snapshotter:
             "limits": None if limits is None else _limits(limits, service),
             "latency": None if recorder is None else _latency(recorder, now),
             "calls": None if stats is None else _calls(stats),
+            "concurrency": None if concurrency is None else _concurrency(concurrency),
             "fallback": _fallback(routes) if routes else None,
         }

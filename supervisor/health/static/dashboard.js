@@ -97,6 +97,25 @@
     return cell;
   }
 
+  // An adaptive concurrency limit: the slots in use over the limit's whole slots, its
+  // bounds, and (in the title) its exact value, callers waiting and drops.
+  function concurrency(limit) {
+    const cell = el("td", { "data-field": "concurrency" });
+    if (!limit) { cell.textContent = "–"; return cell; }
+    const slots = Math.floor(limit.limit);
+    cell.setAttribute("data-limit", limit.limit);
+    cell.setAttribute("title",
+      `adaptive limit ${show(limit.limit)} (bounds ${limit.min}–${limit.max}), ` +
+      `${limit.queued} waiting, ${limit.drops} drops, no-load latency ${seconds(limit.no_load_latency)}`);
+    const bar = el("span", { class: limit.in_flight >= slots ? "bar low" : "bar" });
+    const used = slots ? Math.min(1, limit.in_flight / slots) : 1;
+    bar.appendChild(el("span", { style: { width: `${(used * 100).toFixed(0)}%` } }));
+    cell.appendChild(bar);
+    cell.appendChild(document.createTextNode(`${limit.in_flight}/${slots}`));
+    cell.appendChild(el("span", { class: "muted" }, ` (${limit.min}–${limit.max})`));
+    return cell;
+  }
+
   function workerRow(node, depth) {
     const row = el("tr", { class: "worker", "data-path": node.path, "data-kind": node.kind });
     const name = el("td", { style: { paddingLeft: `${8 + depth * 18}px` }, title: node.path }, node.id);
@@ -120,6 +139,7 @@
     row.appendChild(limiterRoom(node.limits));
     row.appendChild(el("td", { class: "num", "data-field": "queued" }, node.queued ?? "–"));
     row.appendChild(el("td", { class: "num", "data-field": "in_flight" }, node.in_flight ?? "–"));
+    row.appendChild(concurrency(node.concurrency));
     const latency = node.latency;
     row.appendChild(el("td", { class: "num", "data-field": "p50" }, latency ? seconds(latency.p50) : "–"));
     row.appendChild(el("td", { class: "num", "data-field": "p99" }, latency ? seconds(latency.p99) : "–"));
@@ -137,7 +157,7 @@
       row.appendChild(el("td", { style: { paddingLeft: `${8 + depth * 18}px` } }, node.id));
       const state = el("td"); state.appendChild(badge("state", node.state, "state")); row.appendChild(state);
       row.appendChild(el("td", { class: "num", "data-field": "restarts" }, node.restarts));
-      row.appendChild(el("td", { colspan: 10, class: "muted" }, node.strategy));
+      row.appendChild(el("td", { colspan: 11, class: "muted" }, node.strategy));
       body.appendChild(row);
       for (const child of node.children) addNode(body, child, depth + 1);
     } else {
@@ -150,7 +170,7 @@
     if (snapshot.root) addNode(body, snapshot.root, 0);
     for (const service of snapshot.services) body.appendChild(workerRow(service, 0));
     if (!body.children.length) {
-      body.appendChild(el("tr")).appendChild(el("td", { colspan: 13, class: "muted" }, "nothing monitored"));
+      body.appendChild(el("tr")).appendChild(el("td", { colspan: 14, class: "muted" }, "nothing monitored"));
     }
     document.getElementById("tree-body").replaceWith(body);
     const routers = el("div", { id: "routers" });

@@ -1,6 +1,6 @@
 """A running tree for the dashboard tests: `agent` with two LLM service actors against the
-mock LLM server (`llm`, `mini`) and a `tools` subtree with a plain actor, monitored and
-served by the health app on 127.0.0.1."""
+mock LLM server (`llm`, and `mini` with an adaptive concurrency limit) and a `tools`
+subtree with a plain actor, monitored and served by the health app on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from actors import (
     ServiceError,
     serve_asgi,
 )
-from actors.resilience import BreakerConfig, TokenBucket
+from actors.resilience import AdaptiveConcurrency, BreakerConfig, TokenBucket
 from actors.services import ChatRequest
 from actors.services.llm import LLMClient
 from actors.testing import MockLLMServer, serve_mock_llm
@@ -37,6 +37,8 @@ from supervisor.health import (
 
 PROBES = HealthConfig(interval=600, jitter=0, failures_to_degrade=1, failures_to_unhealthy=2)
 HELLO = ChatRequest(messages=[{"role": "user", "content": "hello"}])
+MINI_ADAPTIVE = AdaptiveConcurrency(initial=8, min_limit=2, max_limit=16, backoff=0.5)
+"""The adaptive concurrency limit of `mini` (`llm` has none)."""
 
 
 class Echo(Actor[str, str]):
@@ -46,7 +48,9 @@ class Echo(Actor[str, str]):
         return msg
 
 
-def llm_service(server: MockLLMServer, name: str = "llm") -> Service[Any, Any]:
+def llm_service(
+    server: MockLLMServer, name: str = "llm", adaptive: AdaptiveConcurrency | None = None
+) -> Service[Any, Any]:
     """An LLM service that opens its breaker after 4 calls at 50 % failures, no retries."""
     config = ServiceConfig(
         retry=None,
@@ -61,6 +65,7 @@ def llm_service(server: MockLLMServer, name: str = "llm") -> Service[Any, Any]:
         ),
         limits={"requests": TokenBucket(rate=600, period=60, capacity=50)},
         pool=PoolConfig(max_size=2),
+        adaptive=adaptive,
         actor=ActorConfig(call_timeout=5.0),
     )
     return Service(name, lambda: LLMClient(name, server.base_url, model="mock"), config)
@@ -76,13 +81,14 @@ class Running:
     llm: Service[Any, Any]
     server: MockLLMServer
     monitor: Any
+    mini_server: MockLLMServer
 
 
 @asynccontextmanager
 async def running_tree(**app_options: Any) -> AsyncIterator[Running]:
     async with serve_mock_llm() as server, serve_mock_llm() as mini_server:
         llm = llm_service(server)
-        mini = llm_service(mini_server, "mini")
+        mini = llm_service(mini_server, "mini", MINI_ADAPTIVE)
         spec = sv.SupervisorSpec(
             id="agent",
             children=[
@@ -108,7 +114,7 @@ async def running_tree(**app_options: Any) -> AsyncIterator[Running]:
                 monitor, tree=sup, services={"llm": llm, "agent/mini": mini}, **app_options
             )
             async with serve_asgi(app) as url, httpx2.AsyncClient(base_url=url) as client:
-                yield Running(url, client, sup, llm, server, monitor)
+                yield Running(url, client, sup, llm, server, monitor, mini_server)
 
 
 async def open_breaker(run: Running) -> None:

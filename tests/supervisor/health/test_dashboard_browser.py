@@ -21,6 +21,7 @@ from typing import Any
 import anyio
 import pytest
 
+from actors import ServiceError
 from supervisor.fallback import llm_router
 from tests.supervisor.health.dashboard_tree import HELLO, open_breaker, running_tree
 
@@ -87,6 +88,16 @@ BREAKER = """return document.querySelector(
     'tr[data-path="agent/llm"] [data-field="breaker"]')?.getAttribute("data-state") ?? null"""
 PATHS = """return Array.from(document.querySelectorAll("#tree-body tr[data-path]"),
     (row) => row.getAttribute("data-path"))"""
+
+
+CONCURRENCY = """const cell = document.querySelector(
+    'tr[data-path="agent/mini"] [data-field="concurrency"]');
+    return cell ? [cell.getAttribute("data-limit"), cell.textContent] : null"""
+
+
+def _concurrency(driver: Any) -> list[str] | None:
+    shown: list[str] | None = driver.execute_script(CONCURRENCY)
+    return shown
 
 
 def _breaker_state(driver: Any) -> str | None:
@@ -163,3 +174,24 @@ async def test_the_page_fetches_nothing_but_its_own_origin(chrome: Any) -> None:
         "dashboard.css",
         "tree",
     }
+
+
+async def test_dashboard_shows_an_adaptive_limit_backing_off_within_2_s(chrome: Any) -> None:
+    """The adaptive service's row shows slots in use over its limit and its bounds; the
+    halved limit after a 503 shows within 2 s."""
+    async with running_tree() as run:
+        await anyio.to_thread.run_sync(chrome.get, f"{run.url}/dashboard")
+        await anyio.to_thread.run_sync(_wait, chrome, 10, lambda d: _concurrency(d) is not None)
+        before = await anyio.to_thread.run_sync(_concurrency, chrome)
+        run.mini_server.control.down = True
+        with pytest.raises(ServiceError):
+            await run.sup.ref("mini").call(HELLO, timeout=5)
+        dropped = time.monotonic()
+        await anyio.to_thread.run_sync(
+            _wait, chrome, 2, lambda d: (_concurrency(d) or [None])[0] == "4"
+        )
+        shown_after = time.monotonic() - dropped
+        after = await anyio.to_thread.run_sync(_concurrency, chrome)
+    assert before == ["8", "0/8 (2\u201316)"]
+    assert after == ["4", "0/4 (2\u201316)"]
+    assert shown_after < 2.0
