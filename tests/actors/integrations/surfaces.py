@@ -12,6 +12,8 @@ import anyio
 import attrs
 import httpx2
 import pytest
+from anthropic.types import MessageParam
+from openai.types.chat import ChatCompletionMessageParam
 
 from actors import Secret, Service, ServiceConfig
 from actors.integrations import SDKClient, anthropic_client, openai_client
@@ -37,6 +39,16 @@ async def until(condition: Callable[[], bool], seconds: float = 2.0) -> None:
 
 
 def user(text: str) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": text}]
+
+
+def openai_user(text: str) -> list[ChatCompletionMessageParam]:
+    """`user(text)` typed for the openai SDK."""
+    return [{"role": "user", "content": text}]
+
+
+def anthropic_user(text: str) -> list[MessageParam]:
+    """`user(text)` typed for the anthropic SDK."""
     return [{"role": "user", "content": text}]
 
 

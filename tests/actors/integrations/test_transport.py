@@ -49,7 +49,7 @@ from actors.services.llm import LLMClient
 from actors.testing import Behaviour, MockLLMServer, serve_mock_llm
 
 from ..services.llm_strategies import json_values
-from .surfaces import Surface, until, user
+from .surfaces import Surface, anthropic_user, openai_user, until, user
 
 pytestmark = pytest.mark.anyio
 
@@ -129,11 +129,11 @@ async def test_a_call_past_its_deadline_is_the_sdks_timeout_error(
         )
         async with sdk:
             with pytest.raises(openai.APITimeoutError) as info:
-                await sdk.chat.completions.create(model="m", messages=user("hi"))
+                await sdk.chat.completions.create(model="m", messages=openai_user("hi"))
             assert causes(info.value)[:2] == [httpx2.ReadTimeout, CallTimeout]
             await until(lambda: server.control.hanging == 0)
             with anyio.fail_after(1):
-                await sdk.chat.completions.create(model="m", messages=user("next"))
+                await sdk.chat.completions.create(model="m", messages=openai_user("next"))
 
 
 async def test_an_open_breaker_is_the_sdks_connection_error(server: MockLLMServer) -> None:
@@ -144,7 +144,7 @@ async def test_an_open_breaker_is_the_sdks_connection_error(server: MockLLMServe
     svc.breaker.force(BreakerState.FORCED_OPEN)
     async with open_actor(svc.actor()) as ref, anthropic_client(ref) as client:
         with pytest.raises(anthropic.APIConnectionError) as info:
-            await client.messages.create(model="c", max_tokens=10, messages=user("hi"))
+            await client.messages.create(model="c", max_tokens=10, messages=anthropic_user("hi"))
     assert causes(info.value)[:2] == [httpx2.ConnectError, CircuitOpen]
     assert server.control.chat_requests == 0
 
@@ -156,7 +156,7 @@ async def test_a_quota_429_is_the_sdks_rate_limit_error_at_once(server: MockLLMS
     svc = OPENAI.service(server.base_url)
     async with open_actor(svc.actor()) as ref, openai_client(ref) as client:
         with pytest.raises(openai.RateLimitError) as info:
-            await client.chat.completions.create(model="m", messages=user("hi"))
+            await client.chat.completions.create(model="m", messages=openai_user("hi"))
     assert info.value.code == "insufficient_quota"
     assert server.control.chat_requests == 1
     assert svc.stats.verdicts == {"permanent": 1}
@@ -191,7 +191,7 @@ async def test_a_malformed_sdk_request_is_the_callers_mistake(server: MockLLMSer
             with pytest.raises(openai.BadRequestError):
                 await oai.chat.completions.create(model="m", messages=[])
             with pytest.raises(anthropic.BadRequestError):
-                await ant.messages.create(model="c", max_tokens=0, messages=user("hi"))
+                await ant.messages.create(model="c", max_tokens=0, messages=anthropic_user("hi"))
     assert [s.status for s in server.control.served] == [400, 400]
     for svc in (gpt, claude):
         assert svc.stats.verdicts == {"rejected": 1}
@@ -204,8 +204,12 @@ async def test_a_truncated_answer_is_retried(server: MockLLMServer) -> None:
     server.control.script(Behaviour.truncated())
     svc = ANTHROPIC.service(server.base_url)
     async with open_actor(svc.actor()) as ref, anthropic_client(ref) as client:
-        message = await client.messages.create(model="c", max_tokens=10, messages=user("hi"))
-    assert message.content[0].text == "echo: hi"
+        message = await client.messages.create(
+            model="c", max_tokens=10, messages=anthropic_user("hi")
+        )
+    block = message.content[0]
+    assert isinstance(block, anthropic.types.TextBlock)
+    assert block.text == "echo: hi"
     assert server.control.chat_requests == 2
 
 
@@ -220,7 +224,7 @@ async def test_a_request_for_another_host_never_leaves(server: MockLLMServer) ->
         )
         async with client:
             with pytest.raises(openai.APIConnectionError) as info:
-                await client.chat.completions.create(model="m", messages=user("hi"))
+                await client.chat.completions.create(model="m", messages=openai_user("hi"))
     assert causes(info.value)[:2] == [httpx2.LocalProtocolError, InvalidRequest]
     assert server.control.requests == 0
 
@@ -235,7 +239,7 @@ async def test_the_sdks_own_base_url_works_too(server: MockLLMServer) -> None:
         )
         async with client:
             models = await client.models.list()
-            completion = await client.chat.completions.create(model="m", messages=user("hi"))
+            completion = await client.chat.completions.create(model="m", messages=openai_user("hi"))
     assert [model.id for model in models.data] == ["mock-gpt"]
     assert completion.choices[0].message.content == "echo: hi"
     assert svc.stats.requests == 2
