@@ -5,6 +5,7 @@ time for the timing cases (both backends)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import attrs
 import httpx2
@@ -33,7 +34,7 @@ async def server() -> AsyncIterator[MockLLMServer]:
 
 
 def service(
-    base_url: str, *, transport: httpx2.AsyncBaseTransport | None = None, **changes: object
+    base_url: str, *, transport: httpx2.AsyncBaseTransport | None = None, **changes: Any
 ) -> Service[ChatRequest, ChatResponse]:
     config = ServiceConfig.for_llm(
         retry=RetryPolicy.for_llm(

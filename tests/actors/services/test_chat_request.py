@@ -45,7 +45,7 @@ def refused(client: Any, request: object) -> InvalidRequest:
         (ChatRequest(messages=[{"content": "no role"}]), "messages[0].role"),
         (ChatRequest(messages=[{"role": "wizard", "content": "x"}]), "messages[0].role"),
         (ChatRequest(messages=["just a string"]), "messages[0]"),
-        (ChatRequest(messages="abc"), "messages"),  # type: ignore[arg-type]
+        (ChatRequest(messages="abc"), "messages"),
         (ChatRequest(messages=[{"role": "user", "content": [1]}]), "messages[0].content[0]"),
         (
             ChatRequest(messages=[{"role": "user", "content": [{"type": "text", "text": 5}]}]),
@@ -76,7 +76,7 @@ def test_malformed_requests_are_refused_naming_the_field(request_: object, field
 
 def test_every_role_and_tool_turn_is_accepted() -> None:
     """System, developer, user parts, assistant tool calls and tool results pass."""
-    messages = [
+    messages: list[dict[str, Any]] = [
         {"role": "system", "content": "be brief"},
         {"role": "developer", "content": [{"type": "text", "text": "rules"}]},
         {
@@ -100,7 +100,7 @@ def test_every_role_and_tool_turn_is_accepted() -> None:
 
 def test_anthropic_accepts_blocks_and_refuses_openai_roles() -> None:
     """Anthropic takes content blocks and tool_result turns; a 'tool' role is refused."""
-    messages = [
+    messages: list[dict[str, Any]] = [
         {"role": "system", "content": "be brief"},
         {"role": "user", "content": "weather?"},
         {

@@ -40,7 +40,7 @@ async def server() -> AsyncIterator[MockLLMServer]:
         yield running
 
 
-def llm_service(server: MockLLMServer, **changes: object) -> Service[ChatRequest, ChatResponse]:
+def llm_service(server: MockLLMServer, **changes: Any) -> Service[ChatRequest, ChatResponse]:
     config = ServiceConfig.for_llm(
         retry=RetryPolicy.for_llm(
             backoff_initial=0.01, backoff_max=0.05, max_server_delay=2.0, budget_ratio=None

@@ -309,7 +309,7 @@ START = {
 
 def test_anthropic_stream_assembles_text_and_tool_use() -> None:
     """Text deltas and input_json_delta fragments become the content and a tool call."""
-    events = [
+    events: list[dict[str, Any]] = [
         START,
         {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
         {

@@ -130,7 +130,9 @@ async def test_openai_sdk_honours_retry_after(server: MockLLMServer) -> None:
     server.control.script(Behaviour.rate_limited(retry_after=None, retry_after_ms=50))
     client = openai.AsyncOpenAI(base_url=server.base_url, api_key="sk-test", max_retries=1)
     async with client:
-        completion = await client.chat.completions.create(model="m", messages=USER)
+        completion = await client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "hello"}]
+        )
     assert completion.choices[0].message.content == "echo: hello"
     limited, answered = server.control.served
     assert (limited.status, answered.status) == (429, 200)
@@ -239,7 +241,9 @@ async def test_anthropic_error_event_mid_stream(claude: Any, server: MockLLMServ
     with pytest.raises(anthropic.APIStatusError) as info:
         async with claude.messages.stream(model="m", max_tokens=10, messages=USER) as stream:
             await stream.get_final_message()
-    assert info.value.body["error"]["type"] == "overloaded_error"
+    body = info.value.body
+    assert isinstance(body, dict)
+    assert body["error"]["type"] == "overloaded_error"
 
 
 async def test_anthropic_sdk_honours_retry_after(server: MockLLMServer) -> None:
@@ -247,8 +251,12 @@ async def test_anthropic_sdk_honours_retry_after(server: MockLLMServer) -> None:
     server.control.script(Behaviour.error(429, "slow down", headers={"retry-after-ms": "50"}))
     client = anthropic.AsyncAnthropic(base_url=server.url, api_key="k", max_retries=1)
     async with client:
-        message = await client.messages.create(model="m", max_tokens=10, messages=USER)
-    assert message.content[0].text == "echo: hello"
+        message = await client.messages.create(
+            model="m", max_tokens=10, messages=[{"role": "user", "content": "hello"}]
+        )
+    block = message.content[0]
+    assert isinstance(block, anthropic.types.TextBlock)
+    assert block.text == "echo: hello"
     limited, answered = server.control.served
     assert answered.at - limited.at >= 0.05
 

@@ -226,7 +226,7 @@ async def test_breaker_and_limiter_survive_a_restart() -> None:
 async def test_unexpected_error_crashes_and_the_supervisor_restarts() -> None:
     """A bug (a non-ActorError escaping the client) crashes the actor; the caller gets
     it; the supervisor restarts the actor with a fresh client."""
-    backend = Backend(outcomes=[lambda _r: {}["missing"]])
+    backend = Backend(outcomes=[lambda _r: dict[str, object]()["missing"]])
 
     class Buggy(FakeClient):
         async def request(self, conn: object, request: str) -> str:
@@ -307,7 +307,7 @@ async def test_bad_service_arguments() -> None:
     with pytest.raises(ConfigError, match="max_concurrency"):
         ServiceConfig(max_concurrency=0)
     with pytest.raises(ConfigError, match=r"limits\.tokens"):
-        ServiceConfig(limits={"tokens": 100})  # type: ignore[dict-item]
+        ServiceConfig(limits={"tokens": 100})
 
 
 async def test_abandoned_calls_are_not_breaker_failures() -> None:
