@@ -24,6 +24,10 @@ config of its primitive (so the primitive's own validators check every value)::
     [services.llm.bulkhead]             # BulkheadConfig
     max_concurrent = 32
 
+    [services.llm.adaptive]             # AdaptiveConcurrency: a concurrency limit learned
+    initial = 8                         # from latency and 429/503 answers (instead of a
+    max_limit = 64                      # fixed bulkhead)
+
 or, instead of ``limiter``, several limits admitted together (a `MultiLimit`)::
 
     [services.llm.limits.requests]
@@ -59,6 +63,7 @@ from actors._classify import Classifier
 from actors._errors import ConfigError
 from actors._kinds import KINDS, kind_named
 from actors._validate import instance_of, optional
+from actors.resilience._adaptive import AdaptiveConcurrency
 from actors.resilience._breaker import BreakerConfig
 from actors.resilience._bulkhead import BulkheadConfig
 from actors.resilience._limiter import GCRA, LimitConfig, SlidingWindow, TokenBucket
@@ -133,6 +138,12 @@ def _costs(inst: ResilienceConfig, attr: attrs.Attribute[Any], value: object) ->
             raise ConfigError(f"costs.{key}", units, "names no limit of `limits`")
 
 
+def _adaptive(inst: ResilienceConfig, attr: attrs.Attribute[Any], value: object) -> None:
+    _section(AdaptiveConcurrency)(inst, attr, value)
+    if value is not None and inst.bulkhead is not None:
+        raise ConfigError(attr.name, value, "give either bulkhead or adaptive, not both")
+
+
 def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
     return None if value is None else dict(value)
 
@@ -150,6 +161,8 @@ class ResilienceConfig:
         limits: Several named limits admitted together (requests/min and tokens/min);
             exclusive with `limiter`.
         bulkhead: The concurrency limit.
+        adaptive: A concurrency limit learned from latency and drops, in the bulkhead's
+            place (exclusive with `bulkhead`).
         cost: Units of `limiter` (or of every limit in `limits` not in `costs`)
             taken per attempt.
         costs: Units per named limit taken per attempt.
@@ -163,6 +176,7 @@ class ResilienceConfig:
         default=None, converter=_frozen_mapping, validator=_limits, hash=False
     )
     bulkhead: BulkheadConfig | None = attrs.field(default=None, validator=_section(BulkheadConfig))
+    adaptive: AdaptiveConcurrency | None = attrs.field(default=None, validator=_adaptive)
     cost: float = attrs.field(default=1.0, validator=_cost)
     costs: Mapping[str, float] | None = attrs.field(
         default=None, converter=_frozen_mapping, validator=_costs, hash=False
@@ -245,6 +259,20 @@ def _callable_only(value: object, _type: object) -> object:
     raise ConfigError("", value, "cannot be set from configuration (it is a function)")
 
 
+def _is_set(tp: object) -> bool:
+    return get_origin(tp) in (frozenset, set)
+
+
+def _make_set(converter: cattrs.Converter) -> Callable[[object, object], frozenset[Any]]:
+    def structure(value: object, tp: object) -> frozenset[Any]:
+        if not isinstance(value, list | tuple | set | frozenset):
+            raise ConfigError("", value, "must be an array")
+        (item,) = get_args(tp)
+        return frozenset(converter.structure(element, item) for element in value)
+
+    return structure
+
+
 def _is_literal(tp: object) -> bool:
     return get_origin(tp) is Literal
 
@@ -265,13 +293,15 @@ def _make_converter() -> cattrs.Converter:
     converter.register_structure_hook(Classifier, _classifier)
     converter.register_structure_hook_func(_is_callable_type, _callable_only)
     converter.register_structure_hook_func(_is_literal, _literal)
+    converter.register_structure_hook_func(_is_set, _make_set(converter))
     return converter
 
 
 def _defining_modules() -> dict[type[Any], Any]:
-    from actors.resilience import _breaker, _bulkhead, _limiter, _retry
+    from actors.resilience import _adaptive, _breaker, _bulkhead, _limiter, _retry
 
     return {
+        AdaptiveConcurrency: _adaptive,
         RetryPolicy: _retry,
         BreakerConfig: _breaker,
         BulkheadConfig: _bulkhead,
@@ -361,7 +391,18 @@ def _limit_config(data: object, path: str) -> LimitConfig:
 
 
 _KEYS: Final = frozenset(
-    {"preset", "classifier", "retry", "breaker", "limiter", "limits", "bulkhead", "cost", "costs"}
+    {
+        "preset",
+        "classifier",
+        "retry",
+        "breaker",
+        "limiter",
+        "limits",
+        "bulkhead",
+        "adaptive",
+        "cost",
+        "costs",
+    }
 )
 
 
@@ -408,9 +449,14 @@ def load_resilience_config(data: Mapping[str, Any], *, path: str = "") -> Resili
             return None
         return structure_config(cls, value, _join(path, key), current)
 
+    if data.get("bulkhead", False) is not False and data.get("adaptive", False) is not False:
+        raise ConfigError(
+            _join(path, "adaptive"), data["adaptive"], "give either bulkhead or adaptive, not both"
+        )
     retry = section("retry", RetryPolicy, base.retry)
     breaker = section("breaker", BreakerConfig, base.breaker)
     bulkhead = section("bulkhead", BulkheadConfig, base.bulkhead)
+    adaptive = section("adaptive", AdaptiveConcurrency, None)
     limiter: LimitConfig | None = None
     if "limiter" in data and data["limiter"] is not False:
         limiter = _limit_config(data["limiter"], _join(path, "limiter"))
@@ -432,6 +478,7 @@ def load_resilience_config(data: Mapping[str, Any], *, path: str = "") -> Resili
             limiter=limiter,
             limits=limits,
             bulkhead=bulkhead,
+            adaptive=adaptive,
             cost=cost,
             costs=costs,
             classifier=classifier,

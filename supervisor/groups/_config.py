@@ -20,6 +20,9 @@
     [groups.llm.stream_recovery]        # StreamRecovery (absent: off)
     max_recoveries = 1
 
+    [groups.llm.actor]                  # ActorConfig of the group's address (absent:
+    call_timeout = 30.0                 # its first member's)
+
 Every value is checked by the record's own validators (the same validators as every
 other configuration, from `actors.lowlevel`) and loaded with the same strict loader as
 the resilience tables (`actors.lowlevel.structure_config`): no silent ``"3"`` → 3,
@@ -318,10 +321,11 @@ for _cls in (Routing, FailoverPolicy, HedgePolicy, StreamRecovery):
     attrs.resolve_types(_cls, globalns=globals())
 del _cls
 
-_SECTIONS: Final = {
+_SECTIONS: Final[dict[str, type[Any]]] = {
     "failover": FailoverPolicy,
     "hedge": HedgePolicy,
     "stream_recovery": StreamRecovery,
+    "actor": ActorConfig,
 }
 _KEYS: Final = frozenset(
     {"routing", "share", "min_healthy", "avoid_at", "max_concurrency", "members", *_SECTIONS}

@@ -3,14 +3,16 @@ error a ConfigError naming the dotted field; arbitrary input never crashes the l
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors import ConfigError, Service
-from actors.resilience import RetryPolicy
+from actors import ActorConfig, ConfigError, Service, load_services_toml
+from actors.resilience import AdaptiveConcurrency, RetryPolicy
 from supervisor.groups import (
     FailoverPolicy,
     GroupConfig,
@@ -46,6 +48,10 @@ budget = 0.05
 [groups.llm.stream_recovery]
 max_recoveries = 2
 
+[groups.llm.actor]
+call_timeout = 30
+mailbox_size = 50
+
 [groups.sticky.routing]
 kind = "consistent_hash"
 key = "extra.user"
@@ -67,6 +73,7 @@ def test_toml_loads_every_section() -> None:
     assert llm.config.failover == FailoverPolicy(attempts=2)
     assert llm.config.hedge == HedgePolicy(quantile=0.95, budget=0.05)
     assert llm.config.stream_recovery == StreamRecovery(max_recoveries=2)
+    assert llm.config.actor == ActorConfig(call_timeout=30, mailbox_size=50)
     assert llm.members == (("east", 1.0), ("west", 1.0))
     sticky = groups["sticky"]
     assert sticky.config.routing == Routing(
@@ -103,6 +110,11 @@ def test_toml_loads_every_section() -> None:
         ({"members": {"a": {"weight": "2"}}}, "groups.g.members.a.weight"),
         ({"members": {"a": {"spare": 1}}}, "groups.g.members.a.spare"),
         ({"colour": "red"}, "groups.g.colour"),
+        ({"actor": {"call_timeout": 0}}, "groups.g.actor.call_timeout"),
+        ({"actor": {"mailbox_size": "10"}}, "groups.g.actor.mailbox_size"),
+        ({"actor": {"call_full": "drop"}}, "groups.g.actor.call_full"),
+        ({"actor": {"timeout": 1}}, "groups.g.actor.timeout"),
+        ({"actor": 30}, "groups.g.actor"),
     ],
 )
 def test_bad_values_name_their_dotted_field(table: dict[str, Any], field: str) -> None:
@@ -144,6 +156,8 @@ known = st.sampled_from(
         "hedge",
         "failover",
         "stream_recovery",
+        "actor",
+        "call_timeout",
         "kind",
         "weight",
         "budget",
@@ -228,3 +242,15 @@ def test_bad_groups_are_refused_before_anything_starts(build: Any, field: str) -
     with pytest.raises(ConfigError) as info:
         build()
     assert info.value.field == field
+
+
+def test_the_documented_group_and_member_tables_load() -> None:
+    """docs/groups.md's TOML examples load: the group's tables and a member's adaptive one."""
+    docs = Path(__file__).resolve().parents[3] / "docs" / "groups.md"
+    blocks = re.findall(r"```toml\n(.*?)```", docs.read_text(), re.DOTALL)
+    groups = load_groups_toml(blocks[0])
+    assert groups["llm"].config.actor == ActorConfig(call_timeout=30.0)
+    east = load_services_toml(blocks[1])["east"]
+    assert east.adaptive == AdaptiveConcurrency(
+        initial=8, max_limit=64, drop_statuses=frozenset({429, 503, 529})
+    )
