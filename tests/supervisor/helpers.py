@@ -55,7 +55,7 @@ class Worker(Actor[Any, Any]):
         return (self.name, msg)
 
 
-def worker(name: str, log: Log, **spec: Any) -> ChildSpec:
+def worker(name: str, log: Log, **spec: Any) -> ChildSpec[Any, Any]:
     """A ChildSpec for a Worker named like its id."""
     factory: Callable[[], Worker] = lambda: Worker(name, log)  # noqa: E731
     return ChildSpec(id=name, factory=factory, **spec)

@@ -23,7 +23,7 @@ FACTORIES = {"worker": lambda: Worker("w", LOG)}
 NAN, INF = math.nan, math.inf
 
 
-def make_child(**kwargs: Any) -> sv.ChildSpec:
+def make_child(**kwargs: Any) -> sv.ChildSpec[Any, Any]:
     return sv.ChildSpec(**{"id": "a", "factory": lambda: Worker("a", LOG), **kwargs})
 
 
@@ -268,7 +268,7 @@ class BadConfig(Worker):
         raise ConfigError("read_timeout", -1, "must be a finite number >= 0")
 
 
-def tree(log: Log, bad: sv.ChildSpec) -> sv.SupervisorSpec:
+def tree(log: Log, bad: sv.ChildSpec[Any, Any]) -> sv.SupervisorSpec:
     return sv.SupervisorSpec(
         id="root",
         children=[worker("a", log), sv.SupervisorSpec(id="sub", children=[worker("b", log), bad])],

@@ -3,6 +3,7 @@ restarted, introspected and shut down like any child (both backends, virtual tim
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import anyio
@@ -48,9 +49,9 @@ def _spec(count: int, **options: Any) -> sv.SupervisorSpec:
     return sv.SupervisorSpec(id="root", children=children, backoff=NO_BACKOFF, **options)
 
 
-def _stopping(names: list[str], log: list[str], delay: float = 0.0) -> list[sv.ChildSpec]:
+def _stopping(names: list[str], log: list[str], delay: float = 0.0) -> list[sv.ChildSpec[Any, Any]]:
     return [
-        sv.ChildSpec(id=name, factory=lambda name=name: Stopping(name, log, delay), config=CONFIG)
+        sv.ChildSpec(id=name, factory=functools.partial(Stopping, name, log, delay), config=CONFIG)
         for name in names
     ]
 

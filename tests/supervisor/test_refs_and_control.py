@@ -79,7 +79,7 @@ async def test_queued_messages_are_kept_for_the_next_incarnation_by_option() -> 
     """With on_crash=keep, messages queued behind a crash are answered by the next
     incarnation."""
     log = Log()
-    results: list[object] = []
+    results: list[tuple[str, int]] = []
     spec = single(log, sv.Backoff(min=1, max=1, jitter=0), on_crash="keep")
     async with sv.start(spec) as sup:
         ref = sup.ref("a")
@@ -153,7 +153,7 @@ async def test_call_running_when_a_concurrent_handler_crashes_gets_actor_down() 
     )
     async with sv.start(spec) as sup:
         ref = sup.ref("c")
-        seen: list[BaseException] = []
+        seen: list[ActorDown] = []
 
         async def slow() -> None:
             try:

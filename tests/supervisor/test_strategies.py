@@ -326,7 +326,10 @@ async def test_flaky_start_recovers_and_later_children_wait() -> None:
 
 async def test_factory_returning_non_actor_is_a_config_error() -> None:
     """A factory that does not return an Actor raises ConfigError naming the child."""
-    spec = sv.SupervisorSpec(id="root", children=[sv.ChildSpec(id="x", factory=lambda: 42)])
+    spec = sv.SupervisorSpec(
+        id="root",
+        children=[sv.ChildSpec(id="x", factory=lambda: 42)],  # type: ignore[arg-type, return-value]
+    )
     with pytest.raises(ConfigError, match=r"x\.factory"):
         async with sv.start(spec):
             pass

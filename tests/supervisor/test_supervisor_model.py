@@ -4,6 +4,7 @@ semantics (strategies, restart types, intensity) — on both backends, virtual t
 
 from __future__ import annotations
 
+import functools
 import itertools
 from typing import Any
 
@@ -92,7 +93,7 @@ async def _run(
     log = Log()
     names = itertools.count()
     specs = [
-        sv.ChildSpec(id=f"s{i}", factory=lambda i=i: Worker(f"s{i}", log), restart=restart)
+        sv.ChildSpec(id=f"s{i}", factory=functools.partial(Worker, f"s{i}", log), restart=restart)
         for i, restart in enumerate(static)
     ]
     spec = sv.SupervisorSpec(
@@ -143,7 +144,9 @@ async def _run(
                     name = f"d{next(names)}"
                     steps_done += 1
                     await sup.start_child(
-                        sv.ChildSpec(id=name, factory=lambda n=name: Worker(n, log), restart=arg)
+                        sv.ChildSpec(
+                            id=name, factory=functools.partial(Worker, name, log), restart=arg
+                        )
                     )
                     model.children.append(ModelChild(name, arg, True))
                 elif op == "advance":

@@ -131,7 +131,7 @@ def test_presets_are_read_from_the_kinds_table(kind: str) -> None:
 def test_outcome_predicates_are_gone_from_the_config(field: str) -> None:
     """Which outcomes count is the pipeline's classifier's decision, not a breaker field."""
     with pytest.raises(TypeError, match=field):
-        BreakerConfig(**{field: lambda _exc: True})
+        BreakerConfig(**{field: lambda _exc: True})  # type: ignore[arg-type]
 
 
 def test_preset_accepts_overrides() -> None:

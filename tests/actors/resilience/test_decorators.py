@@ -807,7 +807,7 @@ def test_preset_layers_can_be_replaced_or_turned_off() -> None:
 def test_presets_reject_other_keywords(keyword: str) -> None:
     """A preset takes the keyword arguments of `resilient` only; others are a TypeError."""
     with pytest.raises(TypeError, match=keyword):
-        resilient.llm(**{keyword: None})  # type: ignore[misc]
+        resilient.llm(**{keyword: None})  # type: ignore[arg-type]
 
 
 async def test_from_config_builds_the_layers_of_a_dict() -> None:

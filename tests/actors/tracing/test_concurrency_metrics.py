@@ -50,7 +50,7 @@ def adaptive_service(release: anyio.Event) -> Service[str, str]:
 
 def value(telemetry: Telemetry, metric: str, service: Service[Any, Any]) -> float:
     """The metric's value for `service` (its only attribute)."""
-    points = {
+    points: dict[tuple[tuple[str, object], ...], float] = {
         tuple(point.attributes.items()): point.value
         for point in telemetry.metrics()[metric].data.data_points
     }

@@ -13,6 +13,7 @@ import httpx2
 import supervisor as sv
 from actors import ActorConfig, PoolConfig, Service, ServiceConfig
 from actors.resilience import BreakerConfig, LimitConfig, RetryPolicy
+from actors.services import ChatRequest, ChatResponse
 from actors.services.anthropic import AnthropicClient
 from actors.services.llm import LLMClient
 from actors.testing import MockLLM
@@ -41,7 +42,7 @@ def fake_member(
     kind: str = "llm",
     limits: Mapping[str, LimitConfig] | None = None,
     breaker: BreakerConfig | None = None,
-) -> GroupMember:
+) -> GroupMember[Any, Any]:
     """A member answering from a fake backend (see tests.actors.services.fake)."""
     config = fake_config(limits=dict(limits or {}), breaker=breaker)
     service = Service(member_id, client_factory(backend, kind=kind), config)
@@ -56,7 +57,7 @@ def mock_member(
     base_url: str = "http://mock/v1",
     in_process: bool = True,
     **changes: Any,
-) -> GroupMember:
+) -> GroupMember[ChatRequest, ChatResponse]:
     """An LLM member talking to `mock` (in process through ASGI, or at `base_url`)."""
     transport = httpx2.ASGITransport(app=mock) if in_process else None
     config = ServiceConfig.for_llm(

@@ -90,7 +90,7 @@ async def test_latency_shows_when_the_service_has_a_recorder() -> None:
         now = anyio.current_time()
         for ms in (10, 20, 30, 40, 1000):
             recorder.record(ms / 1000, now)
-        run.llm.latency = recorder  # type: ignore[attr-defined]
+        run.llm.latency = recorder
         latency = find((await run.client.get("/tree")).json()["root"], "agent/llm")["latency"]
     assert latency["count"] == 5
     assert latency["p50"] == pytest.approx(0.030, rel=0.05)

@@ -188,7 +188,7 @@ async def test_dashboard_shows_an_adaptive_limit_backing_off_within_2_s(chrome: 
             await run.sup.ref("mini").call(HELLO, timeout=5)
         dropped = time.monotonic()
         await anyio.to_thread.run_sync(
-            _wait, chrome, 2, lambda d: (_concurrency(d) or [None])[0] == "4"
+            _wait, chrome, 2, lambda d: (_concurrency(d) or [""])[0] == "4"
         )
         shown_after = time.monotonic() - dropped
         after = await anyio.to_thread.run_sync(_concurrency, chrome)
