@@ -16,6 +16,7 @@ pytest.importorskip("mcp")
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.shared.exceptions import MCPError
+from mcp.types import ImageContent
 
 from actors.testing.mcp_server import PIXEL_PNG, URL_PREFIX, build_server
 
@@ -51,6 +52,7 @@ async def test_pixel_is_an_image_block() -> None:
     async with Client(build_server()) as client:
         result = await client.call_tool("pixel", {})
     (block,) = result.content
+    assert isinstance(block, ImageContent)
     assert (block.type, block.mime_type) == ("image", "image/png")
     assert base64.b64decode(block.data) == PIXEL_PNG
 
