@@ -231,8 +231,8 @@ async def test_a_hard_stop_cancels_a_woken_child_mid_call() -> None:
             assert ref.hibernating
             tg.start_soon(caller, ref)
             await settle()
-            assert not ref.hibernating
             start = anyio.current_time()
+            assert not ref.hibernating
     assert anyio.current_time() - start == 1.0
     assert [type(exc).__name__ for exc in outcome] == ["ActorStopped"]
     assert ref.state is ActorState.STOPPED
