@@ -733,9 +733,7 @@ class Incarnation:
         with anyio.CancelScope(shield=True) as scope:
             stop_by = self._stop_by  # the stop's budget bounds on_stop too (one budget)
             scope.deadline = (
-                anyio.current_time() + cell.config.shutdown_timeout
-                if stop_by is None
-                else stop_by
+                anyio.current_time() + cell.config.shutdown_timeout if stop_by is None else stop_by
             )
             try:
                 await self.actor.on_stop(self.reason)

@@ -6,8 +6,10 @@
     python -m supervisor tree tree.toml [--mermaid]   # the tree as text or Mermaid
 
 The file's ``[supervisor]`` table is loaded with `spec_from_toml` and its
-``[services.<name>]`` tables, when present, with `actors.load_services_config`; other
-tables are left to the application. Factories cannot be written in TOML: without
+``[services.<name>]`` tables, when present, with `actors.load_services_config`, and its
+``[groups.<name>]`` tables with `supervisor.groups.load_groups_config` (with services in
+the file, each member must name one of them); other tables are left to the
+application. Factories cannot be written in TOML: without
 ``--factories`` every factory name is accepted as written (nothing is ever started);
 with ``--factories module:attribute`` (a mapping of names to factories, imported from
 the current directory or the path) an unknown name is an error too.
@@ -31,6 +33,7 @@ from actors import Actor, ConfigError, load_services_config
 from supervisor._load import spec_from_toml
 from supervisor._spec import BRUTAL_KILL, Child, SupervisorSpec
 from supervisor._tree import TreeNode, render_mermaid, render_text
+from supervisor.groups import load_groups_config
 
 __all__ = ["main"]
 
@@ -119,8 +122,8 @@ def _count(spec: SupervisorSpec) -> tuple[int, int]:
     return workers, supervisors
 
 
-def _load(path: Path, factories: Mapping[str, Any]) -> tuple[SupervisorSpec, list[str]]:
-    """The file's tree and its service names.
+def _load(path: Path, factories: Mapping[str, Any]) -> tuple[SupervisorSpec, list[str], list[str]]:
+    """The file's tree, its service names and its group names.
 
     Raises:
         ConfigError: An invalid file.
@@ -133,7 +136,14 @@ def _load(path: Path, factories: Mapping[str, Any]) -> tuple[SupervisorSpec, lis
     spec = spec_from_toml(text, factories)
     document = tomllib.loads(text)  # it parsed above
     services = load_services_config(document) if "services" in document else {}
-    return spec, list(services)
+    groups = load_groups_config(document) if "groups" in document else {}
+    for group, group_spec in groups.items():
+        for member, _weight in group_spec.members:
+            if services and member not in services:
+                raise ConfigError(
+                    f"groups.{group}.members.{member}", member, "names no [services] table"
+                )
+    return spec, list(services), list(groups)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -163,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         factories: Mapping[str, Any] = (
             _AnyName() if args.factories is None else _import_factories(args.factories)
         )
-        spec, services = _load(args.file, factories)
+        spec, services, groups = _load(args.file, factories)
     except _UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -177,8 +187,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     workers, supervisors = _count(spec)
     listed = ", ".join(services) if services else "none"
+    grouped = f"; groups: {', '.join(groups)}" if groups else ""
     print(
         f"{args.file}: ok: supervisor {spec.id!r} with {workers} workers and "
-        f"{supervisors} nested supervisors; services: {listed}"
+        f"{supervisors} nested supervisors; services: {listed}{grouped}"
     )
     return 0

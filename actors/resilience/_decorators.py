@@ -36,6 +36,7 @@ import attrs
 
 from actors._classify import Classifier, ErrorClassifier
 from actors._errors import ConfigError
+from actors.resilience._adaptive import AdaptiveConcurrency, create_adaptive_limit
 from actors.resilience._breaker import BreakerConfig, CircuitBreaker
 from actors.resilience._breaker_registry import BreakerRegistry
 from actors.resilience._bulkhead import Bulkhead, BulkheadConfig, create_bulkhead
@@ -70,7 +71,7 @@ returning either."""
 RetryArg: TypeAlias = RetryPolicy | Retrier | None
 BreakerArg: TypeAlias = BreakerConfig | CircuitBreaker | None
 LimiterArg: TypeAlias = LimitConfig | Mapping[str, LimitConfig] | Limiter | MultiLimit | None
-BulkheadArg: TypeAlias = BulkheadConfig | Bulkhead | None
+BulkheadArg: TypeAlias = BulkheadConfig | AdaptiveConcurrency | Bulkhead | None
 
 
 @attrs.frozen(kw_only=True)
@@ -159,8 +160,14 @@ def _make_retrier(retry: RetryArg, name: str, classifier: Classifier) -> Retrier
 def _make_bulkhead(bulkhead: BulkheadArg, name: str) -> Bulkhead | None:
     if bulkhead is None or isinstance(bulkhead, Bulkhead):
         return bulkhead
+    if isinstance(bulkhead, AdaptiveConcurrency):
+        return create_adaptive_limit(bulkhead, name=name)
     if not isinstance(bulkhead, BulkheadConfig):
-        raise ConfigError("bulkhead", bulkhead, "must be a BulkheadConfig, a Bulkhead or None")
+        raise ConfigError(
+            "bulkhead",
+            bulkhead,
+            "must be a BulkheadConfig, an AdaptiveConcurrency, a Bulkhead or None",
+        )
     return create_bulkhead(bulkhead, name=name)
 
 
@@ -429,7 +436,7 @@ class _Resilient:
             retry=config.retry,
             breaker=config.breaker,
             limiter=limiter,
-            bulkhead=config.bulkhead,
+            bulkhead=config.bulkhead if config.adaptive is None else config.adaptive,
             cost=config.limiter_cost() if cost is None else cost,
             usage=usage,
             classifier=classifier if classifier is not None else config.classifier,

@@ -193,12 +193,18 @@ class ServiceConfig:
 
     @classmethod
     def from_resilience(cls, resilience: Any, **changes: Any) -> ServiceConfig:
-        """A service config from a loaded `ResilienceConfig` (its retry, breaker and limits;
-        a single `limiter` becomes the "requests" limit), with `changes` applied."""
+        """A service config from a loaded `ResilienceConfig` (its retry, breaker, limits and
+        adaptive concurrency; a single `limiter` becomes the "requests" limit), with
+        `changes` applied."""
         limits: dict[str, LimitConfig] = dict(resilience.limits or {})
         if resilience.limiter is not None:
             limits["requests"] = resilience.limiter
-        base = cls(retry=resilience.retry, breaker=resilience.breaker, limits=limits)
+        base = cls(
+            retry=resilience.retry,
+            breaker=resilience.breaker,
+            limits=limits,
+            adaptive=resilience.adaptive,
+        )
         return attrs.evolve(base, **changes)
 
 

@@ -157,20 +157,12 @@ def test_arbitrary_tables_load_or_raise_config_error(table: dict[str, Any]) -> N
         assert error.field.startswith("services.llm.adaptive")
 
 
-@pytest.mark.skip(
-    reason="needs ServiceConfig.from_resilience to pass adaptive=resilience.adaptive "
-    "(actors/services/_actor.py, requested from the lead)"
-)
 def test_a_service_config_from_a_file_keeps_the_adaptive_limit() -> None:
     """ServiceConfig.from_resilience carries the loaded adaptive section."""
     loaded = load_services_toml(TOML)["llm"]
     assert ServiceConfig.from_resilience(loaded).adaptive == loaded.adaptive
 
 
-@pytest.mark.skip(
-    reason="needs resilient.from_config to build an AdaptiveLimit from config.adaptive "
-    "(actors/resilience/_decorators.py, requested from the lead)"
-)
 def test_from_config_puts_an_adaptive_limit_in_the_bulkhead_place() -> None:
     """A decorated function configured with `adaptive` runs under an AdaptiveLimit."""
 
