@@ -112,6 +112,36 @@ def test_a_bad_services_table_exits_1(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("groups", "field"),
+    [
+        ('routing = "fastest"\nmembers = ["east"]', "groups.llm.routing"),
+        ('members = ["east", "nowhere"]', "groups.llm.members.nowhere"),
+    ],
+)
+def test_a_bad_groups_table_exits_1(tmp_path: Path, groups: str, field: str) -> None:
+    """The [groups] tables are validated too, and a member must name a declared service."""
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        f'[supervisor]\nid = "agent"\n[services.east]\npreset = "llm"\n[groups.llm]\n{groups}\n'
+    )
+    result = cli("check", path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert field in result.stderr
+
+
+def test_a_good_groups_table_is_reported(tmp_path: Path) -> None:
+    """A valid [groups] table passes, and the ok line names the group."""
+    path = tmp_path / "good.toml"
+    path.write_text(
+        '[supervisor]\nid = "agent"\n[services.east]\npreset = "llm"\n'
+        '[groups.llm]\nmembers = ["east"]\n'
+    )
+    result = cli("check", path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "groups: llm" in result.stdout
+
+
+@pytest.mark.parametrize(
     ("text", "field"),
     [("[supervisor\nid=", "toml="), ("[demo]\nx = 1\n", "supervisor=None")],
 )
