@@ -273,7 +273,7 @@ def _sources() -> Iterator[tuple[str, str]]:
         for path in sorted(ROOT.joinpath(folder).rglob("*.py")):
             yield str(path.relative_to(ROOT)), path.read_text()
     for page in [ROOT / "README.md", *sorted(ROOT.joinpath("docs").rglob("*.md"))]:
-        blocks = re.findall(r"```python\n(.*?)```", page.read_text(), re.S)
+        blocks = re.findall(r"```py(?:thon)?\n(.*?)```", page.read_text(), re.S)
         for index, block in enumerate(blocks):
             yield f"{page.relative_to(ROOT)}#{index}", block
 
