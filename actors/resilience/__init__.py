@@ -22,6 +22,7 @@ from actors.resilience._breaker import (
     BreakerTransition,
     CircuitBreaker,
     InMemoryBreakerStore,
+    create_breaker,
 )
 from actors.resilience._breaker_registry import BreakerRegistry
 from actors.resilience._budget import RetryBudget
@@ -86,6 +87,7 @@ __all__ = [
     "SlidingWindow",
     "TokenBucket",
     "create_adaptive_limit",
+    "create_breaker",
     "create_bulkhead",
     "create_limiter",
     "create_multi_limit",

@@ -57,6 +57,7 @@ __all__ = [
     "BreakerTransition",
     "CircuitBreaker",
     "InMemoryBreakerStore",
+    "create_breaker",
 ]
 
 P = ParamSpec("P")
@@ -325,7 +326,7 @@ _EVENTS = {
 
 @attrs.define(eq=False)
 class CircuitBreaker:
-    """A circuit breaker guarding one service; create it with `CircuitBreaker.create`.
+    """A circuit breaker guarding one service; create it with `create_breaker`.
 
     Protocol for a guarded call: `permit = breaker.acquire()`, then exactly one of
     `record(permit, verdict, duration)` (or the `on_success` / `on_failure` /
@@ -367,52 +368,6 @@ class CircuitBreaker:
         self._time_window = self.config.window == "time"
         self._timed = self._time_window or not math.isinf(self._slow_after)
         self._below_minimum = self.config.minimum_calls - 1
-
-    @classmethod
-    def create(
-        cls,
-        name: str,
-        config: BreakerConfig | None = None,
-        *,
-        store: BreakerStateStore | None = None,
-        random: Callable[[], float] = _random_module.random,
-        listeners: list[BreakerListener] | None = None,
-        classifier: Classifier | None = None,
-        now: float | None = None,
-    ) -> CircuitBreaker:
-        """Creates a breaker, or attaches to the record a shared `store` already holds.
-
-        Args:
-            name: The breaker's name (usually the service name), used in errors/events.
-            config: Defaults to `BreakerConfig()`.
-            store: Defaults to a private `InMemoryBreakerStore`.
-            random: Returns a float in [0, 1) for the open-duration jitter.
-            listeners: Called synchronously with every `BreakerTransition`.
-            classifier: Judges failures in `call` and `guard` (inside a pipeline, the
-                pipeline's classifier does); defaults to `ErrorClassifier()`.
-            now: Creation time; defaults to `anyio.current_time()` when in an event loop.
-        """
-        config = BreakerConfig() if config is None else config
-        store = InMemoryBreakerStore() if store is None else store
-        window: Window = (
-            TimeWindow(config.window_size)
-            if config.window == "time"
-            else CountWindow(config.window_size)
-        )
-        record = store.get(name)
-        if record is None:
-            record = BreakerRecord(state=_CLOSED, since=now if now is not None else _now_or_none())
-            store.set(name, record)
-        return cls(
-            name,
-            config,
-            classifier if classifier is not None else ErrorClassifier(),
-            store,
-            random,
-            window,
-            record,
-            list(listeners or ()),
-        )
 
     # ----------------------------------------------------------------- listeners
 
@@ -860,3 +815,48 @@ class _Guard(AbstractAsyncContextManager[None]):
             breaker.record(self._permit, breaker.classifier.classify(exc), duration, now=now)
         else:
             breaker.on_cancel(self._permit)
+
+
+def create_breaker(
+    name: str,
+    config: BreakerConfig | None = None,
+    *,
+    store: BreakerStateStore | None = None,
+    random: Callable[[], float] = _random_module.random,
+    listeners: list[BreakerListener] | None = None,
+    classifier: Classifier | None = None,
+    now: float | None = None,
+) -> CircuitBreaker:
+    """Creates a breaker, or attaches to the record a shared `store` already holds.
+
+    Args:
+        name: The breaker's name (usually the service name), used in errors/events.
+        config: Defaults to `BreakerConfig()`.
+        store: Defaults to a private `InMemoryBreakerStore`.
+        random: Returns a float in [0, 1) for the open-duration jitter.
+        listeners: Called synchronously with every `BreakerTransition`.
+        classifier: Judges failures in `call` and `guard` (inside a pipeline, the
+            pipeline's classifier does); defaults to `ErrorClassifier()`.
+        now: Creation time; defaults to `anyio.current_time()` when in an event loop.
+    """
+    config = BreakerConfig() if config is None else config
+    store = InMemoryBreakerStore() if store is None else store
+    window: Window = (
+        TimeWindow(config.window_size)
+        if config.window == "time"
+        else CountWindow(config.window_size)
+    )
+    record = store.get(name)
+    if record is None:
+        record = BreakerRecord(state=_CLOSED, since=now if now is not None else _now_or_none())
+        store.set(name, record)
+    return CircuitBreaker(
+        name,
+        config,
+        classifier if classifier is not None else ErrorClassifier(),
+        store,
+        random,
+        window,
+        record,
+        list(listeners or ()),
+    )

@@ -16,6 +16,7 @@ from actors.resilience._breaker import (
     BreakerStateStore,
     CircuitBreaker,
     InMemoryBreakerStore,
+    create_breaker,
 )
 
 __all__ = ["BreakerRegistry"]
@@ -48,7 +49,7 @@ class BreakerRegistry:
             name: The service name.
             config: Defaults to `default_config`. Asking again with a different config
                 is an error, so two callers cannot silently disagree.
-            now: Creation time (see `CircuitBreaker.create`).
+            now: Creation time (see `create_breaker`).
 
         Raises:
             ConfigError: `name` exists with another config (field "config").
@@ -60,7 +61,7 @@ class BreakerRegistry:
                     "config", config, f"breaker {name!r} already exists with another config"
                 )
             return breaker
-        breaker = CircuitBreaker.create(
+        breaker = create_breaker(
             name,
             self.default_config if config is None else config,
             store=self.store,

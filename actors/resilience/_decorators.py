@@ -37,7 +37,7 @@ import attrs
 from actors._classify import Classifier, ErrorClassifier
 from actors._errors import ConfigError
 from actors.resilience._adaptive import AdaptiveConcurrency, create_adaptive_limit
-from actors.resilience._breaker import BreakerConfig, CircuitBreaker
+from actors.resilience._breaker import BreakerConfig, CircuitBreaker, create_breaker
 from actors.resilience._breaker_registry import BreakerRegistry
 from actors.resilience._bulkhead import Bulkhead, BulkheadConfig, create_bulkhead
 from actors.resilience._limiter import (
@@ -129,7 +129,7 @@ def _make_breaker(
         raise ConfigError("breaker", breaker, "must be a BreakerConfig, a CircuitBreaker or None")
     if registry is not None:
         return registry.get_or_create(name, breaker)
-    return CircuitBreaker.create(name, breaker, classifier=classifier)
+    return create_breaker(name, breaker, classifier=classifier)
 
 
 def _make_limiter(

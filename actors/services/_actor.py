@@ -40,7 +40,12 @@ from actors._pool import Pool, PoolConfig, open_pool
 from actors._tracing import AttributeValue, Operation
 from actors._validate import check_name, instance_of, optional, positive_int
 from actors.resilience._adaptive import AdaptiveConcurrency, AdaptiveLimit, create_adaptive_limit
-from actors.resilience._breaker import BreakerConfig, BreakerStateStore, CircuitBreaker
+from actors.resilience._breaker import (
+    BreakerConfig,
+    BreakerStateStore,
+    CircuitBreaker,
+    create_breaker,
+)
 from actors.resilience._limit_queue import ColdStart
 from actors.resilience._limiter import GCRA, LimitConfig, SlidingWindow, TokenBucket
 from actors.resilience._limiter_store import LimiterStore
@@ -301,9 +306,7 @@ class Service(Generic[Req, Resp]):
         breaker = (
             None
             if config.breaker is None
-            else CircuitBreaker.create(
-                name, config.breaker, store=breaker_store, classifier=classifier
-            )
+            else create_breaker(name, config.breaker, store=breaker_store, classifier=classifier)
         )
         limits = (
             create_multi_limit(

@@ -9,7 +9,7 @@
             store=stores.limiter_store(FailurePolicy.fail_open(replicas=4)),
         )
         await stores.breaker_store.load("openai")          # join the shared state
-        breaker = CircuitBreaker.create("openai", store=stores.breaker_store)
+        breaker = create_breaker("openai", store=stores.breaker_store)
 
 Limiters: every `decide` is one EVALSHA of an atomic Lua script that reads the server's
 clock (`TIME`) and admits all the limits of a request or none. Each limit is one small

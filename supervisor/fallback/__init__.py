@@ -7,7 +7,7 @@ always knows whether the primary, a fallback (and which) or the cache answered.
 
 from actors.lowlevel import publish as _publish
 from supervisor._errors import FallbackExhausted
-from supervisor.fallback._cache import CacheConfig, CacheMetrics, ResponseCache
+from supervisor.fallback._cache import CacheConfig, CacheMetrics, ResponseCache, create_cache
 from supervisor.fallback._handlers import (
     canned_answer,
     database_router,
@@ -33,6 +33,7 @@ __all__ = [
     "Routed",
     "Target",
     "canned_answer",
+    "create_cache",
     "database_router",
     "degraded_tool_result",
     "llm_router",

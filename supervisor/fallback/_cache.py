@@ -23,11 +23,11 @@ from typing import Any, Generic, TypeVar
 import attrs
 
 from actors import ConfigError
-from actors.lowlevel import non_negative, positive, positive_int
+from actors.lowlevel import check_name, non_negative, positive, positive_int
 from actors.lowlevel import now as _current_time
 from supervisor.health._metrics import record_cache
 
-__all__ = ["CacheConfig", "CacheMetrics", "ResponseCache"]
+__all__ = ["CacheConfig", "CacheMetrics", "ResponseCache", "create_cache"]
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -86,7 +86,7 @@ class _Entry(Generic[Resp]):
 
 @attrs.define(eq=False)
 class ResponseCache(Generic[Req, Resp]):
-    """A bounded TTL cache of replies; create it with `ResponseCache.create`.
+    """A bounded TTL cache of replies; create it with `create_cache`.
 
     Attributes:
         name: Used in metrics and events.
@@ -105,35 +105,6 @@ class ResponseCache(Generic[Req, Resp]):
     stale_misses: int = attrs.field(default=0, init=False)
     evictions: int = attrs.field(default=0, init=False)
     stores: int = attrs.field(default=0, init=False)
-
-    @classmethod
-    def create(
-        cls,
-        name: str = "cache",
-        config: CacheConfig | None = None,
-        *,
-        key: Callable[[Req], Hashable] | None = None,
-        ttl: float | None = None,
-        stale_ttl: float | None = None,
-        max_entries: int | None = None,
-    ) -> ResponseCache[Req, Resp]:
-        """Creates a cache; `ttl`, `stale_ttl` and `max_entries` override `config`.
-
-        Raises:
-            ConfigError: Invalid bounds, or a `key` that is not callable.
-        """
-        base = CacheConfig() if config is None else config
-        changes: dict[str, Any] = {
-            k: v
-            for k, v in {"ttl": ttl, "stale_ttl": stale_ttl, "max_entries": max_entries}.items()
-            if v is not None
-        }
-        cfg = attrs.evolve(base, **changes) if changes else base
-        if key is not None and not callable(key):
-            raise ConfigError("key", key, "must be a function of the request")
-        if not isinstance(name, str) or not name:
-            raise ConfigError("name", name, "must be a non-empty string")
-        return cls(name, cfg, key if key is not None else _identity)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -259,3 +230,30 @@ class ResponseCache(Generic[Req, Resp]):
         )
         evictions.add_metric([self.name], self.evictions)
         yield from (lookups, size, evictions)
+
+
+def create_cache(
+    name: str = "cache",
+    config: CacheConfig | None = None,
+    *,
+    key: Callable[[Req], Hashable] | None = None,
+    ttl: float | None = None,
+    stale_ttl: float | None = None,
+    max_entries: int | None = None,
+) -> ResponseCache[Req, Resp]:
+    """Creates a `ResponseCache`; `ttl`, `stale_ttl` and `max_entries` override `config`.
+
+    Raises:
+        ConfigError: Invalid bounds, or a `key` that is not callable.
+    """
+    base = CacheConfig() if config is None else config
+    changes: dict[str, Any] = {
+        k: v
+        for k, v in {"ttl": ttl, "stale_ttl": stale_ttl, "max_entries": max_entries}.items()
+        if v is not None
+    }
+    cfg = attrs.evolve(base, **changes) if changes else base
+    if key is not None and not callable(key):
+        raise ConfigError("key", key, "must be a function of the request")
+    check_name("name", name)
+    return ResponseCache(name, cfg, key if key is not None else _identity)

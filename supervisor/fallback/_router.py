@@ -8,7 +8,7 @@ it came from.
         cheap_llm_ref, canned_answer("busy"),      # fallbacks, in order
         health=monitor.status,                     # skip targets that are DEGRADED or worse
         breaker=llm_breaker,                       # skip the primary while its breaker is open
-        cache=ResponseCache.create(ttl=300, key=lambda req: req.prompt),
+        cache=create_cache(ttl=300, key=lambda req: req.prompt),
     )
     reply = await router.call(request)             # Routed(value, source, stale)
 

@@ -52,7 +52,7 @@ from actors import (
     ToolError,
 )
 from actors._classify import error_codes_of, headers_of, mark, status_of, verdict_of
-from actors.resilience import BreakerConfig, CircuitBreaker, RetryPolicy, resilient
+from actors.resilience import BreakerConfig, RetryPolicy, create_breaker, resilient
 
 R = ErrorClass.RETRYABLE
 T = ErrorClass.THROTTLED
@@ -154,7 +154,7 @@ def test_the_breaker_records_each_verdict_as_its_row_says(
     verdict: ErrorClass, counted: str
 ) -> None:
     """`CircuitBreaker.record` counts a verdict as a failure, a success or neither."""
-    breaker = CircuitBreaker.create("svc", BreakerConfig())
+    breaker = create_breaker("svc", BreakerConfig())
     breaker.record(breaker.acquire(now=0.0), verdict, 0.0, now=0.0)
     metrics = breaker.metrics(now=0.0)
     counts = {
@@ -662,7 +662,7 @@ async def test_cancellation_is_never_classified() -> None:
         seen.append(exc)
         return R
 
-    breaker = CircuitBreaker.create("svc", BreakerConfig())
+    breaker = create_breaker("svc", BreakerConfig())
 
     @resilient(breaker=breaker, classifier=ErrorClassifier(custom=record))
     async def hang() -> None:

@@ -34,8 +34,8 @@ import anyio
 import structlog
 
 from actors import Actor, open_actor
-from actors.resilience import BreakerConfig, BreakerState, CircuitBreaker
-from supervisor.fallback import ResponseCache, route
+from actors.resilience import BreakerConfig, BreakerState, CircuitBreaker, create_breaker
+from supervisor.fallback import ResponseCache, create_cache, route
 from supervisor.health import HealthStatus
 
 
@@ -67,7 +67,7 @@ async def timed(n: int, fn: Any) -> float:
 
 
 async def measure(n: int, repeats: int) -> dict[str, float]:
-    breaker = CircuitBreaker.create(
+    breaker = create_breaker(
         "primary",
         BreakerConfig(
             consecutive_failures=1, open_duration=1e6, max_open_duration=1e6, open_jitter=0
@@ -75,7 +75,7 @@ async def measure(n: int, repeats: int) -> dict[str, float]:
     )
     breaker.on_failure(breaker.acquire())
     assert breaker.state is BreakerState.OPEN
-    cache: ResponseCache[int, int] = ResponseCache.create("bench", ttl=1e9, max_entries=128)
+    cache: ResponseCache[int, int] = create_cache("bench", ttl=1e9, max_entries=128)
     for i in range(64):
         cache.put(i, i)
     results: dict[str, list[float]] = {}
@@ -86,7 +86,7 @@ async def measure(n: int, repeats: int) -> dict[str, float]:
     ):
         peek = route(primary, cache, breaker=breaker)
         fail_fast = route(primary, cache)
-        healthy = route(echo, cache, breaker=CircuitBreaker.create("echo"), health=lambda _name: ok)
+        healthy = route(echo, cache, breaker=create_breaker("echo"), health=lambda _name: ok)
         for _ in range(repeats):
             for key, fn in (
                 ("ref.call", echo.call),

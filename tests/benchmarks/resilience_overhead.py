@@ -50,11 +50,11 @@ from actors.resilience import (
     GCRA,
     BreakerConfig,
     BulkheadConfig,
-    CircuitBreaker,
     LimitConfig,
     RetryPolicy,
     SlidingWindow,
     TokenBucket,
+    create_breaker,
     create_bulkhead,
     create_limiter,
     create_retrier,
@@ -99,7 +99,7 @@ def _ours() -> dict[str, Case]:
         name="bench-llm",
     )(bare)
     retrier = create_retrier(RetryPolicy(), service="bench")
-    breaker = CircuitBreaker.create("bench", BreakerConfig())
+    breaker = create_breaker("bench", BreakerConfig())
     limiter = create_limiter(TokenBucket.per_second(HUGE), name="bench")
     bulkhead = create_bulkhead(BulkheadConfig(max_concurrent=1000), name="bench")
 

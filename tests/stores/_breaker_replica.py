@@ -15,7 +15,7 @@ import sys
 import anyio
 import structlog
 
-from actors.resilience import BreakerConfig, BreakerState, CircuitBreaker
+from actors.resilience import BreakerConfig, BreakerState, create_breaker
 from actors.stores.redis import open_redis_stores
 
 
@@ -24,7 +24,7 @@ async def replica(url: str, app: str, sync_interval: float) -> None:
         assert stores.available
         await stores.breaker_store.load("svc")
         config = BreakerConfig(open_duration=5.0, open_jitter=0.0)
-        breaker = CircuitBreaker.create("svc", config, store=stores.breaker_store)
+        breaker = create_breaker("svc", config, store=stores.breaker_store)
         print("ready", flush=True)
         line = await anyio.to_thread.run_sync(sys.stdin.readline)
         assert line.strip() == "open", line

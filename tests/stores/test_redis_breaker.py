@@ -13,7 +13,7 @@ import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from actors import CircuitOpen
-from actors.resilience import BreakerConfig, BreakerState, CircuitBreaker
+from actors.resilience import BreakerConfig, BreakerState, CircuitBreaker, create_breaker
 from actors.stores.redis import RedisStores, open_redis_stores
 from actors.testing import RedisServer, capture_events
 from tests.stores.conftest import new_app
@@ -38,7 +38,7 @@ def breaker_on(stores: RedisStores, name: str = "svc") -> CircuitBreaker:
     config = BreakerConfig(
         window_size=4, minimum_calls=4, open_duration=5.0, open_jitter=0.0, half_open_permits=1
     )
-    return CircuitBreaker.create(name, config, store=stores.breaker_store)
+    return create_breaker(name, config, store=stores.breaker_store)
 
 
 async def seen_open_after(breaker: CircuitBreaker, limit: float) -> float:

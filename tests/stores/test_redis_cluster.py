@@ -14,8 +14,8 @@ from actors import CircuitOpen, RateLimited
 from actors.resilience import (
     BreakerConfig,
     BreakerState,
-    CircuitBreaker,
     TokenBucket,
+    create_breaker,
     create_limiter,
     create_multi_limit,
 )
@@ -132,10 +132,10 @@ async def test_a_breaker_opened_by_one_client_is_open_for_the_other(
     app = new_app()
     config = BreakerConfig(open_duration=30.0, open_jitter=0.0)
     async with on_cluster(shared_cluster, app) as one, on_cluster(shared_cluster, app) as two:
-        here = CircuitBreaker.create("db", config, store=one.breaker_store)
-        CircuitBreaker.create("cache", config, store=one.breaker_store)
+        here = create_breaker("db", config, store=one.breaker_store)
+        create_breaker("cache", config, store=one.breaker_store)
         await two.breaker_store.load("db", "cache")
-        there = CircuitBreaker.create("db", config, store=two.breaker_store)
+        there = create_breaker("db", config, store=two.breaker_store)
         here.force(BreakerState.OPEN)
         with anyio.fail_after(2.0):
             while True:

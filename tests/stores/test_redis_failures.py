@@ -13,8 +13,8 @@ from actors import CircuitOpen, ConfigError, RateLimited
 from actors.resilience import (
     BreakerConfig,
     BreakerState,
-    CircuitBreaker,
     TokenBucket,
+    create_breaker,
     create_limiter,
 )
 from actors.stores._redis_client import make_client
@@ -206,8 +206,8 @@ async def test_breaker_state_survives_an_outage(redis_server: RedisServer) -> No
         open_redis_stores(url=redis_server.url, app=app, **FAST) as one,
         open_redis_stores(url=redis_server.url, app=app, **FAST) as two,
     ):
-        first = CircuitBreaker.create("svc", config, store=one.breaker_store)
-        second = CircuitBreaker.create("svc", config, store=two.breaker_store)
+        first = create_breaker("svc", config, store=one.breaker_store)
+        second = create_breaker("svc", config, store=two.breaker_store)
         redis_server.kill()
         first.force(BreakerState.OPEN)  # works locally while Redis is down
         with pytest.raises(CircuitOpen):

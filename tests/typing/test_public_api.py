@@ -16,11 +16,11 @@ from actors import Actor, ActorRef, Service, ServiceActor, ServiceConfig, open_a
 from actors.integrations import http_client, openai_client
 from actors.resilience import (
     BreakerConfig,
-    CircuitBreaker,
     Limiter,
     Retrier,
     RetryPolicy,
     TokenBucket,
+    create_breaker,
     create_limiter,
     create_retrier,
     resilient,
@@ -109,7 +109,7 @@ async def check_primitives() -> None:
     assert_type(await retrier.call(chat, "hello"), str)
     limiter = create_limiter(TokenBucket.per_second(5), name="search")
     assert_type(limiter, Limiter)
-    breaker = CircuitBreaker.create("openai", BreakerConfig.for_llm())
+    breaker = create_breaker("openai", BreakerConfig.for_llm())
     assert_type(await breaker.call(chat, "hello"), str)
 
 

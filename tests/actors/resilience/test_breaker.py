@@ -26,6 +26,7 @@ from actors.resilience import (
     BreakerTransition,
     CircuitBreaker,
     InMemoryBreakerStore,
+    create_breaker,
 )
 from actors.testing import capture_events
 
@@ -54,7 +55,7 @@ def state_of(breaker: CircuitBreaker) -> BreakerState:
 
 def make(name: str = "svc", **overrides: Any) -> CircuitBreaker:
     """A breaker on SMALL (plus overrides), created at time 0."""
-    return CircuitBreaker.create(name, BreakerConfig(**(SMALL | overrides)), now=0.0)
+    return create_breaker(name, BreakerConfig(**(SMALL | overrides)), now=0.0)
 
 
 def fail(breaker: CircuitBreaker, n: int, now: float = 0.0) -> None:
@@ -446,7 +447,7 @@ def constant(value: float) -> Callable[[], float]:
 def test_jitter_shortens_open_duration_within_bounds() -> None:
     """With jitter j the open duration lies in [(1 - j) * d, d]."""
     for draw, expected in [(0.0, 10.0), (0.5, 9.0), (0.999999, 8.000002)]:
-        breaker = CircuitBreaker.create(
+        breaker = create_breaker(
             "svc", BreakerConfig(**(SMALL | {"open_jitter": 0.2})), random=constant(draw)
         )
         fail(breaker, 4)
@@ -604,7 +605,7 @@ def test_rejected_trials_close_the_breaker() -> None:
 
 async def test_call_judges_failures_with_its_classifier() -> None:
     """`call` asks the breaker's classifier: a 429 is ignored, a 400 a success, a 503 a failure."""
-    breaker = CircuitBreaker.create("svc", BreakerConfig(**SMALL), classifier=LLMClassifier())
+    breaker = create_breaker("svc", BreakerConfig(**SMALL), classifier=LLMClassifier())
 
     async def answer(status: int) -> None:
         raise ServiceResponseError("svc", status)
@@ -618,7 +619,7 @@ async def test_call_judges_failures_with_its_classifier() -> None:
 
 async def test_the_default_classifier_is_the_custom_kinds() -> None:
     """Without a classifier, `call` and `guard` judge like `ErrorClassifier()`."""
-    breaker = CircuitBreaker.create("svc", BreakerConfig(**SMALL))
+    breaker = create_breaker("svc", BreakerConfig(**SMALL))
     assert isinstance(breaker.classifier, ErrorClassifier)
     with pytest.raises(ServiceResponseError):
         async with breaker.guard():
@@ -628,7 +629,7 @@ async def test_the_default_classifier_is_the_custom_kinds() -> None:
 
 async def test_guard_judges_failures_with_its_classifier() -> None:
     """`guard` classifies the block's exception like `call` does."""
-    breaker = CircuitBreaker.create(
+    breaker = create_breaker(
         "svc",
         BreakerConfig(**SMALL),
         classifier=ErrorClassifier(overrides={KeyError: ErrorClass.IGNORED}),
@@ -642,7 +643,7 @@ async def test_guard_judges_failures_with_its_classifier() -> None:
 
 async def test_a_base_exception_leaving_guard_is_never_a_failure() -> None:
     """A BaseException that is not an Exception counts as a cancellation."""
-    breaker = CircuitBreaker.create("svc", BreakerConfig(**SMALL))
+    breaker = create_breaker("svc", BreakerConfig(**SMALL))
     guard = breaker.guard()
     await guard.__aenter__()
     await guard.__aexit__(KeyboardInterrupt, KeyboardInterrupt(), None)
@@ -756,8 +757,8 @@ def test_shared_store_shares_transitions() -> None:
     """Two breakers on one store and name see each other's transitions."""
     store = InMemoryBreakerStore()
     config = BreakerConfig(**SMALL)
-    one = CircuitBreaker.create("svc", config, store=store, now=0.0)
-    two = CircuitBreaker.create("svc", config, store=store, now=0.0)
+    one = create_breaker("svc", config, store=store, now=0.0)
+    two = create_breaker("svc", config, store=store, now=0.0)
     fail(one, 4)
     assert state_of(two) is BreakerState.OPEN
     with pytest.raises(CircuitOpen):
@@ -767,7 +768,7 @@ def test_shared_store_shares_transitions() -> None:
 def test_store_holds_the_record() -> None:
     """The store keeps the state, when it changed and the open duration."""
     store = InMemoryBreakerStore()
-    breaker = CircuitBreaker.create("svc", BreakerConfig(**SMALL), store=store, now=0.0)
+    breaker = create_breaker("svc", BreakerConfig(**SMALL), store=store, now=0.0)
     fail(breaker, 4, now=2.0)
     record = store.get("svc")
     assert isinstance(record, BreakerRecord)
@@ -834,14 +835,14 @@ async def boom() -> None:
 
 async def test_call_returns_result_and_counts_success() -> None:
     """call returns fn's result and records a success."""
-    breaker = CircuitBreaker.create("svc", BreakerConfig(**SMALL))
+    breaker = create_breaker("svc", BreakerConfig(**SMALL))
     assert await breaker.call(ok) == "ok"
     assert breaker.metrics().successes == 1
 
 
 async def test_call_reraises_and_counts_failure() -> None:
     """call re-raises fn's exception unchanged and records a failure."""
-    breaker = CircuitBreaker.create("svc", BreakerConfig(**SMALL))
+    breaker = create_breaker("svc", BreakerConfig(**SMALL))
     with pytest.raises(ValueError, match="boom"):
         await breaker.call(boom)
     assert breaker.metrics().failures == 1
@@ -849,7 +850,7 @@ async def test_call_reraises_and_counts_failure() -> None:
 
 async def test_call_rejected_does_not_run_fn() -> None:
     """An open breaker raises CircuitOpen without running fn."""
-    breaker = CircuitBreaker.create("svc", BreakerConfig(**SMALL))
+    breaker = create_breaker("svc", BreakerConfig(**SMALL))
     breaker.force(BreakerState.FORCED_OPEN)
     ran: list[int] = []
 
@@ -863,7 +864,7 @@ async def test_call_rejected_does_not_run_fn() -> None:
 
 async def test_guard_counts_success_and_failure() -> None:
     """guard records the block's success and its Exception as a failure."""
-    breaker = CircuitBreaker.create("svc", BreakerConfig(**SMALL))
+    breaker = create_breaker("svc", BreakerConfig(**SMALL))
     async with breaker.guard():
         pass
     with pytest.raises(ValueError, match="boom"):
@@ -875,7 +876,7 @@ async def test_guard_counts_success_and_failure() -> None:
 
 async def test_guard_rejects_on_enter() -> None:
     """Entering guard on an open breaker raises CircuitOpen before the block runs."""
-    breaker = CircuitBreaker.create("svc", BreakerConfig(**SMALL))
+    breaker = create_breaker("svc", BreakerConfig(**SMALL))
     breaker.force(BreakerState.FORCED_OPEN)
     with pytest.raises(CircuitOpen):
         async with breaker.guard():
@@ -885,7 +886,7 @@ async def test_guard_rejects_on_enter() -> None:
 @pytest.mark.virtual_time
 async def test_call_measures_slow_calls_in_virtual_time() -> None:
     """call times fn with anyio's clock: 6 s is slow, exactly 5 s is not."""
-    breaker = CircuitBreaker.create("svc", BreakerConfig(**SMALL))
+    breaker = create_breaker("svc", BreakerConfig(**SMALL))
     await breaker.call(anyio.sleep, 6)
     await breaker.call(anyio.sleep, 5)
     metrics = breaker.metrics()
@@ -895,7 +896,7 @@ async def test_call_measures_slow_calls_in_virtual_time() -> None:
 @pytest.mark.virtual_time
 async def test_open_duration_elapses_in_virtual_time() -> None:
     """After opening, calls are rejected until exactly open_duration has passed."""
-    breaker = CircuitBreaker.create("svc", BreakerConfig(**SMALL))
+    breaker = create_breaker("svc", BreakerConfig(**SMALL))
     for _ in range(4):
         with pytest.raises(ValueError, match="boom"):
             await breaker.call(boom)
@@ -913,7 +914,7 @@ async def test_open_duration_elapses_in_virtual_time() -> None:
 @pytest.mark.virtual_time
 async def test_cancelled_caller_returns_half_open_permit() -> None:
     """A half-open caller cancelled by a cancel scope returns its permit, not a failure."""
-    breaker = CircuitBreaker.create("svc", BreakerConfig(**(SMALL | {"half_open_permits": 1})))
+    breaker = create_breaker("svc", BreakerConfig(**(SMALL | {"half_open_permits": 1})))
     breaker.force(BreakerState.HALF_OPEN)
     with anyio.move_on_after(1) as scope:
         await breaker.call(anyio.sleep, 100)
@@ -928,7 +929,7 @@ async def test_cancelled_caller_returns_half_open_permit() -> None:
 @pytest.mark.virtual_time
 async def test_cancelled_guard_block_is_not_a_failure() -> None:
     """A guard block cancelled by a timeout counts as cancelled, never as a failure."""
-    breaker = CircuitBreaker.create("svc", BreakerConfig(**SMALL))
+    breaker = create_breaker("svc", BreakerConfig(**SMALL))
 
     async def guarded() -> None:
         with anyio.fail_after(2):
@@ -945,7 +946,7 @@ async def test_cancelled_guard_block_is_not_a_failure() -> None:
 @pytest.mark.virtual_time
 async def test_cancellation_never_opens_the_breaker() -> None:
     """Many cancelled calls leave a closed breaker closed."""
-    breaker = CircuitBreaker.create("svc", BreakerConfig(**SMALL))
+    breaker = create_breaker("svc", BreakerConfig(**SMALL))
     for _ in range(20):
         with anyio.move_on_after(1):
             await breaker.call(anyio.sleep, 10)
@@ -957,9 +958,7 @@ async def test_cancellation_never_opens_the_breaker() -> None:
 async def test_half_open_stampede_admits_exactly_n() -> None:
     """1,000 concurrent callers when the breaker half-opens: exactly N reach the service."""
     permits = 3
-    breaker = CircuitBreaker.create(
-        "svc", BreakerConfig(**(SMALL | {"half_open_permits": permits}))
-    )
+    breaker = create_breaker("svc", BreakerConfig(**(SMALL | {"half_open_permits": permits})))
     breaker.force(BreakerState.OPEN)
     await anyio.sleep(10)
     reached = rejected = 0
@@ -990,7 +989,7 @@ async def test_half_open_stampede_admits_exactly_n() -> None:
 @pytest.mark.virtual_time
 async def test_transition_events_in_order() -> None:
     """A full cycle emits opened, half_opened and closed, in that order."""
-    breaker = CircuitBreaker.create("svc", BreakerConfig(**SMALL))
+    breaker = create_breaker("svc", BreakerConfig(**SMALL))
     with capture_events() as events:
         for _ in range(4):
             with pytest.raises(ValueError, match="boom"):
@@ -1013,7 +1012,7 @@ async def test_fast_clock_matches_anyio_clock() -> None:
 
 def test_breaker_created_outside_event_loop() -> None:
     """A breaker created outside any event loop works and reports no time in state."""
-    breaker = CircuitBreaker.create("svc", BreakerConfig(**SMALL))
+    breaker = create_breaker("svc", BreakerConfig(**SMALL))
     assert breaker.metrics(5.0).time_in_state is None
     fail(breaker, 4, now=5.0)
     assert breaker.metrics(6.0).time_in_state == pytest.approx(1.0)
@@ -1021,7 +1020,7 @@ def test_breaker_created_outside_event_loop() -> None:
 
 async def test_call_forwards_keyword_arguments() -> None:
     """call passes positional and keyword arguments through to fn."""
-    breaker = CircuitBreaker.create("svc", BreakerConfig(**SMALL))
+    breaker = create_breaker("svc", BreakerConfig(**SMALL))
 
     async def echo(a: int, *, b: int) -> tuple[int, int]:
         return a, b
@@ -1032,7 +1031,7 @@ async def test_call_forwards_keyword_arguments() -> None:
 @pytest.mark.virtual_time
 async def test_slow_failure_is_counted_as_slow_failure() -> None:
     """A failure after a long wait counts as a slow failure."""
-    breaker = CircuitBreaker.create("svc", BreakerConfig(**SMALL))
+    breaker = create_breaker("svc", BreakerConfig(**SMALL))
 
     async def slow_boom() -> None:
         await anyio.sleep(7)
@@ -1047,7 +1046,7 @@ async def test_slow_failure_is_counted_as_slow_failure() -> None:
 @pytest.mark.virtual_time
 async def test_llm_preset_trips_over_time_window() -> None:
     """The LLM preset opens on the 20th call when half of them failed within 60 s."""
-    breaker = CircuitBreaker.create("llm", BreakerConfig.for_llm(open_jitter=0.0))
+    breaker = create_breaker("llm", BreakerConfig.for_llm(open_jitter=0.0))
     for i in range(20):
         await anyio.sleep(2)
         if i % 2:
@@ -1064,7 +1063,7 @@ async def test_llm_preset_trips_over_time_window() -> None:
 @pytest.mark.virtual_time
 async def test_llm_preset_forgets_failures_older_than_a_minute() -> None:
     """Under the LLM preset, failures spread over more than 60 s never add up to a trip."""
-    breaker = CircuitBreaker.create("llm", BreakerConfig.for_llm())
+    breaker = create_breaker("llm", BreakerConfig.for_llm())
     for _ in range(40):
         await anyio.sleep(7)  # at most 9 calls in any 60 s window: below minimum_calls
         with pytest.raises(ValueError, match="boom"):

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from actors import CircuitOpen
-from actors.resilience import BreakerConfig, BreakerState, CircuitBreaker
+from actors.resilience import BreakerConfig, BreakerState, create_breaker
 
 JITTER_DRAW = 0.25
 
@@ -182,7 +182,7 @@ class BreakerMachine(RuleBasedStateMachine):
             half_open_permits=permits,
             half_open_max_wait=max_wait,
         )
-        self.real = CircuitBreaker.create("svc", config, random=lambda: JITTER_DRAW, now=0.0)
+        self.real = create_breaker("svc", config, random=lambda: JITTER_DRAW, now=0.0)
         self.model = Model(config)
 
     @rule(dt=st.sampled_from([0.0, 0.25, 0.5, 1.0, 2.0, 3.0, 3.5, 4.0, 9.0, 30.0]))

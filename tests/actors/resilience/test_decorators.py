@@ -41,6 +41,7 @@ from actors.resilience import (
     Retrier,
     RetryPolicy,
     TokenBucket,
+    create_breaker,
     create_bulkhead,
     create_limiter,
     create_retrier,
@@ -624,7 +625,7 @@ async def test_cancellation_is_not_a_failure_and_releases_everything() -> None:
 @virtual_time
 async def test_cancellation_while_waiting_for_the_limiter_returns_the_permit() -> None:
     """A caller cancelled while queued at the limiter leaves a half-open permit free."""
-    breaker = CircuitBreaker.create(
+    breaker = create_breaker(
         "svc",
         BreakerConfig(
             window_size=5,
@@ -675,7 +676,7 @@ async def test_functions_share_a_breaker_through_a_registry() -> None:
 
 async def test_shared_instances_are_used_as_given() -> None:
     """Passing runtime instances shares them instead of making new ones."""
-    breaker = CircuitBreaker.create("svc", quiet_breaker())
+    breaker = create_breaker("svc", quiet_breaker())
     limiter = create_limiter(TokenBucket.per_second(100), name="svc")
     bulkhead = create_bulkhead(BulkheadConfig(), name="svc")
     fn = resilient(breaker=breaker, limiter=limiter, bulkhead=bulkhead)(Script([]))

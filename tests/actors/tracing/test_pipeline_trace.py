@@ -27,9 +27,9 @@ from actors import (
 from actors.resilience import (
     BreakerConfig,
     BreakerState,
-    CircuitBreaker,
     RetryPolicy,
     TokenBucket,
+    create_breaker,
     resilient,
 )
 from actors.testing import capture_events
@@ -94,7 +94,7 @@ async def test_a_give_up_is_an_event_and_the_call_span_fails(telemetry: Telemetr
 
 async def test_a_breaker_rejection_is_an_event(telemetry: Telemetry) -> None:
     """A call refused by an open breaker: a rejected event, and no attempt span."""
-    breaker = CircuitBreaker.create("svc", BreakerConfig())
+    breaker = create_breaker("svc", BreakerConfig())
     breaker.force(BreakerState.OPEN)
 
     @resilient(breaker=breaker, name="guarded")

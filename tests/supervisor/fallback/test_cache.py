@@ -9,13 +9,13 @@ import anyio
 import pytest
 
 from actors import ConfigError
-from supervisor.fallback import CacheConfig, ResponseCache
+from supervisor.fallback import CacheConfig, ResponseCache, create_cache
 
 pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
 
 def make(**options: Any) -> ResponseCache[Any, Any]:
-    return ResponseCache.create("c", **options)
+    return create_cache("c", **options)
 
 
 async def test_entry_is_fresh_until_exactly_its_ttl() -> None:
@@ -83,7 +83,7 @@ async def test_size_bound_evicts_the_least_recently_used() -> None:
 
 async def test_key_function_groups_requests() -> None:
     """Requests with the same key share an entry."""
-    cache: ResponseCache[dict[str, str], str] = ResponseCache.create(
+    cache: ResponseCache[dict[str, str], str] = create_cache(
         "c", key=lambda req: req["prompt"].lower()
     )
     cache.put({"prompt": "Hi", "id": "1"}, "hello")
@@ -128,10 +128,10 @@ def test_defaults_and_bad_config() -> None:
     """Defaults are 60 s TTL, stale forever, 1024 entries; bad values are ConfigErrors."""
     assert CacheConfig() == CacheConfig(ttl=60.0, stale_ttl=math.inf, max_entries=1024)
     with pytest.raises(ConfigError, match="ttl"):
-        ResponseCache.create(ttl=0)
+        create_cache(ttl=0)
     with pytest.raises(ConfigError, match="max_entries"):
-        ResponseCache.create(max_entries=0)
+        create_cache(max_entries=0)
     with pytest.raises(ConfigError, match="stale_ttl"):
-        ResponseCache.create(stale_ttl=-1)
+        create_cache(stale_ttl=-1)
     with pytest.raises(ConfigError, match="key"):
-        ResponseCache.create(key="nope")  # type: ignore[arg-type]
+        create_cache(key="nope")  # type: ignore[arg-type]

@@ -6,7 +6,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from supervisor.fallback import ResponseCache
+from supervisor.fallback import ResponseCache, create_cache
 
 TTL, STALE, SIZE = 3.0, 4.0, 3
 KEYS = st.sampled_from("abcde")
@@ -17,7 +17,7 @@ class CacheMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.cache: ResponseCache[str, int] = ResponseCache.create(
+        self.cache: ResponseCache[str, int] = create_cache(
             "m", ttl=TTL, stale_ttl=STALE, max_entries=SIZE
         )
         self.model: list[tuple[str, int, float]] = []  # (key, value, stored_at), LRU first

@@ -8,7 +8,7 @@ import anyio
 import pytest
 
 from actors import Actor, open_actor
-from actors.resilience import BreakerConfig, CircuitBreaker
+from actors.resilience import BreakerConfig, CircuitBreaker, create_breaker
 from supervisor.fallback import FallbackRouter, route
 from supervisor.health import HealthConfig, HealthStatus, HealthTransition, open_health_monitor
 
@@ -159,7 +159,7 @@ class BreakerService(Actor[Any, Any]):
 
 async def test_open_breaker_routes_away_at_once_and_a_trial_call_brings_it_back() -> None:
     """Breaker opens: fallback at once; after open_duration a trial reaches the primary."""
-    breaker = CircuitBreaker.create(
+    breaker = create_breaker(
         "llm",
         BreakerConfig(consecutive_failures=3, open_duration=5, open_jitter=0, half_open_permits=1),
     )

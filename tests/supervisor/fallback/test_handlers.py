@@ -11,6 +11,7 @@ from supervisor.fallback import (
     ResponseCache,
     Routed,
     canned_answer,
+    create_cache,
     database_router,
     degraded_tool_result,
     llm_router,
@@ -56,7 +57,7 @@ async def test_llm_router_raises_a_bad_request() -> None:
 async def test_llm_router_serves_cached_answers_before_the_canned_one() -> None:
     """With a cache, a known prompt gets the cached answer before the canned one."""
     main = Service("big")
-    cache: ResponseCache[str, str] = ResponseCache.create("answers", ttl=60)
+    cache: ResponseCache[str, str] = create_cache("answers", ttl=60)
     router = llm_router(main, canned=lambda req: f"sorry ({req})", cache=cache)
     await router.call("known")
     main.error = TimeoutError()
@@ -67,7 +68,7 @@ async def test_llm_router_serves_cached_answers_before_the_canned_one() -> None:
 async def test_database_router_uses_the_replica_then_the_cache() -> None:
     """A lost database connection reads from the replica, then from the cache (stale ok)."""
     primary, replica = Service("db"), Service("replica")
-    cache: ResponseCache[str, str] = ResponseCache.create("rows", ttl=1)
+    cache: ResponseCache[str, str] = create_cache("rows", ttl=1)
     router = database_router(primary, replica, cache=cache)
     await router.call("select 1")
     primary.error = ConnectionError("lost")

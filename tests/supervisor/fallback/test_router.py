@@ -19,9 +19,17 @@ from actors import (
     ServiceResponseError,
     open_actor,
 )
-from actors.resilience import BreakerConfig, CircuitBreaker, RetryPolicy, resilient
+from actors.resilience import BreakerConfig, RetryPolicy, create_breaker, resilient
 from actors.testing import capture_events
-from supervisor.fallback import FallbackExhausted, ResponseCache, Routed, plan_routes, route, target
+from supervisor.fallback import (
+    FallbackExhausted,
+    ResponseCache,
+    Routed,
+    create_cache,
+    plan_routes,
+    route,
+    target,
+)
 from supervisor.health import HealthStatus
 
 pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
@@ -140,7 +148,7 @@ async def test_circuit_open_from_the_primary_is_routed() -> None:
 
 async def test_open_breaker_skips_the_primary_until_it_may_half_open() -> None:
     """While the breaker is open the primary is not called; after open_duration it is."""
-    breaker = CircuitBreaker.create(
+    breaker = create_breaker(
         "a", BreakerConfig(consecutive_failures=1, open_duration=10, open_jitter=0)
     )
     primary, backup = Service("a"), Service("b")
@@ -184,7 +192,7 @@ async def test_health_skipped_primary_is_the_last_resort() -> None:
 
 async def test_primary_replies_fill_the_cache_and_stale_is_served_only_when_all_fail() -> None:
     """A stale entry is served (stale=True) only after every route failed."""
-    cache: ResponseCache[str, str] = ResponseCache.create("c", ttl=1.0)
+    cache: ResponseCache[str, str] = create_cache("c", ttl=1.0)
     primary, backup = Service("a"), Service("b")
     router = route(primary, backup, cache=cache)
     assert (await router.call("q")).source == "primary"
@@ -197,7 +205,7 @@ async def test_primary_replies_fill_the_cache_and_stale_is_served_only_when_all_
 
 async def test_fresh_cache_in_the_fallback_list_answers_at_its_place() -> None:
     """A cache listed among the fallbacks answers fresh entries before later fallbacks."""
-    cache: ResponseCache[str, str] = ResponseCache.create("c", ttl=60)
+    cache: ResponseCache[str, str] = create_cache("c", ttl=60)
     primary, canned = Service("a"), Service("canned")
     router = route(primary, cache, canned)
     await router.call("q")
@@ -381,7 +389,7 @@ def test_unusable_targets_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="name"):
         route(Service("a"), lambda req: req)
     with pytest.raises(ConfigError, match="at most one"):
-        route(Service("a"), ResponseCache.create("x"), ResponseCache.create("y"))
+        route(Service("a"), create_cache("x"), create_cache("y"))
 
 
 async def test_targets_unknown_to_the_health_source_are_not_skipped() -> None:
@@ -397,7 +405,7 @@ async def test_targets_unknown_to_the_health_source_are_not_skipped() -> None:
 
 async def test_half_open_breaker_lets_trial_calls_through_despite_health() -> None:
     """A primary whose breaker is due for trials is called even if it looks UNHEALTHY."""
-    breaker = CircuitBreaker.create(
+    breaker = create_breaker(
         "a", BreakerConfig(consecutive_failures=1, open_duration=5, open_jitter=0)
     )
     breaker.on_failure(breaker.acquire())

@@ -16,8 +16,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
 from actors import serve_asgi
-from actors.resilience import CircuitBreaker
-from supervisor.fallback import ResponseCache
+from actors.resilience import create_breaker
+from supervisor.fallback import ResponseCache, create_cache
 from supervisor.health import HealthConfig, HealthMonitor, _asgi, health_app, open_health_monitor
 
 pytestmark = pytest.mark.anyio
@@ -104,8 +104,8 @@ async def test_unhealthy_optional_service_keeps_readyz_200() -> None:
 async def test_metrics_expose_health_latency_and_breaker_state() -> None:
     """/metrics is Prometheus text with health, probe latency and breaker state series."""
     svc = Switch()
-    breaker = CircuitBreaker.create("llm")
-    cache: ResponseCache[str, str] = ResponseCache.create("answers")
+    breaker = create_breaker("llm")
+    cache: ResponseCache[str, str] = create_cache("answers")
     cache.put("q", "a", now=0.0)
     cache.get("q", now=1.0)
     monitor = HealthMonitor()  # not running: only probe_now probes

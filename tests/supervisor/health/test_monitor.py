@@ -11,7 +11,7 @@ import pytest
 
 import supervisor as sv
 from actors import Actor, ConfigError, open_actor
-from actors.resilience import BreakerConfig, BreakerState, CircuitBreaker
+from actors.resilience import BreakerConfig, BreakerState, create_breaker
 from actors.testing import capture_events
 from supervisor import UnknownService
 from supervisor.health import (
@@ -194,7 +194,7 @@ async def test_unknown_names_and_bad_probes_are_clear_errors() -> None:
 
 async def test_breaker_opening_makes_the_service_unhealthy_at_once() -> None:
     """A breaker transition to OPEN is seen through its listener, without a probe."""
-    breaker = CircuitBreaker.create(
+    breaker = create_breaker(
         "svc", BreakerConfig(consecutive_failures=1, open_duration=10, open_jitter=0)
     )
     svc = FakeService()
@@ -213,7 +213,7 @@ async def test_breaker_opening_makes_the_service_unhealthy_at_once() -> None:
 
 async def test_breaker_already_open_counts_when_added() -> None:
     """A breaker that is open when the service is added makes it UNHEALTHY at once."""
-    breaker = CircuitBreaker.create("svc")
+    breaker = create_breaker("svc")
     breaker.force(BreakerState.FORCED_OPEN)
     monitor = HealthMonitor()
     monitor.add("svc", FakeService().probe, CFG, breaker=breaker)
@@ -306,7 +306,7 @@ async def test_report_is_json_serialisable_and_has_every_field() -> None:
     """to_dict() dumps to JSON with status, readiness and per-service details."""
     svc = FakeService()
     async with open_health_monitor(restarts=lambda name: 3) as monitor:
-        monitor.add("svc", svc.probe, CFG, breaker=CircuitBreaker.create("svc"))
+        monitor.add("svc", svc.probe, CFG, breaker=create_breaker("svc"))
         await anyio.sleep(0.1)
         data = json.loads(json.dumps(monitor.report().to_dict()))
     assert data["status"] == "healthy"
@@ -352,7 +352,7 @@ async def test_restarts_from_reads_a_supervisor_tree() -> None:
 
 async def test_open_breaker_due_for_trials_counts_as_half_open_at_the_next_probe() -> None:
     """Once its open duration has passed, an OPEN breaker only degrades the service."""
-    breaker = CircuitBreaker.create(
+    breaker = create_breaker(
         "svc", BreakerConfig(consecutive_failures=1, open_duration=2.5, open_jitter=0)
     )
     async with open_health_monitor() as monitor:
