@@ -8,6 +8,7 @@ capacity.
 """
 
 from actors.lowlevel import publish as _publish
+from supervisor._errors import GroupUnavailable
 from supervisor.groups._config import (
     FailoverPolicy,
     GroupConfig,
@@ -18,12 +19,7 @@ from supervisor.groups._config import (
     load_groups_config,
     load_groups_toml,
 )
-from supervisor.groups._group import (
-    GroupStats,
-    GroupUnavailable,
-    MemberInfo,
-    ServiceGroup,
-)
+from supervisor.groups._group import GroupStats, MemberInfo, ServiceGroup
 from supervisor.groups._idempotent import is_idempotent
 from supervisor.groups._member import GroupMember, MemberState, member
 from supervisor.groups._strategies import (

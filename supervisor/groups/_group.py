@@ -58,7 +58,6 @@ from actors import (
     ErrorClass,
     ErrorClassifier,
     LatencyRecorder,
-    ResilienceError,
     Service,
     current_deadline,
 )
@@ -66,7 +65,7 @@ from actors.lowlevel import Pipeline, add_event, check_name, emit, now_or_none, 
 from actors.lowlevel import now as _now
 from actors.resilience import RetryBudget
 from actors.services import ChatRequest
-from supervisor._errors import UnknownService
+from supervisor._errors import GroupUnavailable, UnknownService
 from supervisor._passing import breaker_cooling, passes_on
 from supervisor._spec import ChildSpec, SupervisorSpec, WhileRestarting
 from supervisor._supervisor import Supervisor
@@ -79,7 +78,7 @@ from supervisor.groups._stream import Relay
 from supervisor.health._monitor import HealthMonitor
 from supervisor.health._state import HealthStatus
 
-__all__ = ["GroupStats", "GroupUnavailable", "MemberInfo", "ServiceGroup"]
+__all__ = ["GroupStats", "MemberInfo", "ServiceGroup"]
 
 HealthSource = Callable[[str], HealthStatus]
 MEMBERS: Final = "members"
@@ -89,22 +88,6 @@ FRONT: Final = "group"
 _RUNNING: Final = ActorState.RUNNING
 _HEALTHY: Final = HealthStatus.HEALTHY
 _QUANTILE_REFRESH: Final = 0.05  # seconds a hedge delay read from the quantile is reused
-
-
-class GroupUnavailable(ResilienceError):
-    """No member of a group could take the request: each one was cooling down (breaker
-    open), had failed it already, or would have made it wait past its deadline.
-
-    Attributes:
-        group: The group's name.
-        reasons: Why each member was not tried, by member id.
-    """
-
-    def __init__(self, group: str, reasons: Mapping[str, str]) -> None:
-        self.group = group
-        self.reasons = dict(reasons)
-        detail = "; ".join(f"{member}: {why}" for member, why in self.reasons.items())
-        super().__init__(f"no member of group {group!r} can take the request ({detail or 'none'})")
 
 
 @attrs.frozen
