@@ -140,27 +140,32 @@ class RedisLimiterStore:
 
         A checkpoint while Redis is available (one round trip, bounded by `op_timeout`
         and the enclosing cancel scopes); while it is not, answers at once by the
-        policy (the limiter's `acquire` is the checkpoint then). Cancellation during the
-        round trip propagates; the server may have admitted the request (those units are
-        lost, erring on the safe side).
+        policy (the limiter's `acquire` is the checkpoint then). Fail-open also charges
+        what Redis admitted to the local 1/N limits (in memory, no round trip), so an
+        outage starts from what this replica used of its share, not from a full one.
+        Cancellation during the round trip propagates; the server may have admitted the
+        request (those units are lost, erring on the safe side).
 
         Raises:
             TypeError: A config other than TokenBucket, GCRA or SlidingWindow.
         """
         result = await self._run("d", group, requests)
-        if result is not None:
-            return result
-        return self._fallback_decide(group, requests, now)
+        if result is None:
+            return self._fallback_decide(group, requests, now)
+        if result[0] and self.policy.mode == "fail_open":
+            for key, config, cost in requests:  # this replica's share, for an outage
+                self._local.charge_nowait(key, self._scale(config), cost, now)
+        return result
 
     async def charge(
         self, group: str, key: str, config: LimitConfig, cost: float, *, now: float
     ) -> None:
-        """Consumes (refunds when negative) `cost`; locally when fail-open and Redis is down.
+        """Consumes (refunds when negative) `cost`; fail-open also in its local 1/N limits.
 
         Fail-closed drops a charge made while Redis is down (nothing was admitted then).
         """
-        result = await self._run("c", group, ((key, config, cost),))
-        if result is None and self.policy.mode == "fail_open":
+        await self._run("c", group, ((key, config, cost),))
+        if self.policy.mode == "fail_open":  # mirrored, shared or not (see `decide`)
             self._local.charge_nowait(key, self._scale(config), cost, now)
 
     async def wait_time(
@@ -187,9 +192,10 @@ class RedisLimiterStore:
     async def resync(
         self, group: str, key: str, config: LimitConfig, remaining: float, *, now: float
     ) -> None:
-        """Lowers the key's availability to at most `remaining` (1/N of it locally)."""
-        result = await self._run("r", group, ((key, config, remaining),))
-        if result is None and self.policy.mode == "fail_open":
+        """Lowers the key's availability to at most `remaining` (fail-open: also the local
+        1/N limit to 1/N of it)."""
+        await self._run("r", group, ((key, config, remaining),))
+        if self.policy.mode == "fail_open":  # mirrored, shared or not (see `decide`)
             share = remaining / self.policy.replicas
             self._local.resync_nowait(key, self._scale(config), share, now)
 

@@ -53,14 +53,15 @@ async def admitted_now(store: Any, key: str, bucket: TokenBucket, tries: int) ->
 
 
 async def test_fail_open_admits_one_nth_locally(redis_server: RedisServer) -> None:
-    """With Redis killed, fail-open admits 1/N of the burst locally and reports the outage."""
-    bucket = TokenBucket.per_minute(100)
+    """With Redis killed, fail-open admits what is left of 1/N of the burst locally (the
+    10 admitted through Redis count against the 25) and reports the outage."""
+    bucket = TokenBucket.per_hour(100)  # no refill within the test
     with capture_events() as events:
         async with open_redis_stores(url=redis_server.url, app=new_app(), **FAST) as stores:
             store = stores.limiter_store(FailurePolicy.fail_open(replicas=4))
             assert await admitted_now(store, "k", bucket, 10) == 10
             redis_server.kill()
-            assert await admitted_now(store, "k", bucket, 40) == 25
+            assert await admitted_now(store, "k", bucket, 40) == 15
             metrics = stores.metrics()
     assert not metrics.available
     assert metrics.errors >= 1
@@ -69,6 +70,55 @@ async def test_fail_open_admits_one_nth_locally(redis_server: RedisServer) -> No
     [down] = named(events, "store.unavailable")
     assert down["log_level"] == "warning"
     assert "ConnectionError" in down["error"]
+
+
+async def test_fail_open_starts_an_outage_from_each_replicas_own_use(
+    redis_server: RedisServer,
+) -> None:
+    """A replica that used its 1/N share through Redis admits nothing more locally when
+    Redis dies; one that used none of it gets the whole share: the replicas together
+    stay within the limit over the outage, not a limit above it."""
+    bucket = TokenBucket.per_hour(20)  # no refill within the test
+    policy = FailurePolicy.fail_open(replicas=2)
+    app = new_app()
+    with capture_events():
+        async with (
+            open_redis_stores(url=redis_server.url, app=app, **FAST) as one,
+            open_redis_stores(url=redis_server.url, app=app, **FAST) as two,
+        ):
+            busy, idle = one.limiter_store(policy), two.limiter_store(policy)
+            assert await admitted_now(busy, "k", bucket, 10) == 10
+            redis_server.kill()
+            assert await admitted_now(busy, "k", bucket, 10) == 0
+            assert await admitted_now(idle, "k", bucket, 20) == 10
+
+
+async def test_fail_open_counts_charges_made_through_redis_locally(
+    redis_server: RedisServer,
+) -> None:
+    """A charge (a reconciled reservation) made while Redis answers also uses this
+    replica's local share, so the outage that follows admits only what is left of it."""
+    bucket = TokenBucket.per_hour(20)
+    async with open_redis_stores(url=redis_server.url, app=new_app(), **FAST) as stores:
+        store = stores.limiter_store(FailurePolicy.fail_open(replicas=2))
+        await store.charge("k", "k", bucket, 6.0, now=anyio.current_time())
+        with capture_events():
+            redis_server.kill()
+            assert await admitted_now(store, "k", bucket, 10) == 4
+
+
+async def test_fail_open_applies_a_resync_made_through_redis_locally(
+    redis_server: RedisServer,
+) -> None:
+    """A resync from the provider's headers made while Redis answers lowers the local
+    share to 1/N of the remaining units too (4 remaining, 2 replicas: 2 locally)."""
+    bucket = TokenBucket.per_hour(20)
+    async with open_redis_stores(url=redis_server.url, app=new_app(), **FAST) as stores:
+        store = stores.limiter_store(FailurePolicy.fail_open(replicas=2))
+        await store.resync("k", "k", bucket, 4.0, now=anyio.current_time())
+        with capture_events():
+            redis_server.kill()
+            assert await admitted_now(store, "k", bucket, 10) == 2
 
 
 async def test_fail_closed_rejects_within_the_deadline(redis_server: RedisServer) -> None:
