@@ -34,15 +34,23 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+import urllib.request
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.benchmarks._cli import parse_args, write_json
+
+if TYPE_CHECKING:
+    from actors import Service
+    from actors.resilience import BreakerStateStore, LimiterStore
+    from actors.services import ChatRequest, ChatResponse
 
 WORKERS = 50
 LATENCY = 0.05
@@ -68,7 +76,7 @@ def _prompt(rng: random.Random) -> str:
 
 
 class Tally:
-    """What one client got: successes, tokens, 429s, failures, latencies."""
+    """What one client got: successes, tokens, 429s, failures (by error), latencies."""
 
     def __init__(self, fill: Callable[[], Awaitable[int]] | None = None) -> None:
         self.fill = fill  # spends the window as the run starts (the "full" scenario)
@@ -76,8 +84,30 @@ class Tally:
         self.ok = 0
         self.tokens = 0
         self.throttled = 0
-        self.failed = 0
+        self.failures: Counter[str] = Counter()
         self.latencies: list[float] = []
+
+    @property
+    def failed(self) -> int:
+        return sum(self.failures.values())
+
+    def dump(self) -> dict[str, Any]:
+        """The counts, for another process to `merge`."""
+        return {
+            "ok": self.ok,
+            "tokens": self.tokens,
+            "throttled": self.throttled,
+            "failures": dict(self.failures),
+            "latencies": self.latencies,
+        }
+
+    def merge(self, dumped: dict[str, Any]) -> None:
+        """Adds what another process's tally `dump`ed."""
+        self.ok += dumped["ok"]
+        self.tokens += dumped["tokens"]
+        self.throttled += dumped["throttled"]
+        self.failures.update(dumped["failures"])
+        self.latencies.extend(dumped["latencies"])
 
     def row(self, available: float, seconds: float) -> dict[str, Any]:
         lat = sorted(self.latencies)
@@ -90,6 +120,8 @@ class Tally:
             "answered_429": self.throttled,
             "share_429": self.throttled / max(1, self.ok + self.failed),
             "failed": self.failed,
+            "failed_by_breaker": self.failures["CircuitOpen"],
+            "failures": dict(self.failures),
             "requests_per_s": (self.ok + self.failed) / seconds,
             "p50_s": p50,
             "p99_s": p99,
@@ -103,7 +135,17 @@ async def _control(url: str, command: dict[str, Any]) -> None:
         (await http.post(f"{url}/_control", json=command)).raise_for_status()
 
 
-async def _fill(url: str, key: str, tokens: int) -> int:
+async def reset_provider(url: str, limits: dict[str, float], window: float) -> None:
+    """Forgets every key's window and sets the provider's limits."""
+    quota = {
+        "requests_per_minute": int(limits["requests"]),
+        "tokens_per_minute": int(limits["tokens"]),
+        "window": window,
+    }
+    await _control(url, {"reset": True, "latency": LATENCY, "quota": quota})
+
+
+async def fill(url: str, key: str, tokens: int) -> int:
     """Spends `key`'s token window (in a few quick requests, until the provider says
     429); returns the tokens spent."""
     import httpx2
@@ -128,7 +170,11 @@ async def _fill(url: str, key: str, tokens: int) -> int:
 Call = Callable[[str], Awaitable[int]]
 
 
-async def _drive(call: Call, seconds: float, tally: Tally, seed: int) -> None:
+async def drive(
+    call: Call, seconds: float, tally: Tally, seed: int, workers: int = WORKERS
+) -> None:
+    """Runs `workers` closed-loop agents through `call` for `seconds` (pre-filling the
+    window first when `tally.fill` says so), counting into `tally`."""
     rng = random.Random(seed)
     start = anyio.current_time()
     if tally.fill is not None:
@@ -142,8 +188,8 @@ async def _drive(call: Call, seconds: float, tally: Tally, seed: int) -> None:
             start = anyio.current_time()
             try:
                 used = await call(_prompt(rng))
-            except Exception:
-                tally.failed += 1
+            except Exception as exc:
+                tally.failures[type(exc).__name__] += 1
                 continue
             tally.ok += 1
             tally.tokens += used
@@ -153,36 +199,61 @@ async def _drive(call: Call, seconds: float, tally: Tally, seed: int) -> None:
     # counted, so only tokens served within the run count.
     with anyio.move_on_at(end):
         async with anyio.create_task_group() as tg:
-            for _ in range(WORKERS):
+            for _ in range(workers):
                 tg.start_soon(worker)
 
 
-async def run_ours(
-    url: str, key: str, seconds: float, limits: dict[str, float], window: float, tally: Tally
-) -> None:
-    from actors import Secret, Service, ServiceConfig, open_actor
+def llm_service(
+    url: str,
+    key: str,
+    limits: dict[str, float],
+    window: float,
+    *,
+    name: str = "quota",
+    limiter_store: LimiterStore | None = None,
+    breaker_store: BreakerStateStore | None = None,
+) -> Service[ChatRequest, ChatResponse]:
+    """Our LLM service for `key`: the default preset, given the provider's limits."""
+    from actors import Secret, Service, ServiceConfig
     from actors.resilience import SlidingWindow
-    from actors.services import ChatRequest
     from actors.services.llm import LLMClient
 
-    config = ServiceConfig.for_llm(  # the preset, given the provider's limits
+    config = ServiceConfig.for_llm(
         limits={
             "requests": SlidingWindow(limit=limits["requests"], window=window),
             "tokens": SlidingWindow(limit=limits["tokens"], window=window),
         },
     )
-    service = Service(
-        "quota",
-        lambda: LLMClient("quota", f"{url}/v1", model=MODEL, api_key=Secret(key)),
+    return Service(
+        name,
+        lambda: LLMClient(name, f"{url}/v1", model=MODEL, api_key=Secret(key)),
         config,
+        limiter_store=limiter_store,
+        breaker_store=breaker_store,
     )
-    async with open_actor(service.actor(), name="quota", config=service.config.actor) as ref:
+
+
+@asynccontextmanager
+async def serving(service: Service[ChatRequest, ChatResponse]) -> AsyncIterator[Call]:
+    """Runs `service`'s actor; yields the agents' call (a chat request, its tokens)."""
+    from actors import open_actor
+    from actors.services import ChatRequest
+
+    async with open_actor(service.actor(), name=service.name, config=service.config.actor) as ref:
 
         async def call(prompt: str) -> int:
             reply = await ref.call(ChatRequest.user(prompt, max_tokens=32))
             return int(reply.usage.total_tokens)
 
-        await _drive(call, seconds, tally, seed=1)
+        yield call
+
+
+async def run_ours(
+    url: str, key: str, seconds: float, limits: dict[str, float], window: float, tally: Tally
+) -> None:
+    service = llm_service(url, key, limits, window)
+    async with serving(service) as call:
+        await drive(call, seconds, tally, seed=1)
     tally.throttled = service.stats.verdicts.get("throttled", 0)
 
 
@@ -206,7 +277,7 @@ async def run_openai(url: str, key: str, seconds: float, tally: Tally) -> None:
             assert reply.usage is not None
             return reply.usage.total_tokens
 
-        await _drive(call, seconds, tally, seed=1)
+        await drive(call, seconds, tally, seed=1)
 
 
 async def run_tenacity(url: str, key: str, seconds: float, tally: Tally) -> None:
@@ -244,7 +315,7 @@ async def run_tenacity(url: str, key: str, seconds: float, tally: Tally) -> None
             reply.raise_for_status()
             return int(reply.json()["usage"]["total_tokens"])
 
-        await _drive(call, seconds, tally, seed=1)
+        await drive(call, seconds, tally, seed=1)
 
 
 CLIENTS = ("ours", "openai SDK", "httpx2 + tenacity")
@@ -256,19 +327,8 @@ async def scenario(
     rows: dict[str, Any] = {}
     for client in CLIENTS:
         key = f"sk-bench-{name}-{client}".replace(" ", "")
-        await _control(
-            url,
-            {
-                "reset": True,
-                "latency": LATENCY,
-                "quota": {
-                    "requests_per_minute": int(limits["requests"]),
-                    "tokens_per_minute": int(limits["tokens"]),
-                    "window": window,
-                },
-            },
-        )
-        tally = Tally(functools.partial(_fill, url, key, int(limits["tokens"])) if full else None)
+        await reset_provider(url, limits, window)
+        tally = Tally(functools.partial(fill, url, key, int(limits["tokens"])) if full else None)
         started = time.perf_counter()
         if client == "ours":
             await run_ours(url, key, seconds, limits, window, tally)
@@ -281,18 +341,60 @@ async def scenario(
     return rows
 
 
-def main() -> int:
-    args = parse_args(__doc__, quick_help="two short windows per run, for CI")
-    window, windows = (4.0, 3) if args.quick else (20.0, 3)
-    seconds = window * windows
-    # 1,200 requests and 120,000 tokens a minute, per window (tokens bind first).
-    limits = {"requests": 1_200.0 * window / 60, "tokens": 120_000.0 * window / 60}
+def provider_limits(window: float) -> dict[str, float]:
+    """1,200 requests and 120,000 tokens a minute, per window (tokens bind first)."""
+    return {"requests": 1_200.0 * window / 60, "tokens": 120_000.0 * window / 60}
+
+
+@contextmanager
+def provider(starting: Callable[[], None] | None = None) -> Iterator[str]:
+    """Runs the mock provider in its own process; yields its URL once it serves.
+
+    Args:
+        starting: Called while the process starts (other setup that can overlap it).
+    """
     port = _free_port()
     server = subprocess.Popen(
         [sys.executable, __file__, "--serve", str(port)],
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
     )
-    url = f"http://127.0.0.1:{port}"
+    try:
+        if starting is not None:
+            starting()
+        url = f"http://127.0.0.1:{port}"
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        for _ in range(100):  # until it answers (an open port is not enough)
+            try:
+                with direct.open(f"{url}/health", timeout=0.5):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def print_rows(title: str, rows: dict[str, dict[str, Any]]) -> None:
+    """Prints one scenario's table (one row per client)."""
+    print(f"\n{title}")
+    print(
+        f"  {'client':28} {'goodput':>8} {'served':>7} {'429s':>6} {'429 %':>6} "
+        f"{'failed':>7} {'breaker':>7} {'p50 s':>7} {'p99 s':>7}"
+    )
+    for client, row in rows.items():
+        print(
+            f"  {client:28} {row['goodput']:8.1%} {row['ok']:7d} "
+            f"{row['answered_429']:6d} {row['share_429']:6.1%} {row['failed']:7d} "
+            f"{row['failed_by_breaker']:7d} {row['p50_s']:7.2f} {row['p99_s']:7.2f}"
+        )
+
+
+def main() -> int:
+    args = parse_args(__doc__, quick_help="three 4 s windows per run, for CI")
+    window, windows = (4.0, 3) if args.quick else (20.0, 3)
+    seconds = window * windows
+    limits = provider_limits(window)
     report: dict[str, Any] = {
         "window_s": window,
         "run_s": seconds,
@@ -300,34 +402,16 @@ def main() -> int:
         "workers": WORKERS,
         "scenarios": {},
     }
-    try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+    with provider() as url:
         for name, full in (("cold", False), ("full", True)):
             rows = anyio.run(scenario, url, name, full, window, seconds, limits)
             report["scenarios"][name] = rows
-            print(
-                f"\n{name} window: provider {limits['requests']:g} requests and "
+            print_rows(
+                f"{name} window: provider {limits['requests']:g} requests and "
                 f"{limits['tokens']:g} tokens per {window:g} s window, {seconds:g} s run, "
-                f"{WORKERS} workers"
+                f"{WORKERS} workers",
+                rows,
             )
-            print(
-                f"  {'client':18} {'goodput':>8} {'served':>7} {'429s':>6} {'429 %':>6} "
-                f"{'failed':>7} {'p50 s':>7} {'p99 s':>7}"
-            )
-            for client, row in rows.items():
-                print(
-                    f"  {client:18} {row['goodput']:8.1%} {row['ok']:7d} "
-                    f"{row['answered_429']:6d} {row['share_429']:6.1%} {row['failed']:7d} "
-                    f"{row['p50_s']:7.2f} {row['p99_s']:7.2f}"
-                )
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
     write_json(args.json, report)
     return 0
 
