@@ -593,6 +593,8 @@ class Incarnation:
         cell = self.cell
         kernel = cell.kernel
         now, new_slot, park = kernel.now, kernel.new_slot, kernel.park
+        awaits = kernel.slot_awaits  # (an asyncio slot is awaited directly)
+        set_cid, set_deadline = CID_VAR.set, DEADLINE_VAR.set
         mailbox = cell.mailbox
         pop, idle = mailbox.pop, mailbox.idle
         if idle is None:
@@ -610,17 +612,18 @@ class Incarnation:
                     env = pop()
                     if env is None:
                         burst = 0
-                        slot = new_slot()
+                        slot: Any = new_slot()
                         idle.append(slot)
-                        if await park(slot) is _SLEEP:
+                        if await (slot if awaits else park(slot)) is _SLEEP:
                             return True
                         continue
-                    if env.deadline <= now():
+                    deadline = env.deadline
+                    if deadline <= now():
                         self._expired(env)
                         continue
                     env.scope = scope
-                    CID_VAR.set(env.cid)
-                    DEADLINE_VAR.set(env.deadline)
+                    set_cid(env.cid)
+                    set_deadline(deadline)
                     trace = env.trace  # the sender's trace context, while tracing is on
                     token = None if trace is None else attach(trace)
                     try:

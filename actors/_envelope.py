@@ -54,13 +54,14 @@ DEADLINE_VAR: Final[contextvars.ContextVar[float]] = contextvars.ContextVar(
     "actors_deadline", default=math.inf
 )
 
-_PREFIX: Final = f"{secrets.token_hex(4)}-"
-_next_number: Final = itertools.count(1).__next__
+CID_PREFIX: Final = f"{secrets.token_hex(4)}-"
+next_cid_number: Final = itertools.count(1).__next__
 
 
 def new_correlation_id() -> str:
-    """Returns a new correlation id, unique within this process and unlikely across."""
-    return _PREFIX + str(_next_number())
+    """Returns a new correlation id, unique within this process and unlikely across.
+    (`ActorRef.call` makes one inline: `CID_PREFIX + str(next_cid_number())`.)"""
+    return CID_PREFIX + str(next_cid_number())
 
 
 def current_correlation_id() -> str | None:
@@ -99,19 +100,21 @@ def correlation_id(value: str | None = None) -> Iterator[str]:
 class Envelope:
     """One message in a mailbox. Internal: users never see envelopes.
 
-    `scope` is set when a worker takes the envelope: the cancel scope that worker holds
-    (see `actors._actor.Incarnation`), which the caller cancels if it gives up. `trace`
+    `scope` is set when a worker takes the envelope (it is read only while the state is
+    RUNNING): the cancel scope that worker holds (see `actors._actor.Incarnation`), which
+    the caller cancels if it gives up. `trace`
     is the sender's OpenTelemetry context (None while tracing is off), attached while
     the handler runs (see `actors._tracing`).
     """
 
     __slots__ = ("cid", "deadline", "msg", "reply", "scope", "state", "trace")
 
-    def __init__(self, msg: Any, deadline: float, cid: str, reply: Any, trace: Any = None) -> None:
+    scope: Any
+
+    def __init__(self, msg: Any, deadline: float, cid: str, reply: Any, trace: Any) -> None:
         self.msg = msg
         self.deadline = deadline
         self.cid = cid
         self.reply = reply
         self.trace = trace
         self.state = QUEUED
-        self.scope: Any = None

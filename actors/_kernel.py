@@ -72,6 +72,7 @@ class Kernel(Protocol):
     """Backend primitives of one event loop (shared by every address in it)."""
 
     name: str
+    slot_awaits: bool  # True: `await slot` is `await park(slot)` (asyncio's Future)
 
     def now(self) -> float: ...
     def new_slot(self) -> Slot: ...
@@ -245,6 +246,7 @@ class _AsyncioKernel(_QueuedDeadlines):
     """asyncio: a slot is a Future; deadlines are `call_at` timers."""
 
     __slots__ = ("_loop", "_queues", "name", "new_cancel_scope", "new_slot", "now")
+    slot_awaits = True
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.name = "asyncio"
@@ -417,6 +419,7 @@ class _TrioKernel(_QueuedDeadlines):
 
     __slots__ = ("_queues", "name", "new_cancel_scope", "now")
     new_slot = _TrioSlot
+    slot_awaits = False
 
     def __init__(self) -> None:
         _bind_trio()

@@ -66,9 +66,19 @@ class Mailbox:
             waiters.popleft()  # gave up waiting
         return not waiters
 
-    def push(self, env: Envelope) -> None:
-        """Appends `env` (room must have been checked) and wakes one parked worker, or
-        else the dispatcher that starts workers, or else the hibernated incarnation."""
+    def push(self, env: Envelope, checked: bool = True) -> bool:
+        """Appends `env` and wakes one parked worker, or else the dispatcher that starts
+        workers, or else the hibernated incarnation.
+
+        With `checked` (the default) the caller has checked or reserved room; with
+        `checked` False, `push` checks first (`has_room`: one call on the hot path
+        instead of two) and returns False, pushing nothing, when there is none.
+        """
+        if not checked and (
+            self.live + self._reserved >= self.capacity
+            or (self._room_waiters and not self.has_room())
+        ):
+            return False
         queue = self._queue
         if queue is None:
             queue = self._queue = deque()
@@ -79,7 +89,7 @@ class Mailbox:
             slot = idle.pop()
             if not slot.done():
                 slot.set_result(None)
-                return
+                return True
         slot = self.dispatcher
         if slot is not None:
             self.dispatcher = None
@@ -87,6 +97,7 @@ class Mailbox:
                 slot.set_result(None)
         elif self.sleeper is not None:
             self.sleeper.wake()
+        return True
 
     def pop(self) -> Envelope | None:
         """Takes the oldest live envelope (now RUNNING), or None when there is none."""

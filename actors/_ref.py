@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 import anyio
 
 from actors._envelope import (
+    CID_PREFIX,
     CID_VAR,
     CUT,
     DEADLINE_VAR,
@@ -24,6 +25,7 @@ from actors._envelope import (
     RUNNING,
     Envelope,
     new_correlation_id,
+    next_cid_number,
 )
 from actors._errors import (
     ActorDown,
@@ -380,9 +382,9 @@ class ActorRef(Generic[Req, Resp]):
         if not own_deadline:
             deadline = inherited
             timeout = max(0.0, deadline - now)
-        cid = CID_VAR.get()  # the caller's, or a new one (`_correlation_id`, inline)
+        cid = CID_VAR.get()  # the caller's, or a new one (`new_correlation_id`, inline)
         if cid is Ellipsis or cid is None:
-            cid = new_correlation_id()
+            cid = CID_PREFIX + str(next_cid_number())
         span = trace = None
         found = tracer()
         if found is not None:  # tracing on: the caller's span, its context in the envelope
@@ -397,18 +399,19 @@ class ActorRef(Generic[Req, Resp]):
             screen = cell.screen
             if screen is not None:
                 screen(msg)
-            slot = kernel.new_slot()
+            slot: Any = kernel.new_slot()  # (awaitable itself when `slot_awaits`)
             env = Envelope(msg, deadline, cid, slot, trace)
             mailbox = cell.mailbox
-            if not mailbox.has_room():
+            if not mailbox.push(env, False):  # no room
                 await self._wait_for_room(cell, cell.call_full, deadline)
                 # Time passed: the deadline is no longer `now + timeout`, so it must not
                 # join the FIFO queue (it would sit behind later deadlines).
                 own_deadline = False
-            mailbox.push(env)
+                mailbox.push(env)
             try:
                 if own_deadline and kernel.arm(slot, deadline, timeout):
-                    result = await kernel.park(slot)
+                    # (an asyncio slot is its own park: a Future, awaited directly)
+                    result = await (slot if kernel.slot_awaits else kernel.park(slot))
                 else:
                     result = await kernel.wait(slot, deadline)
             except BaseException:

@@ -84,7 +84,7 @@ import attrs
 from actors._classify import Classifier, ErrorClass, headers_of, mark
 from actors._clock import current_clock, deadline_scope
 from actors._clock import now as _now
-from actors._envelope import current_correlation_id, current_deadline
+from actors._envelope import DEADLINE_VAR, current_correlation_id, current_deadline
 from actors._errors import (
     AttemptTimeout,
     DeadlineExceeded,
@@ -405,9 +405,8 @@ class Pipeline:
                 else:
                     permit = 0 if breaker is None else breaker.acquire()
                     start = clock() if clocked else 0.0
-                stop_at = _INF if attempt_timeout is None else start + attempt_timeout
-                stop_at = min(stop_at, ends)
-                if stop_at != _INF and stop_at >= current_deadline():
+                stop_at = ends if attempt_timeout is None else min(start + attempt_timeout, ends)
+                if stop_at != _INF and stop_at >= DEADLINE_VAR.get():
                     stop_at = _INF  # the handled message's deadline comes first anyway
                 try:
                     if stop_at == _INF:

@@ -24,7 +24,7 @@ pool's size bounds the streams in flight too.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from functools import partial
 from typing import Any, Generic, TypeVar
 
@@ -496,9 +496,10 @@ class ServiceActor(Actor[Req, Resp]):
             finally:
                 self.pool = None
 
-    async def handle(self, msg: Req) -> Resp:
-        """Performs one request through the service's pipeline."""
-        return await self._call(self._send, (msg,), {}, None)
+    def handle(self, msg: Req) -> Coroutine[Any, Any, Resp]:
+        """Performs one request through the service's pipeline. (Returns the pipeline's
+        coroutine for the worker to await: one coroutine frame less per request.)"""
+        return self._call(self._send, (msg,), {}, None)
 
     async def _send(self, request: Req) -> Resp:
         """One attempt: borrow a connection, send (an `Unsettled` reply returns the
