@@ -235,7 +235,18 @@ class Gate:
             return False, None
         if self.sync is not None:
             return self.sync.decide_nowait(self.group, self.requests(costs), now)
-        return await self.store.decide(self.group, self.requests(costs), now=now)
+        if not (reserving and self.learning):
+            return await self.store.decide(self.group, self.requests(costs), now=now)
+        # A remote store answers after an await: the reservation is held against the
+        # cold start meanwhile, so that concurrent callers do not all pass the check
+        # above before any of them is counted. `record` counts it again when admitted
+        # (nothing awaits in between).
+        self.outstanding += 1
+        try:
+            return await self.store.decide(self.group, self.requests(costs), now=now)
+        finally:
+            if self.outstanding:  # (a cold start that ended meanwhile reset it to 0)
+                self.outstanding -= 1
 
     async def estimate(
         self, costs: tuple[float, ...], now: float, ahead: list[float], reserving: bool

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 import pytest
 
 from actors import ConfigError, RateLimited
 from actors.resilience import (
     ColdStart,
+    LimiterStore,
+    MemoryLimiterStore,
     MultiLimit,
     Reservation,
     TokenBucket,
@@ -173,3 +177,59 @@ def test_cold_start_must_be_a_cold_start() -> None:
             cold_start=1,  # type: ignore[arg-type]
         )
     assert info.value.field == "cold_start"
+
+
+class RemoteStore:
+    """A store that answers after a round trip (as Redis does): not a SyncLimiterStore."""
+
+    def __init__(self) -> None:
+        self._local = MemoryLimiterStore()
+
+    async def decide(self, group: str, requests: Any, *, now: float) -> tuple[bool, float]:
+        await anyio.sleep(0.01)
+        return await self._local.decide(group, requests, now=now)
+
+    async def charge(self, group: str, key: str, config: Any, cost: float, *, now: float) -> None:
+        await self._local.charge(group, key, config, cost, now=now)
+
+    async def wait_time(
+        self, group: str, key: str, config: Any, cost: float, *, now: float
+    ) -> float:
+        return await self._local.wait_time(group, key, config, cost, now=now)
+
+    async def available(self, group: str, key: str, config: Any, *, now: float) -> float:
+        return await self._local.available(group, key, config, now=now)
+
+    async def resync(
+        self, group: str, key: str, config: Any, remaining: float, *, now: float
+    ) -> None:
+        await self._local.resync(group, key, config, remaining, now=now)
+
+    async def hold(self, group: str, until: float, *, now: float) -> None:
+        await self._local.hold(group, until, now=now)
+
+
+async def test_concurrent_reservations_through_a_remote_store_respect_the_cold_start() -> None:
+    """With a store that answers after an await, ten callers reserving at once still get
+    one reservation out while learning (each used to pass the check before any was
+    counted, and all ten went to a provider whose window might be full)."""
+    store: LimiterStore = RemoteStore()
+    multi = create_multi_limit(
+        {"requests": TokenBucket.per_second(100), "tokens": TokenBucket.per_second(10_000)},
+        name="remote",
+        store=store,
+        cold_start=ColdStart(),
+    )
+    admitted: list[Reservation] = []
+
+    async def reserve() -> None:
+        admitted.append(await multi.reserve(requests=1, tokens=10))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(10):
+            tg.start_soon(reserve)
+        await anyio.sleep(1.0)
+        assert len(admitted) == 1
+        await admitted[0].reconcile(tokens=10)
+        await multi.sync_from_headers({"x-ratelimit-remaining-tokens": "5000"})
+    assert len(admitted) == 10
