@@ -76,7 +76,7 @@ class ActorConfig:
     """
 
     mailbox_size: int = attrs.field(default=1000, validator=positive_int)
-    call_timeout: float = attrs.field(default=5.0, validator=positive)
+    call_timeout: float = attrs.field(default=5.0, validator=finite_positive)
     call_full: FullPolicy = attrs.field(
         default=FullPolicy.WAIT, converter=_call_full, validator=_call_policy
     )
