@@ -145,7 +145,8 @@ def _adaptive(inst: ResilienceConfig, attr: attrs.Attribute[Any], value: object)
 
 
 def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
-    return None if value is None else dict(value)
+    """A copy of a mapping; anything else is left for the validator to refuse."""
+    return dict(value) if isinstance(value, Mapping) else value
 
 
 @attrs.frozen(kw_only=True)

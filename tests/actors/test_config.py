@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from actors import (
     KINDS,
@@ -305,6 +307,8 @@ BAD = [
     ({"breaker": {"record_exception": "all"}}, "breaker.record_exception", "all"),
     # combinations
     ({"cost": -1}, "cost", -1),
+    ({"costs": "llm"}, "costs", "llm"),
+    ({"costs": False}, "costs", False),
     ({"limits": {"a": {"kind": "gcra", "emission_interval": 1}}, "costs": {"b": 1}}, "costs.b", 1),
     ({"limits": {"deadline": {"kind": "gcra", "emission_interval": 1}}}, "limits.deadline", None),
 ]
@@ -373,3 +377,42 @@ def test_documented_toml_example_loads() -> None:
     assert sorted(services) == ["db", "llm", "search", "tools"]
     assert services["tools"].breaker is None
     assert services["llm"].limiter_cost() == {"requests": 1, "tokens": 0}
+
+
+_SECTIONS = ["preset", "classifier", "retry", "breaker", "limiter", "limits", "bulkhead"]
+_SECTIONS += ["adaptive", "cost", "costs", "tokens", "zzz"]
+_FIELDS = ["attempts", "timeout", "backoff_initial", "budget_ratio", "kind", "rate", "period"]
+_FIELDS += ["capacity", "limit", "emission_interval", "burst_tolerance", "open_duration"]
+_FIELDS += ["failure_rate_threshold", "minimum_calls", "max_concurrent", "requests", "tokens"]
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 10**20),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from(["llm", "database", "mcp", "http", "token_bucket", "gcra", "sliding_window"]),
+    st.text(max_size=6),
+)
+_values = st.recursive(
+    _scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(_FIELDS) | st.text(max_size=4), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(_SECTIONS), _values, max_size=5))
+def test_any_table_loads_or_raises_a_config_error_inside_it(table: dict[str, Any]) -> None:
+    """Whatever a file holds, a service's table loads or raises ConfigError naming a
+    field under `services.<name>`."""
+    error: ConfigError | None = None
+    try:
+        services = load_services_config({"services": {"svc": table}})
+    except ConfigError as exc:
+        error = exc
+    if error is None:
+        assert isinstance(services["svc"], ResilienceConfig)
+    else:
+        assert error.field.startswith("services.svc")
