@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 import random
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -444,6 +445,36 @@ def test_parse_duration(text: str, seconds: float | None) -> None:
 def test_parse_server_delay(headers: dict[str, str], seconds: float | None) -> None:
     """Server delay headers are read in precedence order; bad values are ignored."""
     assert parse_server_delay(headers) == seconds
+
+
+_DELAY_HEADERS = [
+    "retry-after",
+    "retry-after-ms",
+    "date",
+    "x-ratelimit-reset-requests",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-reset-tokens",
+    "x-ratelimit-remaining-tokens",
+]
+_DELAY_VALUES = st.one_of(
+    st.text(max_size=30),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.integers(-(10**400), 10**400).map(str),
+    st.sampled_from(["0", "1e400", "-1", "6m0s", "1h2m3.5s", ".5ms", "1..s", "9" * 400 + "h"]),
+    st.datetimes().map(lambda d: d.strftime("%a, %d %b %Y %H:%M:%S GMT")),
+    st.just("Mon, 01 Dec 2025 10:00:00 GMT"),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(_DELAY_HEADERS) | st.text(max_size=10), _DELAY_VALUES))
+def test_any_headers_give_a_sane_server_delay_or_none(headers: dict[str, str]) -> None:
+    """Whatever the headers say, the delay is None or a finite number of seconds >= 0."""
+    delay = parse_server_delay(headers)
+    assert delay is None or (math.isfinite(delay) and delay >= 0)
+    for text in headers.values():
+        duration = parse_duration(text)
+        assert duration is None or (math.isfinite(duration) and duration >= 0)
 
 
 def test_server_delay_reads_retry_after_attribute() -> None:
