@@ -19,6 +19,7 @@ import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import supervisor as sv
 from actors import Secret, Service, ServiceConfig, open_actor
 from actors._redact import Redactor, one_line, redact, redact_headers
 from actors.resilience import RetryPolicy
@@ -177,6 +178,45 @@ async def test_a_provider_echoing_the_key_never_leaks_it() -> None:
     assert ready.status_code == 503
     assert len(texts) > 40
     assert "invalid_api_key" in "".join(texts)  # the provider's code is kept, redacted
+    found = {echo for text in texts for echo in leaked(text)}
+    assert not found, [text for text in texts if leaked(text)][:3]
+
+
+async def test_tree_dumps_and_the_dashboard_never_show_the_key() -> None:
+    """After every hostile failure under a supervisor, the tree dumps (text, Mermaid,
+    snapshot), /tree, /dashboard and /metrics hold no echo of the key."""
+    texts: list[str] = []
+    async with serve_mock_llm() as server:
+        services = {client.name: llm_service(client.name, client) for client in clients(server)}
+        spec = sv.SupervisorSpec(
+            id="agent",
+            children=[sv.ChildSpec(id=name, factory=svc.actor) for name, svc in services.items()],
+        )
+        with captured_output() as output:
+            async with sv.start(spec) as sup, open_health_monitor() as monitor:
+                for name in services:
+                    for failure in (hostile(401), hostile(429), hostile(529, "stream_error")):
+                        server.control.default = failure
+                        with pytest.raises(Exception) as info:
+                            await sup.ref(name).call(ChatRequest.user("x", stream=True), timeout=5)
+                        texts += exception_texts(info.value)
+                    monitor.add(
+                        name,
+                        sup.ref(name).probe,
+                        HealthConfig(interval=600, failures_to_degrade=1, failures_to_unhealthy=1),
+                    )
+                    server.control.models_endpoint = False
+                    await monitor.probe_now(name)
+                texts += [sup.dump(), sup.mermaid(), repr(sup.tree()), repr(sup)]
+                app = health_app(monitor, tree=sup, services=services)
+                transport = httpx2.ASGITransport(app=app)
+                async with httpx2.AsyncClient(transport=transport, base_url="http://h") as http:
+                    pages = [await http.get(path) for path in ("/tree", "/dashboard", "/metrics")]
+                server.control.default = Behaviour()
+        texts += [page.text for page in pages]
+        texts.append(output.getvalue())
+    assert [page.status_code for page in pages] == [200, 200, 200]
+    assert pages[0].text.count('"failed":3') >= 2  # the dumps came after every failure
     found = {echo for text in texts for echo in leaked(text)}
     assert not found, [text for text in texts if leaked(text)][:3]
 
