@@ -6,12 +6,15 @@ Run: python tests/benchmarks/service_throughput.py [--quick] [--json PATH]
    a fixed latency L; a ServiceActor with a pool of P connections is driven by 10 x P
    concurrent callers for a few seconds. The bound is P / L requests per second; the
    target is >= 0.95 of it.
-2. Overhead: a ServiceActor (the LLM kind's pipeline: retry with its attempt timeout,
-   breaker with slow-call timing, pool; its own actor config) around an in-process
-   echo client, against two bare baselines in the same run, interleaved: a `ref.call`
-   to an echo actor handling as many messages at once (the concurrent hop; target
+2. Overhead: a ServiceActor (the LLM kind's pipeline: retry, breaker with slow-call
+   timing, latency recording, pool; its own actor config) around an in-process echo
+   client, against two bare baselines in the same rounds, interleaved: a `ref.call` to
+   an echo actor handling as many messages at once (the concurrent hop; target
    <= 1.25x), and a sequential echo actor (the cheapest hop; target <= 2x). The load
-   is CPU-bound (16 callers, no latency), so the cost per call is exposed.
+   is CPU-bound (16 callers, no latency), so the cost per call is exposed. Costs are
+   CPU time per call (process time: other tenants of a shared machine are left out),
+   ratios are taken within each round, and the report gives min / median / max over
+   the rounds.
 Both per backend.
 """
 
@@ -102,6 +105,7 @@ async def throughput(seconds: float) -> float:
 
 
 async def per_call(make: Any, calls: int) -> float:
+    """Microseconds of this process's CPU time per call, 16 callers at once."""
     actor, config = make()
     async with open_actor(actor, config=config) as ref:
         per_caller = calls // (2 * POOL)
@@ -110,12 +114,14 @@ async def per_call(make: Any, calls: int) -> float:
             for i in range(per_caller):
                 await ref.call(i)
 
+        for i in range(100):  # warm: the pool's connections, the first worker tasks
+            await ref.call(i)
         gc.collect()
-        start = time.perf_counter()
+        start = time.process_time()
         async with anyio.create_task_group() as tg:
             for _ in range(2 * POOL):
                 tg.start_soon(caller)
-        return (time.perf_counter() - start) / (per_caller * 2 * POOL) * 1e6
+        return (time.process_time() - start) / (per_caller * 2 * POOL) * 1e6
 
 
 def service_actor() -> tuple[Actor[int, int], ActorConfig]:
@@ -135,39 +141,49 @@ def sequential_echo() -> tuple[Actor[int, int], ActorConfig]:
     return SequentialEcho(), ActorConfig()
 
 
-async def measure(seconds: float, calls: int, repeats: int) -> dict[str, float]:
+def _spread(values: list[float]) -> dict[str, float]:
+    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+
+
+def _fmt(spread: dict[str, float]) -> str:
+    return f"{spread['min']:.2f}/{spread['median']:.2f}/{spread['max']:.2f}"
+
+
+async def measure(seconds: float, calls: int, rounds: int) -> dict[str, Any]:
     fraction = await throughput(seconds)
     bare, sequential, ours = [], [], []
-    for _ in range(repeats):
+    for _ in range(rounds):  # interleaved: every variant sees the same noise
         bare.append(await per_call(echo, calls))
         sequential.append(await per_call(sequential_echo, calls))
         ours.append(await per_call(service_actor, calls))
-    service = statistics.median(ours)
     return {
         "throughput_fraction_of_bound": fraction,
         "bare_concurrent_call_us": statistics.median(bare),
         "bare_sequential_call_us": statistics.median(sequential),
-        "service_call_us": service,
-        "vs_concurrent": service / statistics.median(bare),
-        "vs_sequential": service / statistics.median(sequential),
+        "service_call_us": statistics.median(ours),
+        "vs_concurrent": _spread([s / b for s, b in zip(ours, bare, strict=True)]),
+        "vs_sequential": _spread([s / b for s, b in zip(ours, sequential, strict=True)]),
     }
 
 
 def main() -> int:
     args = parse_args(__doc__, quick_help="a second of load, few calls")
-    seconds, calls, repeats = (1.0, 4_000, 3) if args.quick else (5.0, 40_000, 5)
-    report: dict[str, Any] = {"pool": POOL, "latency_s": LATENCY, "backends": {}}
+    seconds, calls, rounds = (1.0, 4_000, 3) if args.quick else (5.0, 40_000, 7)
+    report: dict[str, Any] = {"pool": POOL, "latency_s": LATENCY, "rounds": rounds}
+    report["backends"] = {}
+    print(f"per-call CPU time, medians; ratios min/median/max over {rounds} rounds")
     print(
         f"{'backend':8} {'throughput/bound':>17} {'concurrent us':>14} {'sequential us':>14}"
-        f" {'service us':>11} {'vs conc.':>9} {'vs seq.':>8}"
+        f" {'service us':>11} {'vs conc.':>15} {'vs seq.':>15}"
     )
     for backend in ("asyncio", "trio"):
-        m = anyio.run(measure, seconds, calls, repeats, backend=backend)
+        m = anyio.run(measure, seconds, calls, rounds, backend=backend)
         report["backends"][backend] = m
         print(
             f"{backend:8} {m['throughput_fraction_of_bound']:17.3f}"
             f" {m['bare_concurrent_call_us']:14.2f} {m['bare_sequential_call_us']:14.2f}"
-            f" {m['service_call_us']:11.2f} {m['vs_concurrent']:9.2f} {m['vs_sequential']:8.2f}"
+            f" {m['service_call_us']:11.2f} {_fmt(m['vs_concurrent']):>15}"
+            f" {_fmt(m['vs_sequential']):>15}"
         )
     print(
         "targets: throughput >= 0.95 of P/L; a service call <= 1.25x a bare concurrent"
