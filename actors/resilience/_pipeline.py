@@ -82,7 +82,7 @@ import anyio
 import attrs
 
 from actors._classify import Classifier, ErrorClass, headers_of, mark
-from actors._clock import current_clock, deadline_scope
+from actors._clock import Clock, current_clock, deadline_scope
 from actors._clock import now as _now
 from actors._envelope import DEADLINE_VAR, current_correlation_id, current_deadline
 from actors._errors import (
@@ -353,8 +353,13 @@ class Pipeline:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         deadline: float | None,
+        clock: Clock | None = None,
     ) -> T:
-        """`run` with keyword arguments for the operation (the decorators' entry point)."""
+        """`run` with keyword arguments for the operation (the decorators' entry point).
+
+        `clock` is the running loop's (`actors._clock.current_clock()`), for a caller
+        that holds it already (a service actor): looked up otherwise.
+        """
         if observing() and type(fn) is not Attempts:  # traces or metrics: each attempt seen
             observed = observe(self, fn, args, kwargs, deadline)
             if observed is not None:
@@ -365,7 +370,8 @@ class Pipeline:
         bulkhead = self._bulkhead
         held = False
         try:
-            clock = current_clock()
+            if clock is None:
+                clock = current_clock()
             overall = self._overall
             ends = _INF if overall is None else clock() + overall
             if bulkhead is not None:

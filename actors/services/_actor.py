@@ -32,6 +32,7 @@ import anyio
 import attrs
 
 from actors._actor import Actor
+from actors._clock import Clock, current_clock
 from actors._errors import ActorError, ConfigError, ServiceUnavailable
 from actors._kinds import ServiceKind, kind_named
 from actors._latency import LatencyRecorder
@@ -467,6 +468,7 @@ class ServiceActor(Actor[Req, Resp]):
         self.max_concurrency = config.max_concurrency or config.pool.max_size
         self.pool: Pool[Any] | None = None
         self._call = service.pipeline.call
+        self._clock: Clock | None = None  # the loop's, from the start on
 
     def crashes_on(self, exc: Exception) -> bool:
         """Documented failures (service errors, refusals, timeouts: every `ActorError`) go
@@ -483,6 +485,7 @@ class ServiceActor(Actor[Req, Resp]):
         """Holds the client's resources and the connection pool while the actor runs."""
         service = self.service
         service.incarnations += 1
+        self._clock = current_clock()  # (the pipeline would look it up per request)
         pool_config = service.config.pool
         if pool_config.broken_on is None:
             pool_config = attrs.evolve(pool_config, broken_on=self.client.connection_broken)
@@ -499,7 +502,7 @@ class ServiceActor(Actor[Req, Resp]):
     def handle(self, msg: Req) -> Coroutine[Any, Any, Resp]:
         """Performs one request through the service's pipeline. (Returns the pipeline's
         coroutine for the worker to await: one coroutine frame less per request.)"""
-        return self._call(self._send, (msg,), {}, None)
+        return self._call(self._send, (msg,), {}, None, self._clock)
 
     async def _send(self, request: Req) -> Resp:
         """One attempt: borrow a connection, send (an `Unsettled` reply returns the
