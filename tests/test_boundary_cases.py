@@ -1,4 +1,4 @@
-"""The boundary cases of issue 12 end to end: a hostile provider on loopback sending the
+"""Boundary cases end to end: a hostile provider on loopback sending the
 exact bytes that once crashed the LLM service actor, and callers and configs that were
 once accepted. Each failing call gets its documented error, no actor crashes, and the
 same actor answers the next call (both backends)."""

@@ -1,4 +1,4 @@
-"""The call contracts issue 11 promises, at the level a user sees them.
+"""The call contracts, at the level a user sees them.
 
 Each test is one symptom of "two paths for one idea" that the one pipeline fixes,
 driven through `@resilient`, `ref.call` or `sv.start`, on both backends and on
