@@ -172,11 +172,13 @@ class _QueuedDeadlines:
         raise NotImplementedError
 
     def arm(self, slot: Any, deadline: float, timeout: float) -> bool:
-        """Registers `slot` to time out at `deadline` (exactly `now() + timeout`).
+        """Registers `slot` to time out at `deadline` (normally `now() + timeout`).
 
         Returns:
             True if armed: then `await park(slot)`; False if this kernel already serves
-            its maximum of timeout values: then use `wait`.
+            its maximum of timeout values, or if `deadline` is earlier than the last one
+            queued for `timeout` (the queue is FIFO: a caller that waited before arming,
+            for mailbox room say, would sit behind later deadlines): then use `wait`.
         """
         queue = self._queues.get(timeout)
         if queue is None:
@@ -187,6 +189,8 @@ class _QueuedDeadlines:
         entries = queue.entries
         while entries and entries[0][1].done():
             entries.popleft()
+        if entries and entries[-1][0] > deadline:
+            return False
         if queue.timer_idle:
             queue.start_timer(deadline)
         entries.append((deadline, slot))

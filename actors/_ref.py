@@ -404,9 +404,6 @@ class ActorRef(Generic[Req, Resp]):
             mailbox = cell.mailbox
             if not mailbox.push(env, False):  # no room
                 await self._wait_for_room(cell, cell.call_full, deadline)
-                # Time passed: the deadline is no longer `now + timeout`, so it must not
-                # join the FIFO queue (it would sit behind later deadlines).
-                own_deadline = False
                 mailbox.push(env)
             try:
                 if own_deadline and kernel.arm(slot, deadline, timeout):
