@@ -13,6 +13,7 @@ Each request takes the next scripted outcome (then `Backend.default`):
 default is the LLM kind, whose classifier judges every outcome unless one is given.
 `scripted_function(backend, **layers)` is the same client's request as a plain async
 function under `@resilient(**layers)`, so one script can drive both surfaces.
+`Held(name, release)` answers each request once `release` is set (in-flight gauges).
 """
 
 from __future__ import annotations
@@ -196,3 +197,18 @@ def scripted_function(backend: Backend, **layers: Any) -> ResilientFunction[[Any
         return await client.request(conn, request)
 
     return call
+
+
+class Held(ServiceClient[None, str, str]):
+    """Answers each request once `release` is set."""
+
+    def __init__(self, name: str, release: anyio.Event) -> None:
+        super().__init__(name)
+        self.release = release
+
+    async def connect(self) -> None:
+        return None
+
+    async def request(self, conn: None, request: str) -> str:
+        await self.release.wait()
+        return request

@@ -9,27 +9,13 @@ import anyio
 import pytest
 
 import supervisor as sv
-from actors import Actor, Service, ServiceClient, ServiceConfig, open_actor
+from actors import Actor, Service, ServiceConfig, open_actor
 from actors.resilience import BreakerConfig, TokenBucket
 from tests.actors.scripted import settle
+from tests.actors.services.fake import Held
 from tests.actors.tracing.conftest import Telemetry
 
 pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
-
-
-class Held(ServiceClient[None, str, str]):
-    """Answers each request once `release` is set."""
-
-    def __init__(self, name: str, release: anyio.Event) -> None:
-        super().__init__(name)
-        self.release = release
-
-    async def connect(self) -> None:
-        return None
-
-    async def request(self, conn: None, request: str) -> str:
-        await self.release.wait()
-        return request
 
 
 def points(telemetry: Telemetry, name: str) -> dict[tuple[tuple[str, Any], ...], float]:

@@ -15,7 +15,6 @@ import supervisor as sv
 from actors import (
     ActorConfig,
     Service,
-    ServiceClient,
     ServiceConfig,
     ServiceError,
     serve_asgi,
@@ -26,6 +25,7 @@ from actors.testing import serve_mock_llm
 from supervisor.groups import ServiceGroup, member
 from supervisor.health import health_app, open_health_monitor
 from tests.actors.scripted import settle
+from tests.actors.services.fake import Held
 from tests.supervisor.health.dashboard_tree import HELLO, find, running_tree
 
 pytestmark = pytest.mark.anyio
@@ -84,21 +84,6 @@ async def test_metrics_expose_the_limit_its_bounds_and_drops_by_actor_path() -> 
         ("actorvisor_concurrency_in_flight", "agent/mini"): 0.0,
         ("actorvisor_concurrency_drops_total", "agent/mini"): 1.0,
     }
-
-
-class Held(ServiceClient[None, str, str]):
-    """Answers each request once `release` is set."""
-
-    def __init__(self, name: str, release: anyio.Event) -> None:
-        super().__init__(name)
-        self.release = release
-
-    async def connect(self) -> None:
-        return None
-
-    async def request(self, conn: None, request: str) -> str:
-        await self.release.wait()
-        return request
 
 
 @pytest.mark.virtual_time
