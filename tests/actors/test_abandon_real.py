@@ -7,9 +7,7 @@ a missing server fails the run.
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,23 +16,12 @@ import pytest
 
 from actors import CallTimeout, PoolConfig, Secret, Service, ServiceConfig, open_actor
 from actors.services.sql import PostgresClient, Query, SQLiteClient
-from actors.testing import PostgresServer, PostgresUnavailable, local_postgres
+from actors.testing import PostgresServer
 
 pytestmark = pytest.mark.anyio
 
 CALL_TIMEOUT = 1.0
 PROMPT = 1.0  # seconds; the hung statement alone would hold the connection 3 s longer
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    try:
-        with local_postgres() as server:
-            yield server
-    except PostgresUnavailable as exc:
-        if os.environ.get("REQUIRE_SERVICES") == "1":
-            pytest.fail(f"REQUIRE_SERVICES=1 but PostgreSQL is unavailable: {exc}")
-        pytest.skip(f"PostgreSQL is unavailable: {exc}")
 
 
 def one_connection(name: str, client: Any) -> Service[Any, Any]:

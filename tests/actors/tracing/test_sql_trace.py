@@ -3,8 +3,6 @@ throw-away PostgreSQL server (both backends)."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +11,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from actors import QueryError, Secret, Service, ServiceConfig, open_actor
 from actors.resilience import RetryPolicy
 from actors.services.sql import PostgresClient, Query, SQLiteClient, Transaction
-from actors.testing import PostgresServer, PostgresUnavailable, local_postgres
+from actors.testing import PostgresServer
 from tests.actors.services.sql_replies import SQLService
 from tests.actors.tracing.conftest import Telemetry, attributes, texts
 
@@ -97,17 +95,6 @@ async def test_db_client_operation_duration(tmp_path: Path, telemetry: Telemetry
             ("error.type", "SQLITE_ERROR"),
         ): 1,
     }
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    try:
-        with local_postgres() as server:
-            yield server
-    except PostgresUnavailable as exc:
-        if os.environ.get("REQUIRE_SERVICES") == "1":
-            pytest.fail(f"REQUIRE_SERVICES=1 but PostgreSQL is unavailable: {exc}")
-        pytest.skip(f"PostgreSQL is unavailable: {exc}")
 
 
 async def test_postgres_spans_name_the_database_and_server(
