@@ -38,13 +38,16 @@ Cost: whether a provider is set is one read of a module global per call (the API
 own, read without calling into the API), so with tracing off a call makes no span
 object at all. Under a parent span that is not sampled, no span is made either: its
 decision stands (what the SDK's default parent-based sampler would decide), while its
-context still travels and is injected, so downstream services see it.
+context still travels and is injected, so downstream services see it. So the sampler is
+asked once per new trace: a span the library starts unsampled travels in a context of
+its own type (`_Unsampled`), which the handler's pipeline reads as the decision.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeAlias, TypeVar
 
 import attrs
@@ -89,6 +92,7 @@ AttributeValue: TypeAlias = str | bool | int | float | Sequence[str] | Sequence[
 
 _NAME: Final = "actorvisor"
 _CLIENT: Final = None if _trace is None else _trace.SpanKind.CLIENT
+_NonRecordingSpan: Final = None if _trace is None else _trace.NonRecordingSpan
 _API_GLOBAL: Final = _trace is not None and hasattr(_trace, "_TRACER_PROVIDER")
 """Whether the API keeps its global provider where we read it: None until the
 application sets one, read without calling into the API (this check runs on every call;
@@ -217,12 +221,17 @@ def _version() -> str | None:
 
 
 def observing() -> bool:
-    """Whether spans or metrics are being recorded (a tracer or meter provider is set).
+    """Whether a pipeline call here has something to record: spans (a tracer provider is
+    set and no unsampled parent span is current) or metrics (a meter provider is set).
 
-    One frame while both are off: it runs on every pipeline call.
+    One frame while both are off, and under an unsampled parent without metrics: it runs
+    on every pipeline call.
     """
     if _state.tracer is not None:
-        return True
+        ctx = _current()
+        if type(ctx) is not _Unsampled and _parent(ctx) != _UNSAMPLED:
+            return True
+        return _otel_metrics.meter() is not None
     if _state.quiet and _trace._TRACER_PROVIDER is None and _otel_metrics.unset():
         return False
     return tracer() is not None or _otel_metrics.meter() is not None
@@ -261,15 +270,26 @@ _SAMPLED: Final = 2
 _MAX_DECIDED: Final = 256
 _decided: dict[int, tuple[Any, int]] = {}
 
+if _context is not None:
+
+    class _Unsampled(_context.Context):
+        """A context holding a span the library started that is not sampled: its type is
+        the decision, read by the handler's pipeline (no span is made under it). A
+        context derived from it (another span set in it) is a plain `Context` again."""
+
+    (_SPAN_KEY,) = _trace.set_span_in_context(_trace.INVALID_SPAN, _context.Context())
+
 
 def _parent(ctx: Any) -> int:
     """What `ctx` holds: no span, an unsampled one, or a sampled one.
 
-    Decisions about contexts without a sampled span are remembered by the context's
-    identity (contexts are immutable; a caller's stays the same across its calls): the
-    API's lookup costs about a tenth of a service call. Sampled ones are not, so no
-    recording span is kept alive here.
+    Decisions about the application's contexts without a sampled span are remembered by
+    the context's identity (contexts are immutable; a caller's stays the same across its
+    calls): the API's lookup costs about a tenth of a service call. Sampled ones are
+    not, so no recording span is kept alive here.
     """
+    if type(ctx) is _Unsampled:
+        return _UNSAMPLED
     entry = _decided.get(id(ctx))
     if entry is not None and entry[0] is ctx:
         return entry[1]
@@ -277,21 +297,19 @@ def _parent(ctx: Any) -> int:
     if parent.is_valid and parent.trace_flags.sampled:
         return _SAMPLED
     kind = _UNSAMPLED if parent.is_valid else _ROOT
-    _remember(ctx, kind)
-    return kind
-
-
-def _remember(ctx: Any, kind: int) -> None:
     if len(_decided) >= _MAX_DECIDED:
         _decided.clear()
     _decided[id(ctx)] = (ctx, kind)
+    return kind
 
 
 def start_call(found: Tracer, actor: str, msg: object, cid: object) -> tuple[Span | None, Any]:
     """Starts the caller's span of one `ActorRef.call` (`cid`: its correlation id).
 
     Returns:
-        The span (None under an unsampled parent) and the context the envelope carries.
+        The span to end (None under an unsampled parent, or when it is the API's
+        non-recording span, whose `end` does nothing) and the context the envelope
+        carries (`_Unsampled` when the span is not sampled).
     """
     ctx = _current()
     if _parent(ctx) == _UNSAMPLED:
@@ -306,10 +324,17 @@ def start_call(found: Tracer, actor: str, msg: object, cid: object) -> tuple[Spa
             "actorvisor.correlation_id": str(cid),
         },
     )
-    carried = _trace.set_span_in_context(span, ctx)
-    if not span.get_span_context().trace_flags.sampled:
-        _remember(carried, _UNSAMPLED)  # its handler's attempts ask about this context
-    return span, carried
+    carried = _carry(span, ctx)
+    return (None if type(span) is _NonRecordingSpan else span), carried
+
+
+def _carry(span: Span, ctx: Any) -> Any:
+    """The context holding `span` over `ctx`: an `_Unsampled` one unless it is sampled
+    and records (the API's non-recording span, a sampler's drop or a no-op tracer's,
+    has nothing recorded under it)."""
+    if type(span) is _NonRecordingSpan or not span.get_span_context().trace_flags.sampled:
+        return _Unsampled({**ctx, _SPAN_KEY: span})
+    return _context.Context({**ctx, _SPAN_KEY: span})
 
 
 def capture() -> Any:
@@ -334,15 +359,28 @@ def _no_context(value: Any = None) -> Any:  # pragma: no cover - no context trav
     raise RuntimeError("opentelemetry-api is not installed")
 
 
-# The configured runtime context's own methods, one frame less than the API's functions
-# (they run on every traced message); the API's functions where it has none.
-_runtime: Any = getattr(_context, "_RUNTIME_CONTEXT", _context)
-_current: Callable[[], Any] = _no_context if _context is None else _runtime.get_current
-attach: Callable[[Any], Any] = _no_context if _context is None else _runtime.attach
-"""Makes a context current (an envelope's, while its handler runs); returns the token."""
-detach: Callable[[Any], None] = _no_context if _context is None else _context.detach
-"""Restores the context current before `attach` returned the token (the API's: a
-failure is logged by it, never raised into the actor loop)."""
+def _runtime_methods() -> tuple[Callable[[], Any], Callable[[Any], Any], Callable[[Any], None]]:
+    """How the current context is read, attached and detached (they run on every traced
+    message): the `ContextVar` of the API's own runtime context, whose methods are
+    exactly its (no Python frame at all); another runtime's methods; the API's functions
+    where it exposes no runtime."""
+    runtime: Any = getattr(_context, "_RUNTIME_CONTEXT", None)
+    if runtime is None:
+        return _context.get_current, _context.attach, _context.detach
+    from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
+
+    var = getattr(runtime, "_current_context", None)
+    if type(runtime) is ContextVarsRuntimeContext and isinstance(var, ContextVar):
+        return var.get, var.set, var.reset
+    return runtime.get_current, runtime.attach, runtime.detach
+
+
+_current, attach, detach = (
+    (_no_context, _no_context, _no_context) if _context is None else _runtime_methods()
+)
+"""`attach` makes a context current (an envelope's, while its handler runs) and returns
+the token; `detach` restores the context current before `attach` returned it (in the
+same task, as the actor loop does)."""
 
 
 def add_event(name: str, attributes: Mapping[str, AttributeValue]) -> None:
@@ -406,7 +444,7 @@ class Attempts:
             }
             kind = _CLIENT if operation.kind == "client" else _trace.SpanKind.INTERNAL
             span = found.start_span(operation.name, kind=kind, attributes=attributes)
-            token = _context.attach(_trace.set_span_in_context(span))
+            token = attach(_trace.set_span_in_context(span))
         start = _now() if measured else 0.0
         try:
             result = await self._fn(*args, **kwargs)
@@ -415,7 +453,7 @@ class Attempts:
             if failure is None:
                 failure = {"error.type": error_type(exc)}
             if span is not None:
-                _context.detach(token)
+                detach(token)
                 if span.is_recording():
                     _failed(span, failure)
                 span.end()
@@ -424,7 +462,7 @@ class Attempts:
             raise
         except BaseException:  # cancelled: no outcome, no failure
             if span is not None:
-                _context.detach(token)
+                detach(token)
                 span.end()
             raise
         recording = span is not None and span.is_recording()
@@ -432,7 +470,7 @@ class Attempts:
         if recording or measured:
             outcome = self._safely("describe_result", self._describer.outcome, result)
         if span is not None:
-            _context.detach(token)
+            detach(token)
             if recording and outcome:
                 span.set_attributes(outcome)
             span.end()
@@ -510,18 +548,23 @@ async def _rooted(
     kwargs: dict[str, Any],
     deadline: float | None,
 ) -> Any:
+    ctx = _current()
     root = found.start_span(
         pipeline.name,
-        kind=_trace.SpanKind.INTERNAL,
-        attributes={"actorvisor.service": pipeline.name},
+        ctx,
+        _trace.SpanKind.INTERNAL,
+        {"actorvisor.service": pipeline.name},
     )
-    token = _context.attach(_trace.set_span_in_context(root))
+    carried = _carry(root, ctx)
+    if type(carried) is _Unsampled:
+        attempts._tracer = None  # not sampled: no span under it
+    token = attach(carried)
     try:
         result = await pipeline.call(attempts, args, kwargs, deadline)
     except BaseException as exc:
-        _context.detach(token)
+        detach(token)
         end_span(root, exc)
         raise
-    _context.detach(token)
+    detach(token)
     root.end()
     return result
