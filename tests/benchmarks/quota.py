@@ -27,17 +27,13 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import time
-import urllib.request
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +42,7 @@ import anyio
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.benchmarks._cli import parse_args, write_json
+from tests.benchmarks._provider import provider
 
 if TYPE_CHECKING:
     from actors import Service
@@ -55,20 +52,6 @@ if TYPE_CHECKING:
 WORKERS = 50
 LATENCY = 0.05
 MODEL = "mock"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-async def _serve(port: int) -> None:
-    from actors.testing import MockLLM, serve_mock_llm
-
-    async with serve_mock_llm(MockLLM(latency=LATENCY), port=port):
-        await anyio.sleep(math.inf)
 
 
 def _prompt(rng: random.Random) -> str:
@@ -346,35 +329,6 @@ def provider_limits(window: float) -> dict[str, float]:
     return {"requests": 1_200.0 * window / 60, "tokens": 120_000.0 * window / 60}
 
 
-@contextmanager
-def provider(starting: Callable[[], None] | None = None) -> Iterator[str]:
-    """Runs the mock provider in its own process; yields its URL once it serves.
-
-    Args:
-        starting: Called while the process starts (other setup that can overlap it).
-    """
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, __file__, "--serve", str(port)],
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
-    )
-    try:
-        if starting is not None:
-            starting()
-        url = f"http://127.0.0.1:{port}"
-        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        for _ in range(100):  # until it answers (an open port is not enough)
-            try:
-                with direct.open(f"{url}/health", timeout=0.5):
-                    break
-            except OSError:
-                time.sleep(0.1)
-        yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-
-
 def print_rows(title: str, rows: dict[str, dict[str, Any]]) -> None:
     """Prints one scenario's table (one row per client)."""
     print(f"\n{title}")
@@ -402,7 +356,7 @@ def main() -> int:
         "workers": WORKERS,
         "scenarios": {},
     }
-    with provider() as url:
+    with provider(LATENCY) as url:
         for name, full in (("cold", False), ("full", True)):
             rows = anyio.run(scenario, url, name, full, window, seconds, limits)
             report["scenarios"][name] = rows
@@ -417,7 +371,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--serve":
-        anyio.run(_serve, int(sys.argv[2]))
-    else:
-        sys.exit(main())
+    sys.exit(main())

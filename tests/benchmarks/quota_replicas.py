@@ -48,14 +48,15 @@ import anyio
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.benchmarks._cli import parse_args, write_json
+from tests.benchmarks._provider import provider
 from tests.benchmarks.quota import (
+    LATENCY,
     WORKERS,
     Tally,
     drive,
     fill,
     llm_service,
     print_rows,
-    provider,
     provider_limits,
     reset_provider,
     serving,
@@ -400,7 +401,7 @@ def main() -> int:
             def form_cluster() -> None:  # while the provider and the replicas start
                 clusters.append(stack.enter_context(redis_cluster(masters=3, replicas=1)))
 
-            url = stack.enter_context(provider(form_cluster))
+            url = stack.enter_context(provider(LATENCY, form_cluster))
             cluster = clusters[0]
             group.send([{"cluster": cluster.url}] * REPLICAS)
             group.receive()  # every replica connected to the cluster
