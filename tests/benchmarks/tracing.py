@@ -1,7 +1,7 @@
 """What tracing costs a `ServiceActor` call: off, a no-op SDK, an SDK that samples nothing,
 a recording SDK.
 
-Run: python tests/benchmarks/tracing.py [--quick] [--json PATH]
+Run: python tests/benchmarks/tracing.py [--quick] [--json PATH] [--instructions]
 
 For each backend, in one process, rounds interleaved so that the settings share the
 machine's noise, it measures the CPU time per call (process time / calls, 16 callers)
@@ -35,9 +35,10 @@ caller, opened with the same SDK, so that its cost is shared by all its calls). 
 SDK's own part of a new trace is priced alone in the same rounds: its `start_span` of
 an unsampled root, the context around it and its end, with no library involved.
 Ratios are a setting's cost / off within each round; the report gives min / median /
-max over the rounds. Target: no-op and unsampled <= 1.10x off (tracing on with an SDK
-that records nothing costs at most 10 % of a service call). Ratios are reported, never
-enforced.
+max over the rounds. ``--instructions`` counts instructions per call instead (callgrind,
+deterministic to about 1 %; about 20 minutes). Target: no-op and unsampled <= 1.10x off
+(tracing on with an SDK that records nothing costs at most 10 % of a service call).
+Ratios are reported, never enforced.
 """
 
 from __future__ import annotations
