@@ -444,7 +444,7 @@ class Attempts:
             }
             kind = _CLIENT if operation.kind == "client" else _trace.SpanKind.INTERNAL
             span = found.start_span(operation.name, kind=kind, attributes=attributes)
-            token = attach(_trace.set_span_in_context(span))
+            token = attach(_carry(span, _current()))
         start = _now() if measured else 0.0
         try:
             result = await self._fn(*args, **kwargs)
