@@ -137,12 +137,9 @@ def _load(path: Path, factories: Mapping[str, Any]) -> tuple[SupervisorSpec, lis
     document = tomllib.loads(text)  # it parsed above
     services = load_services_config(document) if "services" in document else {}
     groups = load_groups_config(document) if "groups" in document else {}
-    for group, group_spec in groups.items():
-        for member, _weight in group_spec.members:
-            if services and member not in services:
-                raise ConfigError(
-                    f"groups.{group}.members.{member}", member, "names no [services] table"
-                )
+    if services:
+        for group, group_spec in groups.items():
+            group_spec.check_members(services, field=f"groups.{group}.members")
     return spec, list(services), list(groups)
 
 

@@ -33,7 +33,7 @@ unknown keys refused, and every error a `ConfigError` naming the dotted field
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from typing import Any, Final, Literal, get_args
 
 import attrs
@@ -315,6 +315,16 @@ class GroupSpec:
 
     config: GroupConfig = attrs.field(factory=GroupConfig, validator=instance_of(GroupConfig))
     members: tuple[tuple[str, float], ...] = attrs.field(default=(), validator=_weight)
+
+    def check_members(self, known: Container[str], *, field: str = "members") -> None:
+        """Checks that every member names a `known` service.
+
+        Raises:
+            ConfigError: The first member that names none (field ``{field}.{name}``).
+        """
+        for name, _weight in self.members:
+            if name not in known:
+                raise ConfigError(f"{field}.{name}", name, "names no service")
 
 
 for _cls in (Routing, FailoverPolicy, HedgePolicy, StreamRecovery):

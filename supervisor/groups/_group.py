@@ -333,12 +333,11 @@ class ServiceGroup:
             ConfigError: A member naming no service (``members.<name>``), or as the
                 constructor.
         """
-        members = []
-        for service_name, weight in spec.members:
-            service = services.get(service_name)
-            if service is None:
-                raise ConfigError(f"members.{service_name}", service_name, "names no service")
-            members.append(GroupMember(id=service_name, service=service, weight=weight))
+        spec.check_members(services)
+        members = [
+            GroupMember(id=service_name, service=services[service_name], weight=weight)
+            for service_name, weight in spec.members
+        ]
         return cls(name, members, spec.config, **options)
 
     # -- the tree ------------------------------------------------------------------------
