@@ -93,32 +93,26 @@ async def test_fail_open_starts_an_outage_from_each_replicas_own_use(
             assert await admitted_now(idle, "k", bucket, 20) == 10
 
 
-async def test_fail_open_counts_charges_made_through_redis_locally(
-    redis_server: RedisServer,
+@pytest.mark.parametrize(
+    ("operation", "units", "left"),
+    [("charge", 6.0, 4), ("resync", 4.0, 2)],
+    ids=["charge", "resync"],
+)
+async def test_fail_open_mirrors_what_redis_was_told_locally(
+    redis_server: RedisServer, operation: str, units: float, left: int
 ) -> None:
-    """A charge (a reconciled reservation) made while Redis answers also uses this
-    replica's local share, so the outage that follows admits only what is left of it."""
+    """What Redis is told while it answers also applies to this replica's local share,
+    so the outage that follows admits only what is left of it: a charge (a reconciled
+    reservation) of 6 uses it (20 / 2 - 6 = 4); a resync from the provider's headers to
+    4 remaining lowers it to 1/N of them (2 replicas: 2)."""
     bucket = TokenBucket.per_hour(20)
     async with open_redis_stores(url=redis_server.url, app=new_app(), **FAST) as stores:
         store = stores.limiter_store(FailurePolicy.fail_open(replicas=2))
-        await store.charge("k", "k", bucket, 6.0, now=anyio.current_time())
+        tell = store.charge if operation == "charge" else store.resync
+        await tell("k", "k", bucket, units, now=anyio.current_time())
         with capture_events():
             redis_server.kill()
-            assert await admitted_now(store, "k", bucket, 10) == 4
-
-
-async def test_fail_open_applies_a_resync_made_through_redis_locally(
-    redis_server: RedisServer,
-) -> None:
-    """A resync from the provider's headers made while Redis answers lowers the local
-    share to 1/N of the remaining units too (4 remaining, 2 replicas: 2 locally)."""
-    bucket = TokenBucket.per_hour(20)
-    async with open_redis_stores(url=redis_server.url, app=new_app(), **FAST) as stores:
-        store = stores.limiter_store(FailurePolicy.fail_open(replicas=2))
-        await store.resync("k", "k", bucket, 4.0, now=anyio.current_time())
-        with capture_events():
-            redis_server.kill()
-            assert await admitted_now(store, "k", bucket, 10) == 2
+            assert await admitted_now(store, "k", bucket, 10) == left
 
 
 async def test_fail_closed_rejects_within_the_deadline(redis_server: RedisServer) -> None:

@@ -9,9 +9,10 @@ from typing import Any
 import anyio
 import pytest
 
-from actors import Service, ServiceClient, ServiceConfig, ServiceResponseError, open_actor
+from actors import Service, ServiceConfig, ServiceResponseError, open_actor
 from actors.resilience import AdaptiveConcurrency
 from tests.actors.scripted import settle
+from tests.actors.services.fake import Held
 from tests.actors.tracing.conftest import Telemetry
 
 pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
@@ -19,21 +20,13 @@ pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 _names = itertools.count()
 
 
-class Overloaded(ServiceClient[None, str, str]):
+class Overloaded(Held):
     """Answers "shed" with a 503; holds any other request until `release` is set."""
-
-    def __init__(self, name: str, release: anyio.Event) -> None:
-        super().__init__(name)
-        self.release = release
-
-    async def connect(self) -> None:
-        return None
 
     async def request(self, conn: None, request: str) -> str:
         if request == "shed":
             raise ServiceResponseError(self.name, 503)
-        await self.release.wait()
-        return request
+        return await super().request(conn, request)
 
 
 def adaptive_service(release: anyio.Event) -> Service[str, str]:
